@@ -1,0 +1,111 @@
+"""File I/O every stage shares: atomic Parquet writes, shard listing, compressed streams.
+
+A file is written to a temporary name in the same folder and renamed into place only
+when complete, so a crash or kill never leaves a half-written file that a rerun would
+trust (readers ignore the `.tmp-*` names).
+"""
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PARQUET_COMPRESSION = "zstd"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_parquet(table: pa.Table, path: str | os.PathLike, row_group_size: int | None = None) -> Path:
+    """Write `table` atomically as Parquet (zstd) and return the final path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression=PARQUET_COMPRESSION, row_group_size=row_group_size)
+    return path
+
+
+def write_json(obj, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def list_shards(folder: str | os.PathLike, pattern: str = "part-*.parquet") -> list[Path]:
+    """Sorted complete shards in `folder` (temporary files never match)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(pattern) if not p.name.startswith(".tmp-"))
+
+
+def read_shards(paths, columns: list[str] | None = None) -> pa.Table:
+    tables = [pq.read_table(p, columns=columns) for p in paths]
+    if not tables:
+        raise FileNotFoundError("no shards to read")
+    return pa.concat_tables(tables)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def open_compressed(path: str | os.PathLike) -> IO[bytes]:
+    """Open a local file as a binary stream, decompressing gzip, zstd or bz2 by magic bytes."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.open(path, "rb")
+    if magic[:3] == b"BZh":
+        return bz2.open(path, "rb")
+    if magic == b"\x28\xb5\x2f\xfd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True, closefd=True)
+    return open(path, "rb")
+
+
+def text_bytes(table: pa.Table, column: str = "text") -> int:
+    """UTF-8 bytes of a string column (Arrow stores UTF-8, so this is the data buffer size)."""
+    import pyarrow.compute as pc
+
+    if table.num_rows == 0:
+        return 0
+    return int(pc.sum(pc.binary_length(table.column(column))).as_py() or 0)
