@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 from pipeline.clean.config import CleanConfig
 from pipeline.dedup.config import DedupConfig
@@ -35,7 +35,7 @@ class Recipe(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    sources: list[SourceConfig] = Field(min_length=1)
+    sources: list[SerializeAsAny[SourceConfig]] = Field(min_length=1)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)

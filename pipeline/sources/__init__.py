@@ -27,9 +27,9 @@ def source_types() -> list[str]:
 def _load_builtin():
     if _REGISTRY:
         return
-    from pipeline.sources import files, python_env  # noqa: F401  (modules register themselves)
+    from pipeline.sources import files  # noqa: F401  (modules register themselves)
 
-    for optional in ("hf", "http", "warc", "commoncrawl"):
+    for optional in ("python_env", "hf", "http", "warc", "commoncrawl"):
         try:
             __import__(f"pipeline.sources.{optional}")
         except ModuleNotFoundError as e:
