@@ -96,10 +96,47 @@ def open_compressed(path: str | os.PathLike) -> IO[bytes]:
     if magic[:3] == b"BZh":
         return bz2.open(path, "rb")
     if magic == b"\x28\xb5\x2f\xfd":
+        return io.BufferedReader(_ZstdReader(open(path, "rb")), buffer_size=1 << 20)
+    return open(path, "rb")
+
+
+class _ZstdReader(io.RawIOBase):
+    """Streaming zstd decompression (any number of frames) that raises EOFError when the
+    input ends inside a frame; zstandard's own stream_reader returns a silent short read."""
+
+    def __init__(self, raw: IO[bytes], chunk: int = 1 << 20):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True, closefd=True)
-    return open(path, "rb")
+        self._raw, self._chunk, self._zstd = raw, chunk, zstandard.ZstdDecompressor()
+        self._dobj = self._zstd.decompressobj()
+        self._pending = b""
+        self._in_frame = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        while not self._pending:
+            data = self._dobj.unused_data if self._dobj.eof else b""
+            if self._dobj.eof:
+                self._dobj = self._zstd.decompressobj()  # next frame
+                self._in_frame = False
+            if not data:
+                data = self._raw.read(self._chunk)
+                if not data:
+                    if self._in_frame:
+                        raise EOFError("zstd stream ended before the end of its frame (truncated file)")
+                    return 0
+            self._in_frame = True
+            self._pending = self._dobj.decompress(data)
+        n = min(len(buf), len(self._pending))
+        buf[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self):
+        self._raw.close()
+        super().close()
 
 
 def text_bytes(table: pa.Table, column: str = "text") -> int:
