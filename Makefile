@@ -1,0 +1,44 @@
+# opencorpus: `make corpus && make train` builds the default corpus and trains on it.
+# RECIPE=path picks another recipe; WORKERS sets parallel shards.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RECIPE ?= recipes/default.yaml
+WORKERS ?= 2
+# Keep Prefect's state in the project, and its telemetry off (there is no network to send it to).
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+NAME = $(shell $(BIN)/python -c "import yaml,sys; print(yaml.safe_load(open('$(RECIPE)'))['name'])")
+
+.PHONY: venv corpus train eval test test-fast serve clean-data
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+corpus: venv
+	$(BIN)/opencorpus run $(RECIPE) --workers $(WORKERS)
+
+train: venv
+	$(BIN)/opencorpus train --recipe $(RECIPE)
+	$(BIN)/opencorpus eval runs/$(NAME)
+
+eval: venv
+	$(BIN)/opencorpus eval runs/$(NAME)
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
+
+serve: venv
+	$(BIN)/prefect server start
+
+clean-data:
+	rm -rf data runs

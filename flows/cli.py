@@ -1,0 +1,156 @@
+"""`opencorpus` command line: build corpora, train and evaluate models, write data cards.
+
+    opencorpus run RECIPE.yaml [--output DIR] [--workers N]
+    opencorpus train --data DIR --out RUN_DIR [--preset NAME] [--max-steps N] [trainer flags...]
+    opencorpus train --recipe RECIPE.yaml            (data/<name> -> runs/<name>, options from the recipe's train:)
+    opencorpus eval RUN_DIR [--data DIR]
+    opencorpus export RUN_DIR --hf OUT_DIR
+    opencorpus card DIR
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _quiet_prefect_defaults():
+    # No network here and nothing to report to: keep Prefect's telemetry off by default.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def cmd_run(args) -> int:
+    _quiet_prefect_defaults()
+    from flows.corpus import run_corpus
+
+    manifest = run_corpus(args.recipe, args.output, args.workers)
+    stages = manifest["stages"]
+    for name, s in stages.items():
+        if "docs_in" in s:
+            print(f"{name:>9}: {s['docs_in']:>8,} in {s['docs_out']:>8,} out {s['docs_rejected']:>7,} rejected  {s['seconds']:7.1f} s")
+    return 0
+
+
+def _recipe_train_defaults(recipe_path: str) -> tuple[list[str], str, str]:
+    from pipeline.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path)
+    extra: list[str] = []
+    for key, value in recipe.train.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            if value:
+                extra.append(flag)
+        else:
+            extra += [flag, str(value)]
+    return extra, f"data/{recipe.name}", f"runs/{recipe.name}"
+
+
+def cmd_train(args, rest: list[str]) -> int:
+    from model.train import main as train_main
+
+    argv = list(rest)
+    if args.recipe:
+        extra, data, out = _recipe_train_defaults(args.recipe)
+        argv = extra + argv  # flags given on the command line come last and win
+        if "--data" not in argv:
+            argv += ["--data", data]
+        if "--out" not in argv:
+            argv += ["--out", out]
+    train_main(argv)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from model.evaluate import evaluate
+
+    result = evaluate(args.run_dir, data_dir=args.data)
+    shown = {k: result[k] for k in ("val_loss", "val_perplexity", "val_bits_per_byte", "tokens_seen") if k in result}
+    print(json.dumps(shown, indent=2))
+    _append_model_to_card(Path(args.run_dir))
+    return 0
+
+
+def _append_model_to_card(run_dir: Path):
+    """Record the evaluated run in its corpus's data card, when the card module supports it."""
+    from pipeline import card
+
+    if hasattr(card, "add_model_entry"):
+        card.add_model_entry(run_dir)
+
+
+def cmd_export(args) -> int:
+    from model.export import export_hf
+
+    export_hf(args.run_dir, args.hf)
+    print(f"exported {args.run_dir} to {args.hf}")
+    return 0
+
+
+def cmd_card(args) -> int:
+    from pipeline import card
+
+    path = Path(args.dir) / "README.md"
+    if not path.is_file():
+        print(f"{args.dir}: no data card (README.md); build the corpus first", file=sys.stderr)
+        return 2
+    print(path.read_text(encoding="utf-8"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="opencorpus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="build a corpus from a recipe (Prefect flow)")
+    r.add_argument("recipe")
+    r.add_argument("--output", "-o", default=None, help="output folder (default data/<recipe name>)")
+    r.add_argument("--workers", "-w", type=int, default=2, help="shards processed at once")
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("train", help="train the bundled model on a corpus (other flags go to the trainer; see --help there)",
+                       add_help=False)
+    t.add_argument("--recipe", default=None, help="take data/out folders and train: options from this recipe")
+    t.set_defaults(func=cmd_train, passthrough=True)
+
+    e = sub.add_parser("eval", help="evaluate a run on its corpus's validation tokens")
+    e.add_argument("run_dir")
+    e.add_argument("--data", default=None, help="corpus folder (default: the one the run trained on)")
+    e.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser("export", help="export a run as a Hugging Face transformers model folder")
+    x.add_argument("run_dir")
+    x.add_argument("--hf", required=True, help="output folder")
+    x.set_defaults(func=cmd_export)
+
+    c = sub.add_parser("card", help="show a corpus's data card")
+    c.add_argument("dir")
+    c.set_defaults(func=cmd_card)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):
+        return args.func(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        # Recipe and input errors already name the file and field; a traceback adds nothing.
+        from pipeline.recipe import RecipeError
+
+        if isinstance(e, (RecipeError, FileNotFoundError)):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
