@@ -87,7 +87,8 @@ def format_errors(e: ValidationError) -> str:
         for item in err["loc"]:
             loc += f"[{item}]" if isinstance(item, int) else (f".{item}" if loc else str(item))
         msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
+        # messages from our own validators already start with the field's path
+        parts.append(f"{loc}: {msg}" if loc and not msg.startswith(loc) else msg)
     return "; ".join(parts)
 
 
