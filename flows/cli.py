@@ -26,7 +26,7 @@ def cmd_run(args) -> int:
     _quiet_prefect_defaults()
     from flows.corpus import run_corpus
 
-    manifest = run_corpus(args.recipe, args.output, args.workers)
+    manifest = run_corpus(args.recipe, args.output, args.workers, args.cards_dir or None)
     stages = manifest["stages"]
     for name, s in stages.items():
         if "docs_in" in s:
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("recipe")
     r.add_argument("--output", "-o", default=None, help="output folder (default data/<recipe name>)")
     r.add_argument("--workers", "-w", type=int, default=2, help="shards processed at once")
+    r.add_argument("--cards-dir", default="data_cards", help="also copy the data card here as <name>.md ('' for no copy)")
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("train", help="train the bundled model on a corpus (other flags go to the trainer; see --help there)",

@@ -59,13 +59,16 @@ def tokenize_task(out_dir: Path, recipe: Recipe, workers: int) -> dict:
 
 
 @task(name="card")
-def card_task(out_dir: Path, recipe: Recipe, manifest: dict) -> str:
-    return str(card_mod.write_card(out_dir, manifest, data_cards_dir=Path("data_cards")))
+def card_task(out_dir: Path, manifest: dict, cards_dir: str | None) -> str:
+    return str(card_mod.write_card(out_dir, manifest, data_cards_dir=Path(cards_dir) if cards_dir else None))
 
 
 @flow(name="corpus", log_prints=True)
-def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2) -> dict:
-    """Build the corpus a recipe describes; returns the manifest."""
+def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2, cards_dir: str | None = "data_cards") -> dict:
+    """Build the corpus a recipe describes; returns the manifest.
+
+    The data card is written to the output folder as README.md and copied to
+    `cards_dir/<name>.md` (None: no copy)."""
     log = get_run_logger()
     recipe = load_recipe(recipe_path)
     out_dir = Path(output) if output else default_output(recipe)
@@ -96,7 +99,7 @@ def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2) -
     if broken:
         raise RuntimeError("documents unaccounted for: " + "; ".join(broken))
     write_json(manifest, out_dir / "manifest.json")
-    card_path = card_task(out_dir, recipe, manifest)
+    card_path = card_task(out_dir, manifest, cards_dir)
     create_markdown_artifact(key=f"funnel-{_artifact_key(recipe.name)}", markdown=card_mod.funnel_markdown(manifest),
                              description=f"Funnel of corpus {recipe.name}")
     log.info("corpus written to %s (card %s)", out_dir, card_path)
@@ -118,7 +121,7 @@ def _artifact_key(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name.lower())
 
 
-def run_corpus(recipe_path: str, output: str | None = None, workers: int = 2) -> dict:
+def run_corpus(recipe_path: str, output: str | None = None, workers: int = 2, cards_dir: str | None = "data_cards") -> dict:
     """Run the corpus flow with a task runner sized to `workers`."""
     runner = ProcessPoolTaskRunner(max_workers=workers) if workers > 1 else ThreadPoolTaskRunner(max_workers=1)
-    return corpus_flow.with_options(task_runner=runner)(recipe_path, output, workers)
+    return corpus_flow.with_options(task_runner=runner)(recipe_path, output, workers, cards_dir)

@@ -1,0 +1,157 @@
+"""The whole path through the real Prefect flow: recipe -> corpus folder -> trained model -> eval.
+
+One small recipe over files in ../shared/corpora, built once per session through the
+temporary Prefect API, then checked against the foundation's contracts.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipeline.io import list_shards
+from pipeline.schema import CLEAN_SCHEMA, DOC_SCHEMA, REJECTED_SCHEMA
+
+
+@pytest.fixture(scope="session")
+def e2e_recipe(tmp_path_factory, shared_corpora) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    classic = shared_corpora / "classic"
+    recipe = {
+        "name": "e2e-small",
+        "description": "WikiText-2 and -103 validation articles, Botchan twice, a CC sample: known duplicates.",
+        "sources": [
+            {"name": "wt2", "type": "text", "license": "CC-BY-SA-3.0", "paths": [str(classic / "wikitext-2_valid.txt")],
+             "separator_regex": r"^ = [^=].* = $"},
+            {"name": "wt103", "type": "text", "license": "CC-BY-SA-3.0", "paths": [str(classic / "wikitext-103_valid.txt")],
+             "separator_regex": r"^ = [^=].* = $"},
+            {"name": "botchan", "type": "text", "license": "public-domain", "paths": [str(classic / "botchan_en.txt")],
+             "separator": "\n\n\n"},
+            {"name": "botchan_copy", "type": "text", "license": "public-domain", "paths": [str(classic / "botchan_en.txt")],
+             "separator": "\n\n\n"},
+            {"name": "cc", "type": "jsonl", "license": "CC-ToU", "paths": [str(shared_corpora / "web" / "dolma_cc_en_head-0091.jsonl.gz")]},
+        ],
+        "ingest": {"shard_docs": 40},
+        "tokenize": {"vocab_size": 2048, "val_fraction": 0.1, "seed": 7},
+    }
+    path = root / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def corpus(e2e_recipe, prefect_api, tmp_path_factory) -> Path:
+    from flows.corpus import run_corpus
+
+    root = tmp_path_factory.mktemp("e2e-out")
+    run_corpus(str(e2e_recipe), str(root / "corpus"), workers=2, cards_dir=str(root / "cards"))
+    return root / "corpus"
+
+
+def test_manifest_conservation_and_rejections(corpus):
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    assert len(manifest["recipe_hash"]) == 64 and manifest["versions"]["pyarrow"]
+    rejected = pl.read_parquet(list_shards(corpus / "rejected", "*.parquet"))
+    for name in ("ingest", "clean", "dedup", "tokenize"):
+        s = manifest["stages"][name]
+        for key in ("docs_in", "docs_out", "docs_rejected", "bytes_in", "bytes_out", "seconds"):
+            assert key in s, (name, key)
+        assert s["docs_in"] == s["docs_out"] + s["docs_rejected"], name
+        assert rejected.filter(pl.col("stage") == name).height == s["docs_rejected"], name
+    # stages chain: what one stage emits, the next receives
+    st = manifest["stages"]
+    assert st["clean"]["docs_in"] == st["ingest"]["docs_out"]
+    assert st["dedup"]["docs_in"] == st["clean"]["docs_out"]
+    assert st["tokenize"]["docs_in"] == st["dedup"]["docs_out"]
+    assert rejected.filter(pl.col("reason").is_null() | (pl.col("reason") == "")).height == 0
+
+
+def test_shard_schemas(corpus):
+    for folder, schema in (("documents", DOC_SCHEMA), ("clean", CLEAN_SCHEMA), ("dedup", CLEAN_SCHEMA)):
+        shards = list_shards(corpus / folder)
+        assert shards, folder
+        for p in shards:
+            assert pq.read_schema(p).remove_metadata().equals(schema), (folder, p)
+    for p in list_shards(corpus / "rejected", "*.parquet"):
+        assert pq.read_schema(p).remove_metadata().equals(REJECTED_SCHEMA)
+    clusters = pl.read_parquet(list_shards(corpus / "clusters"))
+    assert {"id", "cluster_id", "kept"} <= set(clusters.columns)
+
+
+def test_known_duplicates_removed(corpus):
+    dedup_rej = pl.read_parquet(list_shards(corpus / "rejected", "dedup-*.parquet"))
+    kept_ids = set(pl.read_parquet(list_shards(corpus / "dedup"), columns=["id"])["id"])
+    # Botchan was listed twice: each chapter survives exactly once.
+    botchan = [i for i in kept_ids if i.startswith(("botchan/", "botchan_copy/"))]
+    chapters = {i.split("#")[1] for i in botchan}
+    assert len(botchan) == len(chapters) > 5
+    exact = dedup_rej.filter(pl.col("filter") == "exact_duplicate")
+    assert exact.height >= len(chapters)
+    assert set(exact["duplicate_of"]) <= kept_ids
+    # WikiText-103 repeats WikiText-2's articles (different <unk> masking): near duplicates found.
+    near = dedup_rej.filter(pl.col("filter") == "near_duplicate")
+    wt_pairs = near.filter(pl.col("id").str.starts_with("wt") & pl.col("duplicate_of").str.starts_with("wt"))
+    assert wt_pairs.height >= 10
+
+
+def test_token_shards_readable_everywhere(corpus):
+    import datasets
+
+    train = [str(p) for p in list_shards(corpus / "tokens" / "train")]
+    val = [str(p) for p in list_shards(corpus / "tokens" / "val")]
+    assert train and val
+    ds = datasets.load_dataset("parquet", data_files={"train": train, "validation": val})
+    assert set(ds["train"].column_names) >= {"id", "input_ids", "n_tokens"}
+    lf = pl.scan_parquet(train)
+    total = lf.select(pl.col("n_tokens").sum()).collect().item()
+    assert total == sum(len(x) for x in ds["train"]["input_ids"])
+    n = duckdb.sql(f"select count(*) from read_parquet({train!r})").fetchone()[0]
+    assert n == ds["train"].num_rows
+    # train and val are disjoint and together hold every kept document
+    kept = set(pl.read_parquet(list_shards(corpus / "dedup"), columns=["id"])["id"])
+    assert set(ds["train"]["id"]).isdisjoint(ds["validation"]["id"])
+    assert set(ds["train"]["id"]) | set(ds["validation"]["id"]) == kept
+
+
+def test_tokenizer_round_trip_and_eot(corpus):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(corpus / "tokenizer.json"))
+    eot = tok.token_to_id("<|endoftext|>")
+    docs = pl.read_parquet(list_shards(corpus / "dedup"), columns=["id", "text"])
+    tokens = pl.read_parquet(list_shards(corpus / "tokens" / "train") + list_shards(corpus / "tokens" / "val"))
+    joined = docs.join(tokens, on="id").head(50)
+    for text, ids in zip(joined["text"], joined["input_ids"]):
+        ids = list(ids)
+        assert ids[-1] == eot and eot not in ids[:-1]
+        assert tok.decode(ids[:-1], skip_special_tokens=False) == text
+
+
+def test_data_card_written(corpus):
+    card = (corpus / "README.md").read_text()
+    assert card.startswith("---\n")
+    for section in ("## Sources", "## Processing funnel", "e2e-small", "opencorpus run"):
+        assert section in card
+    assert (corpus.parent / "cards" / "e2e-small.md").read_text() == card
+
+
+def test_short_training_run_loss_falls(corpus, tmp_path):
+    from model.evaluate import evaluate
+    from model.train import train
+
+    run = tmp_path / "run"
+    summary = train(str(corpus), str(run), preset="cpu-tiny", max_steps=40)
+    metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    assert len(losses) >= 10
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
+    result = evaluate(str(run))
+    for key in ("val_loss", "val_perplexity", "val_bits_per_byte", "tokens_seen"):
+        assert key in result
+    assert json.loads((run / "eval.json").read_text())["val_loss"] == pytest.approx(result["val_loss"])
+    assert (run / "report.md").exists()
