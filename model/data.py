@@ -1,0 +1,330 @@
+"""Token shards in, fixed-length training sequences out.
+
+`model/` knows a corpus folder only through its documented schema:
+
+    DATA/tokens/train/part-*.parquet   id: string, input_ids: list<uint16|uint32>, n_tokens: int32
+    DATA/tokens/val/part-*.parquet     (same; each document already ends with end-of-text)
+    DATA/tokens/index.json             vocab_size, eot_id, pad_id, [mask_id], totals, shards (+ sha256)
+    DATA/tokenizer.json                Hugging Face `tokenizers` file with <|endoftext|>
+    DATA/manifest.json                 the corpus manifest (its sha256 and recipe_hash go into the run)
+
+Training order: every epoch draws a seeded permutation of the shards; each shard's
+documents are concatenated (end-of-text tokens keep the boundaries) and cut into
+sequences of T+1 tokens that overlap by one (inputs and shifted targets), and the
+sequences are visited in a seeded permutation. Under DDP, rank r takes every
+world_size-th sequence of each shard. The position (epoch, shard cursor, sequence
+cursor) is all a checkpoint needs to resume the stream exactly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+EOT_TOKEN = "<|endoftext|>"
+
+
+class DataError(ValueError):
+    """The corpus folder cannot be trained on; the message names the file and the problem."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _index_shard_entries(obj, out: dict[str, dict]):
+    """Collect {file name: entry} for every dict in index.json that names a shard file.
+
+    The tokenize stage owns index.json's exact layout; we only rely on shard entries being
+    dicts with a path-like key and (optionally) sha256 / n_tokens / n_docs.
+    """
+    if isinstance(obj, dict):
+        name = next((obj[k] for k in ("path", "file", "name", "shard") if isinstance(obj.get(k), str)), None)
+        if name and name.endswith(".parquet"):
+            out[name] = obj
+        for v in obj.values():
+            _index_shard_entries(v, out)
+    elif isinstance(obj, list):
+        for v in obj:
+            _index_shard_entries(v, out)
+
+
+@dataclass
+class Shard:
+    path: Path
+    split: str
+    n_tokens: int
+    n_docs: int
+    sha256: str | None
+
+    def record(self) -> dict:
+        return {"split": self.split, "path": f"tokens/{self.split}/{self.path.name}", "n_tokens": self.n_tokens,
+                "n_docs": self.n_docs, "sha256": self.sha256}
+
+
+@dataclass
+class Corpus:
+    """A validated corpus folder: shards, vocabulary facts, tokenizer and provenance."""
+
+    root: Path
+    index: dict
+    vocab_size: int
+    eot_id: int
+    pad_id: int | None
+    mask_id: int | None
+    train: list[Shard] = field(default_factory=list)
+    val: list[Shard] = field(default_factory=list)
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.root / "tokenizer.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def tokenizer(self):
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(self.tokenizer_path))
+
+    def provenance(self) -> dict:
+        """What the run records so every result points back to the corpus that made it."""
+        manifest_sha = recipe_hash = None
+        if self.manifest_path.exists():
+            manifest_sha = sha256_file(self.manifest_path)
+            try:
+                recipe_hash = json.loads(self.manifest_path.read_text(encoding="utf-8")).get("recipe_hash")
+            except (json.JSONDecodeError, AttributeError):
+                recipe_hash = None
+        return {
+            "data_dir": str(self.root.resolve()),
+            "manifest_sha256": manifest_sha,
+            "recipe_hash": recipe_hash,
+            "tokenizer_sha256": sha256_file(self.tokenizer_path),
+            "index_sha256": sha256_file(self.root / "tokens" / "index.json"),
+            "vocab_size": self.vocab_size,
+            "eot_id": self.eot_id,
+            "train_tokens": sum(s.n_tokens for s in self.train),
+            "val_tokens": sum(s.n_tokens for s in self.val),
+            "shards": [s.record() for s in self.train + self.val],
+        }
+
+
+def _read_shard_facts(path: Path, split: str, entry: dict | None) -> Shard:
+    try:
+        meta = pq.read_metadata(path)
+        schema = pq.read_schema(path)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise DataError(f"token shard {path} cannot be read as Parquet: {e}") from e
+    if "input_ids" not in schema.names:
+        raise DataError(f"token shard {path} has no input_ids column (columns: {schema.names})")
+    t = schema.field("input_ids").type
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not pa.types.is_integer(t.value_type):
+        raise DataError(f"token shard {path}: input_ids must be a list of integers, got {t}")
+    if "n_tokens" in schema.names:
+        n_tokens = int(pc.sum(pq.read_table(path, columns=["n_tokens"]).column("n_tokens")).as_py() or 0)
+    else:
+        n_tokens = int(pc.sum(pc.list_value_length(pq.read_table(path, columns=["input_ids"]).column(0))).as_py() or 0)
+    return Shard(path=path, split=split, n_tokens=n_tokens, n_docs=meta.num_rows,
+                 sha256=(entry or {}).get("sha256"))
+
+
+def open_corpus(data_dir, need_val: bool = False) -> Corpus:
+    """Check a corpus folder and describe it; every problem is a DataError naming the file."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"corpus folder {root} does not exist")
+    index_path = root / "tokens" / "index.json"
+    if not index_path.exists():
+        raise DataError(f"{index_path} is missing: run the tokenize stage first")
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{index_path} is not valid JSON: {e}") from e
+    for key in ("vocab_size", "eot_id"):
+        if not isinstance(index.get(key), int):
+            raise DataError(f"{index_path} lacks the integer field {key!r}")
+
+    tok_path = root / "tokenizer.json"
+    if not tok_path.exists():
+        raise DataError(f"{tok_path} is missing")
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(tok_path))
+    except Exception as e:
+        raise DataError(f"{tok_path} cannot be loaded by tokenizers: {e}") from e
+    if tok.get_vocab_size() != index["vocab_size"]:
+        raise DataError(
+            f"tokenizer mismatch: {tok_path} has {tok.get_vocab_size()} tokens but {index_path} says "
+            f"vocab_size={index['vocab_size']}"
+        )
+    if tok.token_to_id(EOT_TOKEN) != index["eot_id"]:
+        raise DataError(
+            f"tokenizer mismatch: {tok_path} maps {EOT_TOKEN} to {tok.token_to_id(EOT_TOKEN)}, "
+            f"{index_path} says eot_id={index['eot_id']}"
+        )
+
+    entries: dict[str, dict] = {}
+    _index_shard_entries(index, entries)
+    corpus = Corpus(root=root, index=index, vocab_size=index["vocab_size"], eot_id=index["eot_id"],
+                    pad_id=index.get("pad_id"), mask_id=index.get("mask_id"))
+    for split in ("train", "val"):
+        folder = root / "tokens" / split
+        listed = {Path(name).name: e for name, e in entries.items()
+                  if e.get("split") == split or split in Path(name).parts}
+        # Shards the index promises must exist: a missing one would silently shrink the data.
+        for name in sorted(listed):
+            if not (folder / name).exists():
+                raise DataError(f"shard {folder / name} is listed in {index_path} but missing")
+        found = sorted(p for p in folder.glob("part-*.parquet") if not p.name.startswith(".tmp-"))
+        setattr(corpus, split, [_read_shard_facts(p, split, listed.get(p.name)) for p in found])
+    if not corpus.train:
+        raise DataError(f"no training shards in {root / 'tokens' / 'train'} (expected part-*.parquet)")
+    if sum(s.n_tokens for s in corpus.train) == 0:
+        raise DataError(f"the training shards in {root / 'tokens' / 'train'} hold no tokens")
+    if need_val and (not corpus.val or sum(s.n_tokens for s in corpus.val) == 0):
+        raise DataError(f"no validation tokens in {root / 'tokens' / 'val'}")
+    return corpus
+
+
+def load_shard_tokens(shard: Shard, vocab_limit: int) -> np.ndarray:
+    """All tokens of one shard as one flat array, documents in file order."""
+    try:
+        col = pq.read_table(shard.path, columns=["input_ids"]).column("input_ids")
+    except Exception as e:
+        raise DataError(f"token shard {shard.path} cannot be read: {e}") from e
+    arr = pc.list_flatten(col).to_numpy()
+    if arr.size and int(arr.max()) >= vocab_limit:
+        bad = int(arr.max())
+        raise DataError(f"token shard {shard.path} holds token id {bad}, beyond the model's vocabulary of {vocab_limit}")
+    return arr
+
+
+def _perm(n: int, *key: int) -> np.ndarray:
+    return np.random.default_rng(list(key)).permutation(n)
+
+
+class TrainSequences:
+    """Endless, seeded, resumable stream of (x, y) batches of shape (batch, T) for one rank."""
+
+    def __init__(self, shards: list[Shard], seq_len: int, batch_size: int, seed: int, vocab_limit: int,
+                 rank: int = 0, world_size: int = 1):
+        self.shards, self.T, self.B = shards, seq_len, batch_size
+        self.seed, self.vocab_limit, self.rank, self.world = seed, vocab_limit, rank, world_size
+        self.epoch, self.shard_cursor, self.seq_cursor = 0, 0, 0
+        self._loaded: tuple | None = None  # (epoch, shard_cursor, tokens, starts for this rank)
+        per_rank = sum(max(0, (s.n_tokens - 1) // seq_len) // world_size for s in shards)
+        if per_rank == 0:
+            total = sum(s.n_tokens for s in shards)
+            raise DataError(
+                f"the training shards hold {total} tokens, too few for one sequence of {seq_len + 1} tokens "
+                f"per rank ({world_size} ranks); lower the context length or add data"
+            )
+        self.sequences_per_epoch = per_rank
+
+    # position ---------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "shard_cursor": self.shard_cursor, "seq_cursor": self.seq_cursor,
+                "seed": self.seed, "seq_len": self.T, "rank": self.rank, "world_size": self.world}
+
+    def load_state_dict(self, s: dict):
+        if s["seq_len"] != self.T or s["seed"] != self.seed:
+            raise ValueError(f"data position was saved for seq_len={s['seq_len']} seed={s['seed']}, "
+                             f"this run has seq_len={self.T} seed={self.seed}")
+        self.epoch, self.shard_cursor, self.seq_cursor = s["epoch"], s["shard_cursor"], s["seq_cursor"]
+        self._loaded = None
+
+    # reading ----------------------------------------------------------------
+    def _current(self):
+        key = (self.epoch, self.shard_cursor)
+        if self._loaded is None or self._loaded[:2] != key:
+            order = _perm(len(self.shards), self.seed, self.epoch)
+            shard_no = int(order[self.shard_cursor])
+            tokens = load_shard_tokens(self.shards[shard_no], self.vocab_limit)
+            # Later epochs cut the shard at another offset, so sequences do not repeat verbatim.
+            offset = 0 if self.epoch == 0 else int(_perm(self.T, self.seed, self.epoch, shard_no, 1)[0])
+            n = max(0, (tokens.size - 1 - offset) // self.T)
+            if n == 0 and offset:
+                offset, n = 0, max(0, (tokens.size - 1) // self.T)
+            starts = offset + self.T * _perm(n, self.seed, self.epoch, shard_no)
+            self._loaded = (*key, tokens, starts[self.rank:: self.world])
+        return self._loaded[2], self._loaded[3]
+
+    def _advance_shard(self):
+        self.shard_cursor += 1
+        self.seq_cursor = 0
+        if self.shard_cursor == len(self.shards):
+            self.epoch, self.shard_cursor = self.epoch + 1, 0
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        picks = []  # (tokens, starts) pieces; a batch may span a shard boundary
+        need = self.B
+        while need:
+            tokens, starts = self._current()
+            take = starts[self.seq_cursor: self.seq_cursor + need]
+            if take.size:
+                picks.append((tokens, take))
+                self.seq_cursor += take.size
+                need -= take.size
+            if self.seq_cursor >= starts.size:
+                self._advance_shard()
+        rows = [tok[s[:, None] + np.arange(self.T + 1)] for tok, s in picks]
+        batch = torch.from_numpy(np.concatenate(rows).astype(np.int64))
+        return batch[:, :-1], batch[:, 1:]
+
+
+class ValSequences:
+    """The validation split as one token stream, cut into sequences of T targets.
+
+    Every token after the first is a target exactly once; the last sequence is padded and
+    its padding targets are ignored (-100). `max_tokens` caps the stream for fast evals.
+    """
+
+    def __init__(self, shards: list[Shard], seq_len: int, vocab_limit: int, max_tokens: int | None = None):
+        parts, total = [], 0
+        for s in shards:
+            arr = load_shard_tokens(s, vocab_limit)
+            if max_tokens is not None and total + arr.size > max_tokens + 1:
+                arr = arr[: max_tokens + 1 - total]
+            parts.append(arr)
+            total += arr.size
+            if max_tokens is not None and total >= max_tokens + 1:
+                break
+        self.tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        if self.tokens.size < 2:
+            raise DataError("the validation split holds fewer than 2 tokens")
+        self.T = seq_len
+
+    @property
+    def n_targets(self) -> int:
+        return int(self.tokens.size - 1)
+
+    def target_ids(self) -> np.ndarray:
+        return self.tokens[1:]
+
+    def batches(self, batch_size: int):
+        T, toks = self.T, self.tokens
+        n_seq = -(-self.n_targets // T)
+        for b0 in range(0, n_seq, batch_size):
+            rows = min(batch_size, n_seq - b0)
+            x = np.zeros((rows, T), dtype=np.int64)
+            y = np.full((rows, T), -100, dtype=np.int64)
+            for r in range(rows):
+                s = (b0 + r) * T
+                seg = toks[s: s + T + 1].astype(np.int64)
+                x[r, : seg.size - 1] = seg[:-1]
+                y[r, : seg.size - 1] = seg[1:]
+            yield torch.from_numpy(x), torch.from_numpy(y)

@@ -1,0 +1,98 @@
+"""A small corpus folder in the documented token-shard layout, for the trainer's tests.
+
+Built from real text (../shared/corpora/classic) with a real `tokenizers` BPE, written
+with pyarrow exactly as the schema says, so the trainer is tested against the contract
+and not against the tokenize stage's code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+CLASSIC = SHARED_CORPORA / "classic"
+EOT = "<|endoftext|>"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def shakespeare_docs(n_chars: int = 200_000, doc_chars: int = 2_000) -> list[str]:
+    text = (CLASSIC / "tinyshakespeare_input.txt").read_text(encoding="utf-8")[:n_chars]
+    docs, cur = [], []
+    size = 0
+    for para in text.split("\n\n"):
+        cur.append(para)
+        size += len(para)
+        if size >= doc_chars:
+            docs.append("\n\n".join(cur))
+            cur, size = [], 0
+    if cur:
+        docs.append("\n\n".join(cur))
+    return docs
+
+
+def train_tokenizer(docs: list[str], vocab_size: int = 512):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT, "<|pad|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(docs, trainer)
+    return tok
+
+
+def write_shards(folder: Path, ids: list[list[int]], doc_ids: list[str], per_shard: int, vocab_size: int):
+    folder.mkdir(parents=True, exist_ok=True)
+    id_type = pa.uint16() if vocab_size <= 65536 else pa.uint32()
+    schema = pa.schema([pa.field("id", pa.string(), nullable=False),
+                        pa.field("input_ids", pa.list_(id_type), nullable=False),
+                        pa.field("n_tokens", pa.int32(), nullable=False)])
+    shards = []
+    for k, s in enumerate(range(0, len(ids), per_shard)):
+        chunk = ids[s: s + per_shard]
+        table = pa.table({"id": doc_ids[s: s + per_shard], "input_ids": chunk,
+                          "n_tokens": [len(x) for x in chunk]}, schema=schema)
+        path = folder / f"part-{k:05d}.parquet"
+        pq.write_table(table, path, compression="zstd")
+        shards.append(path)
+    return shards
+
+
+def make_corpus(out: Path, n_chars: int = 200_000, vocab_size: int = 512, val_every: int = 10,
+                docs_per_shard: int = 30) -> Path:
+    """Write DATA/{tokenizer.json, manifest.json, tokens/{train,val}/part-*.parquet, tokens/index.json}."""
+    out = Path(out)
+    docs = shakespeare_docs(n_chars)
+    tok = train_tokenizer(docs, vocab_size)
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out / "tokenizer.json"))
+    eot = tok.token_to_id(EOT)
+    enc = [e.ids + [eot] for e in tok.encode_batch(docs)]
+    names = [f"shakespeare-{i:05d}" for i in range(len(docs))]
+    val_idx = [i for i in range(len(docs)) if i % val_every == 0]
+    train_idx = [i for i in range(len(docs)) if i % val_every]
+    V = tok.get_vocab_size()
+    entries = []
+    for split, idx in (("train", train_idx), ("val", val_idx)):
+        paths = write_shards(out / "tokens" / split, [enc[i] for i in idx], [names[i] for i in idx],
+                             docs_per_shard, V)
+        for p in paths:
+            entries.append({"split": split, "path": f"{split}/{p.name}", "sha256": _sha(p)})
+    manifest = {"name": "test-shakespeare", "recipe_hash": "test-recipe-0001", "stages": {}}
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    index = {
+        "vocab_size": V, "eot_id": eot, "pad_id": tok.token_to_id("<|pad|>"),
+        "totals": {"train_tokens": sum(len(enc[i]) for i in train_idx),
+                   "val_tokens": sum(len(enc[i]) for i in val_idx)},
+        "shards": entries,
+    }
+    (out / "tokens" / "index.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
+    return out
