@@ -1,0 +1,439 @@
+"""Resumable, verified HTTP downloads into a run's `raw/` folder, with a provenance manifest.
+
+Guarantees:
+- A file appears under its final name only when complete (and verified, when a size or
+  sha256 was given): bytes arrive in `<name>.part`, which is renamed into place at the end.
+- A broken connection resumes with an HTTP Range request guarded by `If-Range` (the ETag
+  or Last-Modified of the first response), so a file that changed on the server restarts
+  from byte 0 instead of splicing two versions. A `.part` left by a killed run resumes the
+  same way on the next run.
+- 429, 5xx and connection errors are retried with capped exponential backoff and jitter.
+  `max_attempts` bounds the failures in a row that made no progress (an attempt that
+  received bytes resets the count, so a flaky link still finishes a large file). Every
+  retry is logged at WARNING on the `pipeline.download` logger.
+- A size or sha256 mismatch raises `ChecksumError` naming the URL; the bytes are deleted
+  and never used. A mismatch after a resume is retried once from byte 0 first (a resume
+  is the one way our own transfer can corrupt a file).
+- Every file gets a line in `raw/MANIFEST.jsonl`: url, path, size, sha256 (always
+  computed), etag, last_modified, fetched_at, license, source. A rerun reuses a file whose
+  bytes still hash to the manifest's (or the expected) sha256 instead of fetching it again.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+from urllib.parse import unquote, urlsplit
+
+import requests
+import urllib3
+
+from pipeline.io import atomic_path, sha256_file
+
+log = logging.getLogger("pipeline.download")
+
+RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+MANIFEST_NAME = "MANIFEST.jsonl"
+
+
+class DownloadError(IOError):
+    """A file could not be fetched; the message names the URL and the last error."""
+
+
+class ChecksumError(DownloadError):
+    """The fetched bytes do not match the expected size or sha256; they were deleted."""
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file to fetch: its URL and, when the publisher gives them, its size and sha256."""
+
+    url: str
+    sha256: str | None = None
+    size: int | None = None
+
+    @classmethod
+    def parse(cls, entry) -> "FileSpec":
+        if isinstance(entry, FileSpec):
+            return entry
+        if isinstance(entry, str):
+            return cls(entry)
+        if isinstance(entry, dict):
+            if "url" not in entry:
+                raise ValueError(f"file entry {entry!r} has no 'url'")
+            sha = entry.get("sha256")
+            return cls(str(entry["url"]), sha.lower() if sha else None, int(entry["size"]) if entry.get("size") is not None else None)
+        # pydantic models (the recipe's UrlEntry)
+        return cls(entry.url, entry.sha256.lower() if entry.sha256 else None, entry.size)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6  # failures in a row without progress before giving up
+    backoff_base: float = 1.0  # seconds before the first retry; doubles each time
+    backoff_max: float = 60.0  # cap on one wait (also caps a server's Retry-After)
+    jitter: float = 0.5  # each wait is multiplied by a uniform factor in [1, 1 + jitter]
+
+    def delay(self, failures: int, retry_after: float | None = None) -> float:
+        d = min(self.backoff_max, self.backoff_base * 2 ** (failures - 1))
+        d *= 1 + random.random() * self.jitter  # spread clients that failed together
+        if retry_after is not None:
+            d = max(d, min(retry_after, self.backoff_max))
+        return d
+
+
+class _Retryable(Exception):
+    def __init__(self, msg: str, retry_after: float | None = None):
+        super().__init__(msg)
+        self.retry_after = retry_after
+
+
+def local_name(url: str) -> Path:
+    """Where a URL's bytes live under raw/: host/path, so different URLs never collide."""
+    parts = urlsplit(url)
+    segments = [unquote(s) for s in parts.path.split("/") if s not in ("", ".", "..")] or ["index"]
+    segments = [re.sub(r"[^A-Za-z0-9._=+-]", "_", s) for s in segments]
+    if parts.query:
+        stem = hashlib.sha256(parts.query.encode()).hexdigest()[:8]
+        segments[-1] = f"{stem}-{segments[-1]}"
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", parts.netloc) or "local"
+    return Path(host, *segments)
+
+
+class RawManifest:
+    """`raw/MANIFEST.jsonl`: one JSON line per fetched URL, rewritten atomically under a
+    file lock so parallel sources (threads or processes) never lose each other's lines."""
+
+    def __init__(self, raw_dir: Path):
+        self.raw_dir = Path(raw_dir)
+        self.path = self.raw_dir / MANIFEST_NAME
+        self._lock = threading.Lock()
+
+    def entries(self) -> dict[str, dict]:
+        if not self.path.exists():
+            return {}
+        out = {}
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                e = json.loads(line)
+                out[e["url"]] = e
+        return out
+
+    def get(self, url: str) -> dict | None:
+        return self.entries().get(url)
+
+    @contextlib.contextmanager
+    def _locked(self):
+        self.raw_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.raw_dir / ".MANIFEST.lock", "a") as lf:
+            fcntl.flock(lf, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lf, fcntl.LOCK_UN)
+
+    def update(self, entry: dict) -> None:
+        with self._locked():
+            entries = self.entries()
+            entries[entry["url"]] = entry
+            with atomic_path(self.path) as tmp:
+                tmp.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for _, e in sorted(entries.items())),
+                               encoding="utf-8")
+
+
+class Downloader:
+    """Fetches FileSpecs into `raw_dir` (see the module docstring for the guarantees)."""
+
+    def __init__(self, raw_dir: str | os.PathLike, *, retry: RetryPolicy | None = None, concurrency: int = 4,
+                 timeout: float = 60.0, license: str | None = None, source: str | None = None,
+                 session: requests.Session | None = None, chunk_size: int = 1 << 20):
+        self.raw_dir = Path(raw_dir)
+        self.retry = retry or RetryPolicy()
+        self.concurrency = max(1, concurrency)
+        self.timeout = timeout
+        self.license = license
+        self.source = source
+        self.chunk_size = chunk_size
+        self.manifest = RawManifest(self.raw_dir)
+        self._session = session
+        self._local = threading.local()
+
+    def _http(self) -> requests.Session:
+        if self._session is not None:
+            return self._session
+        if not hasattr(self._local, "session"):  # requests.Session is not thread-safe: one per thread
+            self._local.session = requests.Session()
+            self._local.session.headers["User-Agent"] = "opencorpus-downloader/0.1"
+        return self._local.session
+
+    # -- many files -------------------------------------------------------------------
+
+    def fetch_all(self, specs: Iterable, *, fail_fast: bool = False) -> list[dict]:
+        """Fetch every spec with at most `concurrency` transfers at a time; return the
+        manifest entries in input order. If any file fails, the others still finish (a rerun
+        then reuses them) and one DownloadError listing every failed URL is raised."""
+        specs = [FileSpec.parse(s) for s in specs]
+        seen = set()
+        for s in specs:
+            if s.url in seen:
+                raise ValueError(f"URL listed twice: {s.url}")
+            seen.add(s.url)
+        results: list[dict | BaseException] = [None] * len(specs)  # type: ignore[list-item]
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="download") as pool:
+            futures = [pool.submit(self.fetch, s) for s in specs]
+            for i, f in enumerate(futures):
+                try:
+                    results[i] = f.result()
+                except DownloadError as e:
+                    results[i] = e
+                    if fail_fast:
+                        for g in futures:
+                            g.cancel()
+                        raise
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            if len(errors) == 1:
+                raise errors[0]
+            kind = ChecksumError if all(isinstance(e, ChecksumError) for e in errors) else DownloadError
+            raise kind(f"{len(errors)} of {len(specs)} downloads failed:\n" + "\n".join(f"  - {e}" for e in errors))
+        return results  # type: ignore[return-value]
+
+    # -- one file ---------------------------------------------------------------------
+
+    def fetch(self, spec) -> dict:
+        spec = FileSpec.parse(spec)
+        dest = self.raw_dir / local_name(spec.url)
+        reused = self._reuse(spec, dest)
+        if reused is not None:
+            return reused
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        info = self._transfer(spec, dest)
+        if info["resumed"] and not self._verified(spec, info):
+            # A resume may have spliced two versions of the file: retry once from byte 0.
+            log.warning("GET %s: checksum mismatch after a resumed transfer; fetching again from byte 0", spec.url)
+            _part(dest).unlink(missing_ok=True)
+            _part_meta(dest).unlink(missing_ok=True)
+            info = self._transfer(spec, dest)
+        part = _part(dest)
+        problem = _mismatch(spec, info)
+        if problem:
+            part.unlink(missing_ok=True)
+            _part_meta(dest).unlink(missing_ok=True)
+            raise ChecksumError(f"{spec.url}: {problem}; the downloaded bytes were deleted and not used")
+        os.replace(part, dest)
+        _part_meta(dest).unlink(missing_ok=True)
+        entry = self._entry(spec, dest, info["size"], info["sha256"], info.get("etag"), info.get("last_modified"),
+                            attempts=info["attempts"], resumed=info["resumed"])
+        self.manifest.update(entry)
+        log.info("fetched %s (%d bytes, sha256 %s)", spec.url, info["size"], info["sha256"][:12])
+        return entry
+
+    def _entry(self, spec: FileSpec, dest: Path, size: int, sha: str, etag, last_modified, **extra) -> dict:
+        return {
+            "url": spec.url,
+            "path": str(dest.relative_to(self.raw_dir.parent)) if self.raw_dir.parent in dest.parents else str(dest),
+            "local_path": str(dest),
+            "size": size,
+            "sha256": sha,
+            "sha256_verified": spec.sha256 is not None,
+            "size_verified": spec.size is not None,
+            "etag": etag,
+            "last_modified": last_modified,
+            "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "license": self.license,
+            "source": self.source,
+            **extra,
+        }
+
+    def _reuse(self, spec: FileSpec, dest: Path) -> dict | None:
+        """A file already in raw/ is reused only if its bytes hash to what we expect."""
+        if not dest.exists():
+            return None
+        previous = self.manifest.get(spec.url)
+        want = spec.sha256 or (previous or {}).get("sha256")
+        if want is None:
+            return None  # nothing to check it against: fetch again
+        size = dest.stat().st_size
+        sha = sha256_file(dest)
+        if sha != want or (spec.size is not None and size != spec.size):
+            log.warning("%s: %s no longer matches its sha256; fetching again", spec.url, dest)
+            dest.unlink()
+            return None
+        entry = dict(previous) if previous else self._entry(spec, dest, size, sha, None, None)
+        entry.update(sha256_verified=spec.sha256 is not None, size_verified=spec.size is not None,
+                     license=self.license, source=self.source, reused=True)
+        if previous != entry:
+            self.manifest.update(entry)
+        return entry
+
+    def _transfer(self, spec: FileSpec, dest: Path) -> dict:
+        """Bring the whole body into `<dest>.part`, resuming and retrying as needed."""
+        part, meta_path = _part(dest), _part_meta(dest)
+        hasher = hashlib.sha256()
+        validator: dict = {}
+        have = 0
+        if part.exists() and meta_path.exists():
+            validator = json.loads(meta_path.read_text())
+            if validator.get("url") == spec.url and (validator.get("etag") or validator.get("last_modified")):
+                have = part.stat().st_size
+                with open(part, "rb") as f:  # a killed run's partial bytes: hash them, then resume
+                    while block := f.read(1 << 20):
+                        hasher.update(block)
+                log.info("GET %s: resuming a previous run's partial file at byte %d", spec.url, have)
+            else:
+                validator = {}
+        if not validator:
+            part.unlink(missing_ok=True)
+        resumed = have > 0
+        failures = attempts = 0
+        while True:
+            attempts += 1
+            before = have
+            try:
+                have, hasher, validator, total, restarted = self._attempt(spec, part, meta_path, have, hasher, validator)
+                resumed = resumed and not restarted
+                if total is not None and have < total:
+                    raise _Retryable(f"connection closed at byte {have} of {total}")
+                return {"size": have, "sha256": hasher.hexdigest(), "etag": validator.get("etag"),
+                        "last_modified": validator.get("last_modified"), "attempts": attempts, "resumed": resumed}
+            except (_Retryable, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    urllib3.exceptions.HTTPError) as e:
+                have = part.stat().st_size if part.exists() else 0
+                # the validator (ETag/Last-Modified) of the response that wrote the partial bytes
+                validator = json.loads(meta_path.read_text()) if have and meta_path.exists() else {}
+                if have < before:
+                    hasher = hashlib.sha256()
+                failures = 1 if have > before else failures + 1  # progress resets the count
+                if failures >= self.retry.max_attempts:
+                    raise DownloadError(f"{spec.url}: giving up after {attempts} attempts "
+                                        f"({failures} in a row without progress); last error: {_short(e)}") from e
+                wait = self.retry.delay(failures, getattr(e, "retry_after", None))
+                resumed = resumed or have > 0
+                log.warning("GET %s: attempt %d failed (%s); %sretrying in %.2f s (%d/%d)", spec.url, attempts,
+                            _short(e), f"resuming at byte {have}, " if have else "", wait, failures,
+                            self.retry.max_attempts)
+                time.sleep(wait)
+
+    def _attempt(self, spec, part: Path, meta_path: Path, have: int, hasher, validator: dict):
+        headers = {"Accept-Encoding": "identity"}  # we want the file's bytes, not a re-encoding
+        if have:
+            headers["Range"] = f"bytes={have}-"
+            if validator.get("etag") and not validator["etag"].startswith("W/"):
+                headers["If-Range"] = validator["etag"]
+            elif validator.get("last_modified"):
+                headers["If-Range"] = validator["last_modified"]
+        with self._http().get(spec.url, headers=headers, stream=True, timeout=self.timeout) as r:
+            if r.status_code in RETRY_STATUS:
+                raise _Retryable(f"HTTP {r.status_code}", _retry_after(r.headers.get("Retry-After")))
+            if r.status_code == 416 and have:  # our partial file is no prefix of theirs: start over
+                part.unlink(missing_ok=True)
+                raise _Retryable("HTTP 416 on resume; restarting from byte 0")
+            if r.status_code not in (200, 206):
+                raise DownloadError(f"{spec.url}: HTTP {r.status_code} {r.reason}")
+            restarted = False
+            if r.status_code == 206:
+                start, total = _content_range(r.headers.get("Content-Range"))
+                if start != have:
+                    raise DownloadError(f"{spec.url}: asked for bytes from {have}, server sent from {start}")
+                mode = "ab"
+            else:  # a full body: the server ignored Range or the file changed (If-Range failed)
+                if have:
+                    log.warning("GET %s: server sent the whole file instead of bytes %d-; restarting", spec.url, have)
+                    restarted = True
+                have, hasher = 0, hashlib.sha256()
+                cl = r.headers.get("Content-Length")
+                total = int(cl) if cl is not None else None
+                validator = {"url": spec.url, "etag": r.headers.get("ETag"), "last_modified": r.headers.get("Last-Modified")}
+                meta_path.write_text(json.dumps(validator))
+                mode = "wb"
+            if spec.size is not None and total is not None and total != spec.size:
+                meta_path.unlink(missing_ok=True)
+                raise ChecksumError(f"{spec.url}: size mismatch: the server reports {total} bytes, expected {spec.size} bytes; not downloaded")
+            with open(part, mode) as f:
+                # raw bytes, never decoded: a .gz served with Content-Encoding: gzip stays the .gz file
+                for chunk in r.raw.stream(self.chunk_size, decode_content=False):
+                    f.write(chunk)
+                    hasher.update(chunk)
+                    have += len(chunk)
+                    if spec.size is not None and have > spec.size:
+                        break  # more bytes than promised: stop; the size check below rejects it
+            return have, hasher, validator, total, restarted
+
+    @staticmethod
+    def _verified(spec: FileSpec, info: dict) -> bool:
+        return not _mismatch(spec, info)
+
+
+def _mismatch(spec: FileSpec, info: dict) -> str | None:
+    if spec.size is not None and info["size"] != spec.size:
+        return f"size mismatch: expected {spec.size} bytes, got {info['size']}"
+    if spec.sha256 is not None and info["sha256"] != spec.sha256:
+        return f"sha256 mismatch: expected {spec.sha256}, got {info['sha256']}"
+    return None
+
+
+def _part(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def _part_meta(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part.json")
+
+
+def _content_range(value: str | None) -> tuple[int, int | None]:
+    m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", value or "")
+    if not m:
+        raise DownloadError(f"unusable Content-Range header {value!r}")
+    return int(m.group(1)), None if m.group(3) == "*" else int(m.group(3))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+def _short(e: BaseException) -> str:
+    s = str(e) or type(e).__name__
+    return s if len(s) < 200 else s[:200] + "..."
+
+
+def fetch_text(url: str, *, retry: RetryPolicy | None = None, timeout: float = 60.0) -> bytes:
+    """Small files (manifests, path listings) straight into memory, with the same retries."""
+    retry = retry or RetryPolicy()
+    failures = 0
+    while True:
+        try:
+            r = requests.get(url, timeout=timeout)
+            if r.status_code in RETRY_STATUS:
+                raise _Retryable(f"HTTP {r.status_code}", _retry_after(r.headers.get("Retry-After")))
+            if r.status_code != 200:
+                raise DownloadError(f"{url}: HTTP {r.status_code} {r.reason}")
+            return r.content
+        except (_Retryable, requests.ConnectionError, requests.Timeout) as e:
+            failures += 1
+            if failures >= retry.max_attempts:
+                raise DownloadError(f"{url}: giving up after {failures} attempts; last error: {_short(e)}") from e
+            wait = retry.delay(failures, getattr(e, "retry_after", None))
+            log.warning("GET %s: attempt %d failed (%s); retrying in %.2f s", url, failures, _short(e), wait)
+            time.sleep(wait)

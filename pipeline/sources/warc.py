@@ -1,0 +1,216 @@
+"""`warc` source: WARC / WET / WAT files (local globs or URLs) to documents.
+
+Record handling (one rule per record type; counts land in the file's provenance entry
+under `records`, e.g. {"response": 16, "skipped:non_html": 2, "docs": 14}):
+
+- `response` with an HTML body and HTTP status 200: the HTML is decoded (charset from the
+  HTTP header, else detected from the bytes) and turned into text by resiliparse's
+  `extract_plain_text` (main content only by default). One document per capture.
+  If nothing is left after extraction the capture is a *rejected document* (filter
+  `empty_extraction`, reason naming the WARC file, record id and URL).
+- `conversion` (WET): Common Crawl's own extracted text, kept as is. Invalid UTF-8 is a
+  rejected document (`invalid_utf8`).
+- Everything else is *not a document* and is counted, not rejected: `warcinfo`,
+  `request`, `metadata` (WAT JSON included: it holds links and headers, not page text),
+  `resource` (e.g. wget logs), `revisit` (a pointer to an earlier capture, no body),
+  non-HTML responses (PDF, images, JSON...) and non-200 responses (redirects, errors).
+  They appear as `skipped:<reason>` counts.
+
+Documents keep the page URL in `url`; `meta` holds warc_file, record_id, warc_date,
+warc_type, content_type, http_status, and for WET the identified languages.
+Ids are `<source>/<record uuid>`, stable across runs. Gzip, zstd and bz2 files are read
+as streams through `pipeline.io.open_compressed`, so a truncated file is an error naming
+the file (fastwarc's own gzip reader stops silently at a truncation).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+from fastwarc.warc import ArchiveIterator, WarcRecordType
+from pydantic import Field, model_validator
+from resiliparse.extract.html2text import extract_plain_text
+from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+
+from pipeline.download import FileSpec
+from pipeline.io import open_compressed
+from pipeline.sources import register
+from pipeline.sources.base import BatchBuilder, SourceBatch
+from pipeline.sources.http import DownloadOptions, FetchingSource, ReadOptions, UrlEntry
+
+_TYPE_NAMES = {int(getattr(WarcRecordType, n)): n for n in (
+    "warcinfo", "response", "resource", "request", "metadata", "revisit", "conversion", "continuation")}
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+class WarcReader:
+    """Turns one WARC/WET/WAT file into SourceBatches (see the module docstring)."""
+
+    def __init__(self, source: str, license: str | None, *, main_content: bool = True, batch_size: int = 2000):
+        self.source = source
+        self.license = license
+        self.main_content = main_content
+        self.batch_size = batch_size
+
+    def html_to_text(self, html: str) -> str:
+        # Alt texts, links and form fields are page furniture, not prose.
+        return extract_plain_text(html, preserve_formatting=True, main_content=self.main_content,
+                                  alt_texts=False, links=False, form_fields=False, noscript=False)
+
+    def read(self, path: Path, *, max_docs: int | None = None, origin: str | None = None,
+             counts: dict | None = None) -> Iterator[SourceBatch]:
+        path = Path(path)
+        where = origin or str(path)
+        b = BatchBuilder(self.source, self.license, batch_size=self.batch_size)
+        c: Counter = Counter()
+        n_docs = 0
+        last_id = None
+        try:
+            with open_compressed(path) as stream:
+                records = ArchiveIterator(stream, parse_http=True, auto_decode="all", fsspec_args=False,
+                                          stream_detect=False)
+                for rec in records:
+                    last_id = rec.record_id
+                    kind = _TYPE_NAMES.get(int(rec.record_type), "unknown")
+                    c[kind] += 1
+                    if kind == "response":
+                        made = self._response(rec, b, c, path, where)
+                    elif kind == "conversion":
+                        made = self._conversion(rec, b, c, path, where)
+                    else:
+                        c[f"skipped:{kind}"] += 1
+                        made = False
+                    if made:
+                        n_docs += 1
+                        if b.full():
+                            yield b.flush()
+                        if max_docs and n_docs >= max_docs:
+                            break
+        except (OSError, EOFError, ValueError) as e:
+            after = f" after record {last_id}" if last_id else ""
+            raise IOError(f"{where}: cannot read the WARC file to the end{after} ({e}); "
+                          "the file is truncated or corrupt") from e
+        finally:
+            if counts is not None:
+                counts.update(sorted(c.items()))
+        yield b.flush()
+
+    def _meta(self, rec, path: Path, kind: str) -> dict:
+        return {
+            "warc_file": path.name,
+            "record_id": rec.record_id,
+            "warc_date": rec.record_date.isoformat() if rec.record_date else None,
+            "warc_type": kind,
+        }
+
+    def _response(self, rec, b: BatchBuilder, c: Counter, path: Path, where: str) -> bool:
+        if not rec.is_http:
+            c["skipped:non_http_response"] += 1
+            return False
+        status = rec.http_headers.status_code
+        if status != 200:
+            c["skipped:http_status_not_200"] += 1
+            return False
+        ctype = (rec.http_content_type or "").lower()
+        if not ctype.startswith(_HTML_TYPES):
+            c["skipped:non_html"] += 1
+            return False
+        body = rec.reader.read()
+        b.bytes_read += len(body)
+        url = _target_uri(rec)
+        doc_id = _doc_id(self.source, rec)
+        enc = rec.http_charset or detect_encoding(body)
+        html = bytes_to_str(body, enc)
+        text = self.html_to_text(html).strip()
+        if not text:
+            c["rejected"] += 1
+            b.reject(doc_id, "empty_extraction",
+                     f"{where}: record {rec.record_id} ({url}): no text left after HTML extraction "
+                     f"({len(body)} bytes of {ctype})", None)
+            return True
+        meta = self._meta(rec, path, "response")
+        meta.update(content_type=ctype, http_status=status, charset=enc)
+        b.add(doc_id, text, url=url, path=f"{path.name}#{rec.record_id}", meta=meta)
+        c["docs"] += 1
+        return True
+
+    def _conversion(self, rec, b: BatchBuilder, c: Counter, path: Path, where: str) -> bool:
+        body = rec.reader.read()
+        b.bytes_read += len(body)
+        url = _target_uri(rec)
+        doc_id = _doc_id(self.source, rec)
+        try:
+            text = body.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            c["rejected"] += 1
+            b.reject(doc_id, "invalid_utf8", f"{where}: record {rec.record_id} ({url}): invalid UTF-8 at byte {e.start}",
+                     body.decode("utf-8", "replace"))
+            return True
+        if not text:
+            c["rejected"] += 1
+            b.reject(doc_id, "empty_text", f"{where}: record {rec.record_id} ({url}): empty WET text", None)
+            return True
+        meta = self._meta(rec, path, "conversion")
+        meta["content_type"] = rec.headers.get("Content-Type")
+        if rec.headers.get("WARC-Identified-Content-Language"):
+            meta["languages"] = rec.headers.get("WARC-Identified-Content-Language")
+        if rec.headers.get("WARC-Refers-To"):
+            meta["refers_to"] = rec.headers.get("WARC-Refers-To")
+        b.add(doc_id, text, url=url, path=f"{path.name}#{rec.record_id}", meta=meta)
+        c["docs"] += 1
+        return True
+
+
+def _target_uri(rec) -> str | None:
+    uri = rec.headers.get("WARC-Target-URI")
+    return uri.strip().strip("<>") if uri else None  # WARC/1.0 writers (wget) wrap it in <>
+
+
+def _doc_id(source: str, rec) -> str:
+    rid = (rec.record_id or "").strip("<>")
+    return f"{source}/{rid.removeprefix('urn:uuid:').lower()}"
+
+
+class WarcConfig(DownloadOptions, ReadOptions):
+    paths: list[str] = Field(default_factory=list, description="local WARC/WET/WAT globs, relative to the recipe's folder")
+    urls: list[str | UrlEntry] = Field(default_factory=list, description="WARC/WET/WAT files to fetch: URLs or {url, sha256, size}")
+
+    @model_validator(mode="after")
+    def _some_files(self):
+        if not self.paths and not self.urls:
+            raise ValueError("give `paths` or `urls`")
+        if self.format not in ("auto", "warc"):
+            raise ValueError("a warc source reads WARC files only (format: warc)")
+        return self
+
+
+@register
+class WarcSource(FetchingSource):
+    type = "warc"
+    Config = WarcConfig
+
+    def file_specs(self) -> list[FileSpec]:
+        return [FileSpec.parse(u.model_dump() if isinstance(u, UrlEntry) else u) for u in self.config.urls]
+
+    def read(self) -> Iterator[SourceBatch]:
+        c: WarcConfig = self.config
+        reader = WarcReader(c.name, c.license, main_content=c.main_content)
+        local = []
+        for path in self.resolve_globs(c.paths) if c.paths else []:
+            from pipeline.io import sha256_file
+
+            entry = {"path": str(path), "size": path.stat().st_size, "sha256": sha256_file(path), "license": c.license}
+            self.provenance.append(entry)
+            local.append((path, entry, str(path)))
+        fetched = [(Path(e["local_path"]), e, e["url"]) for e in (self.fetch() if c.urls else [])]
+        done = 0
+        for path, entry, origin in local + fetched:
+            counts: dict = {}
+            for batch in reader.read(path, max_docs=c.max_docs - done if c.max_docs else None,
+                                     origin=origin, counts=counts):
+                done += batch.docs.num_rows + batch.rejected.num_rows
+                yield batch
+            entry["records"] = counts
+            if c.max_docs and done >= c.max_docs:
+                return
