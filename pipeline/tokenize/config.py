@@ -7,8 +7,29 @@ from pydantic import BaseModel, ConfigDict, Field
 class TokenizeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    vocab_size: int = Field(8192, ge=260)
-    min_frequency: int = Field(2, ge=1)
-    val_fraction: float = Field(0.05, ge=0, lt=1)
-    seed: int = 1234
+    vocab_size: int = Field(8192, ge=260, description="BPE vocabulary size, special tokens and the 256 bytes included")
+    min_frequency: int = Field(2, ge=1, description="a pair seen fewer times than this in the sample is never merged")
+    val_fraction: float = Field(
+        0.05, ge=0, lt=1, description="share of documents in the val split, chosen by a seeded hash of the id"
+    )
+    seed: int = Field(1234, description="seeds the train/val hash and the tokenizer's training sample")
     tokenizer: str | None = Field(None, description="path of an existing tokenizer.json to use instead of training one")
+    train_sample_bytes: int | None = Field(
+        100_000_000,
+        ge=1,
+        description="UTF-8 bytes of text (train split only, a seeded hash sample of documents) the tokenizer "
+        "is trained on; null trains on every train-split document",
+    )
+    shard_tokens: int = Field(
+        50_000_000, ge=1, description="target tokens per output shard (a shard closes at the first document past it)"
+    )
+    row_group_tokens: int = Field(
+        1_000_000, ge=1, description="target tokens per Parquet row group (the unit a reader can fetch alone)"
+    )
+    batch_docs: int = Field(1024, ge=1, description="documents per encode_batch call")
+    pack_length: int | None = Field(
+        None,
+        ge=2,
+        description="also write fixed-length sequences of this many tokens to tokens/packed/{train,val}/ "
+        "(documents concatenated with their end-of-text tokens; the last row of a split is padded)",
+    )

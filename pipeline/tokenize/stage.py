@@ -1,0 +1,300 @@
+"""The tokenize stage: document shards in, token shards (train/val) plus an index out.
+
+Shards are read in order, batch by batch; each batch is encoded with `encode_batch_fast`
+(the Rust tokenizer's own thread pool spreads it over the cores) while the previous batch
+is split, counted and written, so reading and writing hide behind encoding. Output depends
+only on the input rows and the config: the same bytes whatever `workers` is.
+
+Everything is written into a staging folder next to `out_dir` and renamed into place at
+the end, index.json last: a killed run leaves no `tokens/` a rerun would trust.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections import deque
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from itertools import chain
+from pathlib import Path
+
+import multiprocessing as mp
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.io import sha256_file, write_json, write_parquet
+from pipeline.schema import rejected_table, token_schema
+from pipeline.tokenize.config import TokenizeConfig
+from pipeline.tokenize.shards import SequencePacker, ShardWriter, list_array, packed_schema
+from pipeline.tokenize.stats import TokenStats
+from pipeline.tokenize.tokenizer import EOT, MASK, PAD, load_tokenizer, special_ids, val_mask
+
+STAGE = "tokenize"
+INDEX_FORMAT = "opencorpus-tokens/1"
+SPLITS = ("train", "val")
+
+
+class BatchEncoder:
+    """Texts in, (flat ids with one <|endoftext|> after each document, ids per document) out.
+
+    A document that encodes to nothing (empty text) gets length 0 and no end-of-text token;
+    the caller rejects it.
+    """
+
+    def __init__(self, tokenizer_path: Path):
+        self.tok = load_tokenizer(tokenizer_path)
+        # Corpus text is data: a literal "<|endoftext|>" inside a document is encoded as
+        # ordinary text, never as the control token.
+        self.tok.encode_special_tokens = True
+        self.eot_id = special_ids(self.tok)["eot_id"]
+        self.dtype = np.uint16 if self.tok.get_vocab_size() <= 65536 else np.uint32
+
+    def __call__(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        encodings = self.tok.encode_batch_fast(texts, add_special_tokens=False)
+        ids = [e.ids for e in encodings]
+        n_text = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        lengths = n_text + (n_text > 0)
+        flat = np.empty(int(lengths.sum()), dtype=self.dtype)
+        eot_at = np.cumsum(lengths)[n_text > 0] - 1
+        is_text = np.ones(len(flat), dtype=bool)
+        is_text[eot_at] = False
+        flat[is_text] = np.fromiter(chain.from_iterable(ids), dtype=self.dtype, count=int(n_text.sum()))
+        flat[eot_at] = self.eot_id
+        return flat, lengths
+
+
+# A process worker's encoder, built once per process.
+_worker_encoder: BatchEncoder | None = None
+
+
+def _init_worker(tokenizer_path: str) -> None:
+    global _worker_encoder
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one process per core: no threads inside
+    _worker_encoder = BatchEncoder(Path(tokenizer_path))
+
+
+def _encode_in_worker(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    return _worker_encoder(texts.to_pylist())
+
+
+def _encode_here(encoder: BatchEncoder, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    return encoder(texts.to_pylist())
+
+
+def read_batches(input_paths: list[Path], batch_docs: int):
+    """(shard path, RecordBatch of id, text, source, language) for every input shard in order."""
+    for path in input_paths:
+        f = pq.ParquetFile(path)
+        names = f.schema_arrow.names
+        missing = [c for c in ("id", "text") if c not in names]
+        if missing:
+            raise ValueError(f"{path}: shard lacks column(s) {missing}")
+        columns = [c for c in ("id", "text", "source", "language") if c in names]
+        for batch in f.iter_batches(batch_size=batch_docs, columns=columns):
+            for name in ("id", "text"):
+                nulls = batch.column(name).null_count
+                if nulls:
+                    row = pc.index(pc.is_null(batch.column(name)), True).as_py()
+                    ident = batch.column("id")[row].as_py()
+                    raise ValueError(f"{path}: record {ident!r} has a null {name}")
+            for name in ("source", "language"):
+                if name not in columns:
+                    batch = batch.append_column(name, pa.nulls(batch.num_rows, pa.string()))
+            yield path, batch
+
+
+def tokenize_corpus(
+    input_paths: list[Path], tokenizer_path: Path, out_dir: Path, config: TokenizeConfig, workers: int = 1
+) -> dict:
+    """Encode every document, write `out_dir/{train,val}/part-*.parquet` and `out_dir/index.json`.
+
+    `workers` = 1 encodes in this process (tokenizers' thread pool uses every core);
+    `workers` > 1 encodes batches in that many single-threaded processes. Either way the
+    output is byte-identical. Documents that encode to no token are rejected to
+    `out_dir/../rejected/tokenize-<shard>.parquet`. Returns the stage's stats.
+    """
+    t0 = time.perf_counter()
+    input_paths = [Path(p) for p in input_paths]
+    out_dir, tokenizer_path = Path(out_dir), Path(tokenizer_path)
+    rejected_dir = out_dir.parent / "rejected"
+    encoder = BatchEncoder(tokenizer_path)
+    vocab_size = encoder.tok.get_vocab_size()
+    specials = special_ids(encoder.tok)
+    schema = token_schema(vocab_size)
+    value_type = schema.field("input_ids").type.value_type
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}.", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the corpus folder is meant to be shared
+    try:
+        writers = {s: ShardWriter(staging / s, staging, s, schema, config.shard_tokens, config.row_group_tokens) for s in SPLITS}
+        packers = {}
+        if config.pack_length:
+            pschema = packed_schema(vocab_size)
+            packers = {
+                s: SequencePacker(
+                    ShardWriter(staging / "packed" / s, staging, s, pschema, config.shard_tokens, config.row_group_tokens),
+                    config.pack_length,
+                    specials["pad_id"],
+                    encoder.dtype,
+                )
+                for s in SPLITS
+            }
+        stats = TokenStats()
+        totals = {"docs_in": 0, "bytes_in": 0, "bytes_out": 0, "docs_rejected": 0}
+        split_totals = {s: {"documents": 0, "tokens": 0} for s in SPLITS}
+        rejected: dict[Path, list[pa.Table]] = {p: [] for p in input_paths}
+
+        def consume(path: Path, batch: pa.RecordBatch, flat: np.ndarray, lengths: np.ndarray) -> None:
+            ids, texts = batch.column("id"), batch.column("text")
+            nbytes = pc.binary_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
+            totals["docs_in"] += batch.num_rows
+            totals["bytes_in"] += int(nbytes.sum())
+            empty = lengths == 0
+            if empty.any():
+                rows = pa.array(np.nonzero(empty)[0])
+                rejected[path].append(_rejections(batch.take(rows), nbytes[empty]))
+                totals["docs_rejected"] += int(empty.sum())
+            kept = np.nonzero(~empty)[0]
+            batch, nbytes, lengths = batch.take(pa.array(kept)), nbytes[kept], lengths[kept]
+            totals["bytes_out"] += int(nbytes.sum())
+            stats.add(batch.column("source"), batch.column("language"), nbytes, lengths)
+            table = pa.Table.from_arrays(
+                [batch.column("id"), list_array(flat, lengths, value_type), pa.array(lengths.astype(np.int32))],
+                schema=schema,
+            )
+            is_val = val_mask(batch.column("id").to_pylist(), config)
+            for split, mask in (("train", ~is_val), ("val", is_val)):
+                rows = np.nonzero(mask)[0]
+                if not len(rows):
+                    continue
+                part_lengths = lengths[rows]
+                writers[split].add(table.take(pa.array(rows)), part_lengths)
+                split_totals[split]["documents"] += len(rows)
+                split_totals[split]["tokens"] += int(part_lengths.sum())
+                if packers:
+                    packers[split].add(flat if len(rows) == len(lengths) else flat[np.repeat(mask, lengths)])
+
+        with _executor(workers, encoder, tokenizer_path) as (pool, encode):
+            # One batch in flight ahead of the one being written (more with processes).
+            pending: deque = deque()
+            depth = max(2, workers + 1)
+            for path, batch in read_batches(input_paths, config.batch_docs):
+                pending.append((path, batch, pool.submit(encode, batch.column("text"))))
+                if len(pending) >= depth:
+                    p, b, fut = pending.popleft()
+                    consume(p, b, *fut.result())
+            while pending:
+                p, b, fut = pending.popleft()
+                consume(p, b, *fut.result())
+
+        shards = writers["train"].close() + writers["val"].close()
+        for entry in shards:
+            entry["documents"] = entry.pop("rows")
+        index = {
+            "format": INDEX_FORMAT,
+            "schema": {"id": "string", "input_ids": f"list<{value_type}>", "n_tokens": "int32"},
+            "dtype": str(value_type),
+            "vocab_size": vocab_size,
+            "eot_id": specials["eot_id"],
+            "pad_id": specials["pad_id"],
+            "mask_id": specials["mask_id"],
+            "special_tokens": {"eot": EOT, "pad": PAD, "mask": MASK},
+            "tokenizer_sha256": sha256_file(tokenizer_path),
+            "val_fraction": config.val_fraction,
+            "seed": config.seed,
+            "shard_tokens": config.shard_tokens,
+            "totals": {s: {**split_totals[s], "shards": sum(e["split"] == s for e in shards)} for s in SPLITS},
+            "shards": shards,
+        }
+        if packers:
+            packed = []
+            padded = {}
+            for s in SPLITS:
+                packed += packers[s].close()
+                padded[s] = packers[s].padded_tokens
+            for entry in packed:
+                entry["sequences"] = entry.pop("rows")
+            index["packed"] = {"sequence_length": config.pack_length, "padded_tokens": padded, "shards": packed}
+        write_json(index, staging / "index.json")
+        _replace_dir(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+    rejected_files = _write_rejected(rejected, rejected_dir)
+    docs_out = totals["docs_in"] - totals["docs_rejected"]
+    result = {
+        "docs_in": totals["docs_in"],
+        "docs_out": docs_out,
+        "docs_rejected": totals["docs_rejected"],
+        "bytes_in": totals["bytes_in"],
+        "bytes_out": totals["bytes_out"],
+        "tokens_train": split_totals["train"]["tokens"],
+        "tokens_val": split_totals["val"]["tokens"],
+        "docs_train": split_totals["train"]["documents"],
+        "docs_val": split_totals["val"]["documents"],
+        "shards_train": index["totals"]["train"]["shards"],
+        "shards_val": index["totals"]["val"]["shards"],
+        "bytes_on_disk": sum(e["bytes"] for e in shards),
+        "vocab_size": vocab_size,
+        "dtype": str(value_type),
+        "rejected_files": [str(p) for p in rejected_files],
+        "seconds": round(time.perf_counter() - t0, 3),
+        **stats.to_dict(),
+    }
+    return result
+
+
+class _executor:
+    """(pool, encode function): a thread in this process, or `workers` encoder processes."""
+
+    def __init__(self, workers: int, encoder: BatchEncoder, tokenizer_path: Path):
+        self.workers, self.encoder, self.tokenizer_path = workers, encoder, tokenizer_path
+
+    def __enter__(self) -> tuple[Executor, object]:
+        if self.workers > 1:
+            ctx = mp.get_context("spawn")  # fork after rayon threads exist can deadlock
+            self.pool = ProcessPoolExecutor(
+                self.workers, mp_context=ctx, initializer=_init_worker, initargs=(str(self.tokenizer_path),)
+            )
+            return self.pool, _encode_in_worker
+        self.pool = ThreadPoolExecutor(1)
+        encoder = self.encoder
+        return self.pool, lambda texts: _encode_here(encoder, texts)
+
+    def __exit__(self, *exc):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _rejections(batch: pa.RecordBatch, nbytes: np.ndarray) -> pa.Table:
+    reasons = [f"document encodes to 0 tokens ({int(b)} bytes of text); nothing to train on" for b in nbytes]
+    return rejected_table(
+        batch.column("id"), batch.column("source"), STAGE, "empty_encoding", reasons, batch.column("text")
+    )
+
+
+def _write_rejected(rejected: dict[Path, list[pa.Table]], rejected_dir: Path) -> list[Path]:
+    """One file per input shard that had rejections; stale files of earlier runs are removed."""
+    written = []
+    for path, tables in rejected.items():
+        target = rejected_dir / f"{STAGE}-{path.name}"
+        if tables:
+            written.append(write_parquet(pa.concat_tables(tables), target))
+        elif target.exists():
+            target.unlink()
+    return written
+
+
+def _replace_dir(staging: Path, out_dir: Path) -> None:
+    """Move the finished staging folder onto out_dir (the old one goes away only after)."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".tmp-{out_dir.name}.old-{os.getpid()}"
+        os.replace(out_dir, old)
+    os.replace(staging, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
