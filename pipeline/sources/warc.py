@@ -24,6 +24,7 @@ the file (fastwarc's own gzip reader stops silently at a truncation).
 """
 from __future__ import annotations
 
+import io
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -68,6 +69,8 @@ class WarcReader:
         last_id = None
         try:
             with open_compressed(path) as stream:
+                if not stream.seekable():  # fastwarc seeks forward to skip record bodies
+                    stream = _ForwardSeekable(stream)
                 records = ArchiveIterator(stream, parse_http=True, auto_decode="all", fsspec_args=False,
                                           stream_detect=False)
                 for rec in records:
@@ -160,6 +163,40 @@ class WarcReader:
         b.add(doc_id, text, url=url, path=f"{path.name}#{rec.record_id}", meta=meta)
         c["docs"] += 1
         return True
+
+
+class _ForwardSeekable(io.RawIOBase):
+    """A read-only stream that can also seek forward (by reading), as fastwarc expects."""
+
+    def __init__(self, raw):
+        self._raw, self._pos = raw, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buf) -> int:
+        n = self._raw.readinto(buf)
+        self._pos += n
+        return n
+
+    def read(self, size=-1) -> bytes:
+        data = self._raw.read(size)
+        self._pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = offset if whence == io.SEEK_SET else self._pos + offset if whence == io.SEEK_CUR else None
+        if target is None or target < self._pos:
+            raise io.UnsupportedOperation("this compressed stream seeks forward only")
+        while self._pos < target and self.read(min(target - self._pos, 1 << 20)):
+            pass
+        return self._pos
 
 
 def _target_uri(rec) -> str | None:
