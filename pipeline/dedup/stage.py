@@ -1,0 +1,637 @@
+"""The dedup stage: CLEAN shards in, deduplicated shards, clusters and rejections out.
+
+Phases (scratch data under `out_dir/dedup_work/`, removed at the end):
+
+1. sign (per shard, in `workers` processes): exact-text hash, URL hash, MinHash signature
+   (`sig/<shard>.npy`, uint32 [docs, num_perm]) and LSH band keys (`bands/<shard>.parquet`,
+   one row per (band, document), sorted by band so that a band is one row group).
+2. exact (polars, lazy): repeated ids, then identical normalized text, then (optionally) URLs.
+   The earliest document in shard order is kept.
+3. candidates (polars, one band at a time): documents sharing a band key; pairs within each bucket.
+4. verify: exact Jaccard of the shingle sets (recomputed per shard for candidate documents only),
+   or the Jaccard estimated from the signatures; pairs at or above the threshold become edges.
+5. cluster: connected components (union-find) over exact and near edges; in each component the
+   document earliest in shard order is kept, and its id is the cluster id.
+6. write (per shard, in workers): dedup/<shard>, rejected/dedup-<shard>, clusters/<shard>.
+
+Memory: a worker holds one shard (its text, plus ~30 bytes per word of a batch while hashing).
+The main process holds per-document arrays (about 40 bytes per document: union-find parent,
+status, kept doc, similarities), one band of keys at a time (16 bytes per document) and the
+candidate pairs. Nothing scales with corpus size x num_perm in RAM; signatures stay on disk.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.dedup.config import DedupConfig
+from pipeline.dedup.exact import normalize, text_hashes, url_hashes
+from pipeline.dedup.minhash import (
+    Signer,
+    band_keys,
+    optimal_bands_rows,
+    shingle_hashes,
+    unique_shingle_sets,
+)
+from pipeline.io import atomic_path, text_bytes, write_json, write_parquet
+from pipeline.schema import CLEAN_SCHEMA, REJECTED_SCHEMA, conform, rejected_table
+
+log = logging.getLogger("opencorpus.dedup")
+
+STAGE = "dedup"
+KEPT, DUP_ID, EXACT, URL, NEAR = 0, 1, 2, 3, 4
+FILTERS = {DUP_ID: "duplicate_id", EXACT: "exact_duplicate", URL: "duplicate_url", NEAR: "near_duplicate"}
+METHODS = {EXACT: "exact", URL: "url", NEAR: "minhash"}
+CLUSTERS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("cluster_id", pa.string(), nullable=False),
+        pa.field("kept", pa.bool_(), nullable=False),
+        pa.field("similarity", pa.float32()),
+        pa.field("method", pa.string()),
+    ]
+)
+# Throughput used for the time estimate of the plan (docs/s per worker, measured on the bench corpus).
+PLAN_DOCS_PER_S_PER_WORKER = 2000
+PLAN_ABOVE_DOCS = 100_000
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything a worker needs, resolved from the config (picklable)."""
+
+    ngram: int
+    num_perm: int
+    bands: int
+    rows: int
+    seed: int
+    hash: str
+    cjk: str
+    cjk_min_ratio: float
+    threshold: float
+    verify: str
+    minhash: bool
+
+    @classmethod
+    def from_config(cls, cfg: DedupConfig) -> "Params":
+        m = cfg.minhash
+        if m is None:
+            return cls(5, 0, 0, 0, 1, "words64", "chars", 0.3, 1.0, "none", False)
+        if m.bands is not None:
+            bands, rows = m.bands, m.rows
+        else:
+            bands, rows = optimal_bands_rows(m.threshold, m.num_perm, m.fp_weight())
+        threshold = m.threshold if m.threshold is not None else (1.0 / bands) ** (1.0 / rows)
+        return cls(m.ngram, m.num_perm, bands, rows, m.seed, m.hash, m.cjk, m.cjk_min_ratio, threshold, m.verify, True)
+
+    def signer(self) -> Signer:
+        return Signer(self.num_perm, self.seed, self.ngram, self.hash, self.cjk, self.cjk_min_ratio)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _batches_by_bytes(texts: pa.Array, batch_bytes: int) -> list[tuple[int, int]]:
+    """Row ranges whose text adds up to about batch_bytes (a longer document is a batch alone)."""
+    n = len(texts)
+    if n == 0:
+        return []
+    lengths = pc.fill_null(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    cum = np.cumsum(lengths)
+    out, start = [], 0
+    while start < n:
+        base = cum[start - 1] if start else 0
+        end = int(np.searchsorted(cum, base + batch_bytes, side="right"))
+        end = min(max(end, start + 1), n)
+        out.append((start, end))
+        start = end
+    return out
+
+
+def _read(path: Path, columns: list[str]) -> pa.Table:
+    t = pq.read_table(path, columns=[c for c in columns if c in pq.read_schema(path).names])
+    for c in columns:
+        if c not in t.column_names:
+            t = t.append_column(c, pa.nulls(t.num_rows, pa.string()))
+    return t
+
+
+def _save_npy(arr: np.ndarray, path: Path):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+
+
+# ----------------------------------------------------------------------------- phase 1: sign
+
+def sign_shard(path: Path, first_doc: int, work: Path, cfg: DedupConfig, params: Params) -> dict:
+    """Exact hashes, signatures and band keys of one shard; written under `work`."""
+    t0 = time.perf_counter()
+    table = _read(path, ["id", "text", "url"])
+    n = table.num_rows
+    texts = table.column("text").combine_chunks()
+    hi = np.empty(n, np.uint64)
+    lo = np.empty(n, np.uint64)
+    sig = np.empty((n, params.num_perm), np.uint32) if params.minhash else None
+    n_sh = np.zeros(n, np.int64)
+    cjk = np.zeros(n, bool)
+    signer = params.signer() if params.minhash else None
+    for s, e in _batches_by_bytes(texts, cfg.batch_bytes):
+        batch = texts.slice(s, e - s)
+        hi[s:e], lo[s:e] = text_hashes(normalize(batch, cfg.normalize))
+        if signer is not None:
+            sig[s:e], n_sh[s:e], cjk[s:e] = signer.signatures(batch)
+    docs = np.arange(first_doc, first_doc + n, dtype=np.int64)
+    meta = pa.table(
+        {
+            "doc": docs,
+            "id": table.column("id").cast(pa.string()),
+            "exact_hi": hi,
+            "exact_lo": lo,
+            "url_hash": url_hashes(table.column("url").combine_chunks()) if cfg.exact_url else pa.nulls(n, pa.uint64()),
+            "n_shingles": n_sh,
+            "cjk": cjk,
+        }
+    )
+    name = path.name
+    write_parquet(meta, work / "docs" / name)
+    if sig is not None:
+        _save_npy(sig, work / "sig" / (name + ".npy"))
+        keys = band_keys(sig, params.bands, params.rows)
+        has = n_sh > 0  # documents without shingles (empty text) have no band keys
+        nb = int(has.sum())
+        bands_tab = pa.table(
+            {
+                "band": np.repeat(np.arange(params.bands, dtype=np.int16), nb),
+                "key": keys[has].T.reshape(-1),
+                "doc": np.tile(docs[has], params.bands),
+            }
+        )
+        write_parquet(bands_tab, work / "bands" / name, row_group_size=max(nb, 1))
+    return {
+        "name": name,
+        "docs": n,
+        "bytes": text_bytes(table),
+        "short_docs": int(((n_sh == 1)).sum()) if sig is not None else 0,
+        "empty_docs": int((pc.fill_null(pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(texts, ""))), 0).to_numpy(zero_copy_only=False) == 0).sum()),
+        "cjk_docs": int(cjk.sum()),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def shingle_sets_shard(path: Path, first_doc: int, rows: np.ndarray, work: Path, params: Params) -> str:
+    """Sorted distinct 64-bit shingle hashes of the given rows of one shard, for exact verification."""
+    texts = _read(path, ["text"]).column("text").combine_chunks().take(pa.array(rows))
+    signer = params.signer()
+    tokens, _ = signer.tokens(texts)
+    g, doc_of = shingle_hashes(tokens, params.ngram)
+    values, offsets = unique_shingle_sets(g, doc_of, len(rows))
+    base = work / "shingles" / path.name
+    _save_npy(values, Path(str(base) + ".values.npy"))
+    _save_npy(offsets, Path(str(base) + ".offsets.npy"))
+    _save_npy(rows.astype(np.int64) + first_doc, Path(str(base) + ".docs.npy"))
+    return str(base)
+
+
+# ----------------------------------------------------------------------------- phase 6: write
+
+def write_shard(path: Path, first_doc: int, out_dir: Path, status: np.ndarray, kept_doc: np.ndarray,
+                similarity: np.ndarray, edge_sim: np.ndarray, in_cluster: np.ndarray, rep_doc: np.ndarray,
+                id_of: dict, params: Params) -> dict:
+    """Write the kept documents, the rejections and the cluster rows of one shard."""
+    table = conform(pq.read_table(path), CLEAN_SCHEMA)
+    name = path.name
+    keep = status == KEPT
+    kept_table = table.filter(pa.array(keep))
+    write_parquet(kept_table, out_dir / "dedup" / name)
+
+    rej_rows = np.flatnonzero(~keep)
+    ids = table.column("id").to_pylist()
+    filters, reasons, dup_of = [], [], []
+    for r in rej_rows:
+        st = int(status[r])
+        k_id = id_of.get(int(kept_doc[r]), "?")
+        filters.append(FILTERS[st])
+        if st == DUP_ID:
+            reasons.append(f"id {ids[r]!r} already used by an earlier document (document #{int(rep_doc[r])} in shard order); ids must be unique")
+            dup_of.append(id_of.get(int(rep_doc[r]), ids[r]))
+            continue
+        dup_of.append(k_id)
+        if st == EXACT:
+            via = "" if rep_doc[r] == kept_doc[r] else f" (via {id_of.get(int(rep_doc[r]), '?')})"
+            reasons.append(f"exact duplicate of {k_id}{via}: identical text after normalization")
+        elif st == URL:
+            reasons.append(f"same URL as {k_id}, which is kept")
+        else:
+            edge = f"; linked by a pair with {params.verify if params.verify != 'none' else 'LSH'} Jaccard {edge_sim[r]:.3f}" if edge_sim[r] > 0 else ""
+            reasons.append(
+                f"near duplicate of {k_id}: estimated Jaccard {similarity[r]:.3f} of {params.ngram}-gram shingles "
+                f"(threshold {params.threshold:.2f}){edge}"
+            )
+    rej = rejected_table(
+        table.column("id").take(pa.array(rej_rows, pa.int64())),
+        table.column("source").take(pa.array(rej_rows, pa.int64())),
+        STAGE,
+        filters,
+        reasons,
+        table.column("text").take(pa.array(rej_rows, pa.int64())),
+        dup_of,
+    )
+    write_parquet(rej, out_dir / "rejected" / f"{STAGE}-{name}")
+
+    c_rows = np.flatnonzero(in_cluster)
+    clusters = pa.table(
+        {
+            "id": table.column("id").take(pa.array(c_rows, pa.int64())),
+            "cluster_id": [id_of.get(int(kept_doc[r]), "?") for r in c_rows],
+            "kept": keep[c_rows],
+            "similarity": similarity[c_rows].astype(np.float32),
+            "method": [None if keep[r] else METHODS.get(int(status[r])) for r in c_rows],
+        },
+        schema=CLUSTERS_SCHEMA,
+    )
+    write_parquet(clusters, out_dir / "clusters" / name)
+    return {"name": name, "docs_out": kept_table.num_rows, "bytes_out": text_bytes(kept_table), "docs_rejected": len(rej_rows)}
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+class _Pool:
+    """Run tasks inline (workers=1) or in spawned processes (no fork: polars/arrow threads)."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.ex = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+
+    def map(self, fn, arg_lists):
+        if self.ex is None:
+            return [fn(*a) for a in arg_lists]
+        futs = [self.ex.submit(fn, *a) for a in arg_lists]
+        return [f.result() for f in futs]
+
+    def close(self):
+        if self.ex is not None:
+            self.ex.shutdown()
+
+
+def plan(n_docs: int, n_bytes: int, max_shard_bytes: int, max_shard_docs: int, params: Params, workers: int) -> dict:
+    """RAM, disk and time estimate of a run, from the sizes alone (see docs/dedup.md for the formula)."""
+    per_doc_main = 48 + (16 if params.minhash else 0)  # union-find + status arrays; one band of keys
+    worker_ram = 3 * max_shard_bytes + max_shard_docs * (params.num_perm * 4 + params.bands * 8 + 64) + 200 * 2**20
+    main_ram = n_docs * per_doc_main + 300 * 2**20
+    disk = n_docs * (params.num_perm * 4 + params.bands * 18 + 40) + n_bytes  # scratch + output
+    secs = n_docs / (PLAN_DOCS_PER_S_PER_WORKER * max(workers, 1))
+    return {
+        "docs": n_docs,
+        "text_bytes": n_bytes,
+        "ram_bytes_estimate": int(main_ram + workers * worker_ram),
+        "disk_bytes_estimate": int(disk),
+        "seconds_estimate": round(secs, 1),
+    }
+
+
+def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, workers: int = 1) -> dict:
+    """Deduplicate CLEAN shards into `out_dir/dedup/` (same shard names); see the module docstring."""
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    paths = [Path(p) for p in input_paths]
+    names = [p.name for p in paths]
+    if len(set(names)) != len(names):
+        raise ValueError(f"dedup: input shards must have distinct names, got {names}")
+    params = Params.from_config(config)
+    work = out_dir / "dedup_work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    counts = [pq.ParquetFile(p).metadata.num_rows for p in paths]
+    first = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64) if paths else np.zeros(0, np.int64)
+    n_docs = int(sum(counts))
+    sizes = [p.stat().st_size for p in paths]
+    the_plan = plan(n_docs, int(sum(sizes) * 3), max(sizes, default=0) * 3, max(counts, default=0), params, workers)
+    if n_docs >= PLAN_ABOVE_DOCS:
+        log.info("dedup plan: %s", json.dumps(the_plan))
+    timings = {}
+    pool = _Pool(workers)
+    try:
+        # 1. sign
+        t = time.perf_counter()
+        signed = pool.map(sign_shard, [(p, int(f), work, config, params) for p, f in zip(paths, first)])
+        timings["sign_s"] = time.perf_counter() - t
+        bytes_in = sum(s["bytes"] for s in signed)
+
+        status = np.zeros(n_docs, np.int8)
+        rep_doc = np.arange(n_docs, dtype=np.int64)  # the document a removal points at (exact/url/id)
+        t = time.perf_counter()
+        docs_lf = pl.scan_parquet([work / "docs" / n for n in names]) if paths else None
+        edges_a, edges_b = [], []
+        # 2. exact: ids first (ids must be unique downstream), then text, then URL.
+        if n_docs:
+            _mark_groups(docs_lf, ["id"], status, rep_doc, DUP_ID, None, None)
+            if config.exact:
+                _mark_groups(docs_lf, ["exact_hi", "exact_lo"], status, rep_doc, EXACT, edges_a, edges_b)
+            if config.exact_url:
+                _mark_groups(docs_lf.filter(pl.col("url_hash").is_not_null()), ["url_hash"], status, rep_doc, URL, edges_a, edges_b)
+        timings["exact_s"] = time.perf_counter() - t
+
+        # 3-4. near duplicates
+        near_stats = {"candidate_pairs": 0, "verified_pairs": 0}
+        edge_sim = np.zeros(n_docs, np.float32)
+        sigs = None
+        if params.minhash and n_docs:
+            sigs = _SigStore(work, names, first, counts)
+            t = time.perf_counter()
+            pa_, pb_ = _candidate_pairs(work, names, params, status, config.minhash.max_bucket_pairs)
+            timings["candidates_s"] = time.perf_counter() - t
+            near_stats["candidate_pairs"] = int(len(pa_))
+            t = time.perf_counter()
+            sim = _verify(pa_, pb_, params, sigs, pool, paths, first, work)
+            timings["verify_s"] = time.perf_counter() - t
+            ok = sim >= params.threshold - 1e-9
+            near_stats["verified_pairs"] = int(ok.sum())
+            pa_, pb_, sim = pa_[ok], pb_[ok], sim[ok]
+            edges_a.append(pa_)
+            edges_b.append(pb_)
+            np.maximum.at(edge_sim, pa_, sim.astype(np.float32))
+            np.maximum.at(edge_sim, pb_, sim.astype(np.float32))
+
+        # 5. cluster
+        t = time.perf_counter()
+        root, in_cluster = _components(n_docs, edges_a, edges_b)
+        near = in_cluster & (status == KEPT) & (root != np.arange(n_docs))
+        status[near] = NEAR
+        kept_doc = np.where(in_cluster, root, rep_doc)
+        similarity = np.ones(n_docs, np.float32)
+        if sigs is not None:
+            members = np.flatnonzero(in_cluster & (root != np.arange(n_docs)))
+            similarity[members] = sigs.jaccard(members, root[members])
+        timings["cluster_s"] = time.perf_counter() - t
+
+        # ids of every document a removal points at, and cluster ids
+        need = np.unique(np.concatenate([kept_doc[status != KEPT], rep_doc[status != KEPT], root[in_cluster]]))
+        id_of = _ids_of(docs_lf, need) if len(need) else {}
+
+        # 6. write
+        t = time.perf_counter()
+        args = []
+        for p, f, c in zip(paths, first, counts):
+            sl = slice(int(f), int(f) + c)
+            args.append((p, int(f), out_dir, status[sl], kept_doc[sl], similarity[sl], edge_sim[sl], in_cluster[sl],
+                         rep_doc[sl], {d: id_of[d] for d in np.unique(np.concatenate([kept_doc[sl], rep_doc[sl]])).tolist() if d in id_of},
+                         params))
+        written = pool.map(write_shard, args)
+        timings["write_s"] = time.perf_counter() - t
+    finally:
+        pool.close()
+
+    stats = _stats(signed, written, status, root, in_cluster, id_of, out_dir, names, first, counts, params, bytes_in)
+    stats.update(near_stats)
+    stats["plan"] = the_plan
+    stats["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    stats["seconds"] = round(time.perf_counter() - t_start, 3)
+    shutil.rmtree(work, ignore_errors=True)
+    return stats
+
+
+def _mark_groups(lf: pl.LazyFrame, keys: list[str], status, rep_doc, code: int, edges_a, edges_b):
+    """Among documents still kept, mark all but the earliest of each group of equal `keys`."""
+    alive = pl.DataFrame({"doc": np.flatnonzero(status == KEPT).astype(np.int64)}).lazy()
+    dups = (
+        lf.select(["doc", *keys])
+        .join(alive, on="doc", how="semi")
+        .with_columns(pl.col("doc").min().over(keys).alias("rep"))
+        .filter(pl.col("doc") != pl.col("rep"))
+        .select("doc", "rep")
+        .collect()
+    )
+    if dups.height == 0:
+        return
+    d = dups["doc"].to_numpy()
+    r = dups["rep"].to_numpy()
+    status[d] = code
+    rep_doc[d] = r
+    if edges_a is not None:
+        edges_a.append(r)
+        edges_b.append(d)
+
+
+class _SigStore:
+    """Signatures of all shards, memory-mapped; rows gathered by global document index."""
+
+    def __init__(self, work: Path, names, first, counts):
+        self.first = np.asarray(first)
+        self.maps = [np.load(work / "sig" / (n + ".npy"), mmap_mode="r") for n in names]
+
+    def rows(self, docs: np.ndarray) -> np.ndarray:
+        docs = np.asarray(docs, np.int64)
+        shard = np.searchsorted(self.first, docs, side="right") - 1
+        out = np.empty((len(docs), self.maps[0].shape[1] if self.maps else 0), np.uint32)
+        for s in np.unique(shard):
+            m = shard == s
+            out[m] = self.maps[s][docs[m] - self.first[s]]
+        return out
+
+    def jaccard(self, a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        out = np.empty(len(a), np.float32)
+        for i in range(0, len(a), chunk):
+            out[i : i + chunk] = (self.rows(a[i : i + chunk]) == self.rows(b[i : i + chunk])).mean(axis=1)
+        return out
+
+
+def _candidate_pairs(work: Path, names, params: Params, status, max_bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (a < b) of documents sharing a band key, one band at a time (bounded memory)."""
+    files = [work / "bands" / n for n in names]
+    removed = pl.DataFrame({"doc": np.flatnonzero(status != KEPT).astype(np.int64)})
+    codes = []
+    for band in range(params.bands):
+        lf = pl.scan_parquet(files).filter(pl.col("band") == band).select("key", "doc")
+        if removed.height:
+            lf = lf.join(removed.lazy(), on="doc", how="anti")
+        b = (
+            lf.with_columns(pl.len().over("key").alias("n"))
+            .filter(pl.col("n") > 1)
+            .collect()
+        )
+        if b.height == 0:
+            continue
+        small = b.filter(pl.col("n") <= max_bucket).select("key", "doc")
+        if small.height:
+            p = small.join(small, on="key", suffix="_b").filter(pl.col("doc") < pl.col("doc_b"))
+            codes.append(_code(p["doc"].to_numpy(), p["doc_b"].to_numpy()))
+        big = b.filter(pl.col("n") > max_bucket).select("key", "doc").sort("key", "doc")
+        if big.height:
+            # Large buckets: pairs with the bucket's first document and with the next one (a chain),
+            # so the bucket stays connected without n^2 pairs.
+            k = big["key"].to_numpy()
+            d = big["doc"].to_numpy()
+            start = np.r_[True, k[1:] != k[:-1]]
+            head = d[np.maximum.accumulate(np.where(start, np.arange(len(d)), 0))]
+            nxt = ~start
+            codes.append(_code(head[nxt], d[nxt]))
+            codes.append(_code(d[:-1][nxt[1:]], d[1:][nxt[1:]]))
+    if not codes:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    u = np.unique(np.concatenate(codes))
+    return (u >> np.uint64(32)).astype(np.int64), (u & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
+def _code(a, b) -> np.ndarray:
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    keep = a != b
+    return (a[keep].astype(np.uint64) << np.uint64(32)) | b[keep].astype(np.uint64)
+
+
+def _verify(a, b, params: Params, sigs: _SigStore, pool: _Pool, paths, first, work: Path) -> np.ndarray:
+    """Similarity of each candidate pair: exact Jaccard, estimated Jaccard, or 1 (no verification)."""
+    if len(a) == 0:
+        return np.zeros(0, np.float32)
+    if params.verify == "none":
+        return np.ones(len(a), np.float32)
+    if params.verify == "signature":
+        return sigs.jaccard(a, b)
+    docs = np.unique(np.concatenate([a, b]))
+    shard_of = np.searchsorted(first, docs, side="right") - 1
+    args = []
+    for s in np.unique(shard_of):
+        rows = docs[shard_of == s] - first[s]
+        args.append((paths[s], int(first[s]), rows, work, params))
+    bases = pool.map(shingle_sets_shard, args)
+    values, offsets, doc_list = [], [], []
+    shift = 0
+    for base in bases:
+        v = np.load(base + ".values.npy")
+        o = np.load(base + ".offsets.npy")
+        values.append(v)
+        offsets.append(o[:-1] + shift)
+        doc_list.append(np.load(base + ".docs.npy"))
+        shift += len(v)
+    values = np.concatenate(values)
+    starts = np.concatenate(offsets)
+    ends = np.r_[starts[1:], shift]
+    doc_list = np.concatenate(doc_list)
+    pos = {int(d): i for i, d in enumerate(doc_list)}
+    out = np.empty(len(a), np.float32)
+    for i, (x, y) in enumerate(zip(a.tolist(), b.tolist())):
+        ix, iy = pos[x], pos[y]
+        sx = values[starts[ix] : ends[ix]]
+        sy = values[starts[iy] : ends[iy]]
+        if len(sx) == 0 or len(sy) == 0:
+            out[i] = 0.0
+            continue
+        inter = np.intersect1d(sx, sy, assume_unique=True).size
+        out[i] = inter / (len(sx) + len(sy) - inter)
+    return out
+
+
+def _components(n: int, edges_a: list, edges_b: list) -> tuple[np.ndarray, np.ndarray]:
+    """Union-find over the edges, vectorized; root = smallest document index of each component.
+
+    Each round hooks the larger root of every edge onto the smaller one, then compresses all
+    paths by pointer jumping; parent[i] <= i always, so the smallest index is never hooked.
+    """
+    parent = np.arange(n, dtype=np.int64)
+    a = np.concatenate(edges_a).astype(np.int64) if edges_a else np.zeros(0, np.int64)
+    b = np.concatenate(edges_b).astype(np.int64) if edges_b else np.zeros(0, np.int64)
+    while len(a):
+        ra, rb = parent[a], parent[b]
+        lo, hi = np.minimum(ra, rb), np.maximum(ra, rb)
+        m = lo != hi
+        if not m.any():
+            break
+        a, b = lo[m], hi[m]
+        np.minimum.at(parent, b, a)
+        parent = _compress(parent)
+    size = np.bincount(parent, minlength=n)
+    return parent, size[parent] > 1
+
+
+def _compress(parent: np.ndarray) -> np.ndarray:
+    """Point every element at its root (pointer jumping until nothing changes)."""
+    while True:
+        up = parent[parent]
+        if np.array_equal(up, parent):
+            return parent
+        parent = up
+
+
+def _ids_of(docs_lf: pl.LazyFrame, docs: np.ndarray) -> dict[int, str]:
+    want = pl.DataFrame({"doc": np.asarray(docs, np.int64)}).lazy()
+    df = docs_lf.select("doc", "id").join(want, on="doc", how="semi").collect()
+    return dict(zip(df["doc"].to_list(), df["id"].to_list()))
+
+
+def _stats(signed, written, status, root, in_cluster, id_of, out_dir, names, first, counts, params: Params, bytes_in) -> dict:
+    n = len(status)
+    docs_out = sum(w["docs_out"] for w in written)
+    sizes = np.bincount(root[in_cluster]) if in_cluster.any() else np.zeros(0, np.int64)
+    sizes_nz = sizes[sizes > 1]
+    hist: dict[str, int] = {}
+    for s in sizes_nz.tolist():
+        key = str(s) if s <= 5 else ("6-10" if s <= 10 else ("11-100" if s <= 100 else ">100"))
+        hist[key] = hist.get(key, 0) + 1
+    order = np.argsort(-sizes, kind="stable")[:5]
+    largest = []
+    for r in order:
+        if sizes[r] < 2:
+            break
+        members = np.flatnonzero(root == r)
+        largest.append({"cluster_id": id_of.get(int(r), "?"), "size": int(sizes[r]),
+                        "members": [id_of.get(int(m)) or _id_lookup(out_dir, names, first, int(m)) for m in members[:10]],
+                        "excerpt": _excerpt(out_dir, names, first, int(r))})
+    return {
+        "docs_in": n,
+        "docs_out": docs_out,
+        "docs_rejected": int((status != KEPT).sum()),
+        "bytes_in": int(bytes_in),
+        "bytes_out": int(sum(w["bytes_out"] for w in written)),
+        "duplicate_ids": int((status == DUP_ID).sum()),
+        "exact_removed": int((status == EXACT).sum()),
+        "url_removed": int((status == URL).sum()),
+        "near_removed": int((status == NEAR).sum()),
+        "clusters": int(len(sizes_nz)),
+        "cluster_sizes": dict(sorted(hist.items(), key=lambda kv: (len(kv[0]) > 2, kv[0]))),
+        "largest_clusters": largest,
+        "short_docs": int(sum(s["short_docs"] for s in signed)),
+        "empty_docs": int(sum(s["empty_docs"] for s in signed)),
+        "cjk_docs": int(sum(s["cjk_docs"] for s in signed)),
+        "ngram": params.ngram,
+        "num_perm": params.num_perm,
+        "bands": params.bands,
+        "rows": params.rows,
+        "threshold": params.threshold,
+        "verify": params.verify,
+        "hash": params.hash,
+    }
+
+
+def _locate(names, first, doc: int) -> tuple[str, int]:
+    s = int(np.searchsorted(first, doc, side="right") - 1)
+    return names[s], doc - int(first[s])
+
+
+def _id_lookup(out_dir: Path, names, first, doc: int) -> str:
+    name, row = _locate(names, first, doc)
+    t = pq.read_table(out_dir / "dedup_work" / "docs" / name, columns=["id"])
+    return t.column("id")[row].as_py()
+
+
+def _excerpt(out_dir: Path, names, first, doc: int, chars: int = 160) -> str:
+    name, row = _locate(names, first, doc)
+    t = pq.read_table(out_dir / "dedup" / name, columns=["id", "text"])
+    want = _id_lookup(out_dir, names, first, doc)
+    for i, t_id in enumerate(t.column("id").to_pylist()):
+        if t_id == want:
+            text = t.column("text")[i].as_py() or ""
+            text = " ".join(text.split())
+            return text[:chars] + ("..." if len(text) > chars else "")
+    return ""
