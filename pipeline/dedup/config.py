@@ -10,13 +10,15 @@ FINEWEB_PRESET = {"ngram": 5, "num_perm": 112, "bands": 14, "rows": 8, "verify":
 
 
 class NormalizeConfig(BaseModel):
-    """How text is normalized before the exact-duplicate hash (MinHash shingles use the raw words)."""
+    """How text is normalized before hashing, for exact keys and MinHash shingles alike.
+
+    Whitespace never matters: both compare the sequence of whitespace-separated words.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    unicode_nfkc: bool = Field(True, description="apply Unicode NFKC (full-width forms, ligatures -> plain)")
+    unicode_nfkc: bool = Field(False, description="apply Unicode NFKC (full-width forms, ligatures -> plain); the clean stage already applies NFC")
     lowercase: bool = Field(True, description="compare case-insensitively")
-    collapse_whitespace: bool = Field(True, description="runs of whitespace count as one space; leading/trailing whitespace is ignored")
     strip_punctuation: bool = Field(False, description="drop punctuation and symbols before hashing")
     strip_digits: bool = Field(False, description="drop digits before hashing (dates, counters)")
 
@@ -96,7 +98,7 @@ class DedupConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     exact: bool = Field(True, description="remove documents whose normalized text is identical to an earlier one")
-    normalize: NormalizeConfig = Field(default_factory=NormalizeConfig, description="normalization before the exact hash")
+    normalize: NormalizeConfig = Field(default_factory=NormalizeConfig, description="normalization before exact keys and shingles")
     exact_url: bool = Field(False, description="also remove documents whose URL equals an earlier document's URL")
     minhash: MinHashConfig | None = Field(default_factory=MinHashConfig, description="near-duplicate detection; null to turn off")
     threshold: float | None = Field(None, gt=0, le=1, description="shorthand for minhash.threshold")

@@ -20,8 +20,6 @@ def normalize(texts: pa.Array, cfg: NormalizeConfig) -> pa.Array:
         texts = pc.replace_substring_regex(texts, r"[\p{P}\p{S}]+", "")
     if cfg.strip_digits:
         texts = pc.replace_substring_regex(texts, r"\p{N}+", "")
-    if cfg.collapse_whitespace:
-        texts = pc.utf8_trim_whitespace(pc.replace_substring_regex(texts, r"\s+", " "))
     return texts
 
 

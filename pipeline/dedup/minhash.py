@@ -198,7 +198,7 @@ def word_hashes(words: pa.Array, chunk_bytes: int = 1 << 24) -> np.ndarray:
     return out
 
 
-def shingle_hashes(tokens: pa.Array, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+def shingle_hashes(tokens: pa.Array, ngram: int, with_words: bool = False):
     """(64-bit shingle hashes, document index of each shingle) for a batch of token texts.
 
     Shingles of one document are contiguous and in text order (duplicates not removed: a minimum
@@ -239,7 +239,25 @@ def shingle_hashes(tokens: pa.Array, ngram: int) -> tuple[np.ndarray, np.ndarray
             take = j < k
             acc[take] = acc[take] * U64(TOKEN_MUL) + wh[s_start[take] + j]
         g[short] = acc + k.astype(U64) * U64(LEN_MUL)
+    if with_words:
+        return fmix64(g), doc_of, wh, counts
     return fmix64(g), doc_of
+
+
+def sequence_keys(wh: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """128-bit key of each document's word sequence (xxh3_128 of its word hashes): equal word
+    sequences, whatever the whitespace between the words, give equal keys."""
+    import xxhash
+
+    hi = np.empty(len(counts), dtype=U64)
+    lo = np.empty(len(counts), dtype=U64)
+    ends = np.cumsum(counts)
+    start = 0
+    for i, end in enumerate(ends.tolist()):
+        d = xxhash.xxh3_128_intdigest(wh[start:end].tobytes())
+        hi[i], lo[i] = d >> 64, d & MASK64
+        start = end
+    return hi, lo
 
 
 def sha1_shingle_hashes(tokens: pa.Array, ngram: int) -> tuple[np.ndarray, np.ndarray]:
@@ -284,15 +302,24 @@ class Signer:
         A document without shingles (empty text) keeps the all-0xFFFFFFFF signature, like an empty
         datasketch.MinHash.
         """
+        sig, n_sh, cjk, _, _ = self.process(texts)
+        return sig, n_sh, cjk
+
+    def process(self, texts: pa.Array, signatures: bool = True):
+        """Signatures, shingle counts, CJK mask and the 128-bit word-sequence key (hi, lo) of a batch."""
         tokens, cjk = self.tokens(texts)
+        g, doc_of, wh, counts = shingle_hashes(tokens, self.ngram, with_words=True)
+        hi, lo = sequence_keys(wh, counts)
+        n = len(tokens)
+        n_sh = np.bincount(doc_of, minlength=n)
+        if not signatures:
+            return None, n_sh, cjk, hi, lo
         if self.hash == "sha1":
             h32, doc_of = sha1_shingle_hashes(tokens, self.ngram)
             h32 = h32.astype(np.uint32)
         else:
-            g, doc_of = shingle_hashes(tokens, self.ngram)
             h32 = (g & U64(MASK32)).astype(np.uint32)
-        n = len(tokens)
-        return self.minimum(h32, doc_of, n), np.bincount(doc_of, minlength=n), cjk
+        return self.minimum(h32, doc_of, n), n_sh, cjk, hi, lo
 
     def minimum(self, h32: np.ndarray, doc_of: np.ndarray, n_docs: int) -> np.ndarray:
         """Per-document minimum of a * fmix32(h) + b over its shingle hashes.

@@ -21,6 +21,7 @@ candidate pairs. Nothing scales with corpus size x num_perm in RAM; signatures s
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.dedup.config import DedupConfig
-from pipeline.dedup.exact import normalize, text_hashes, url_hashes
+from pipeline.dedup.exact import normalize, url_hashes
 from pipeline.dedup.minhash import (
     Signer,
     band_keys,
@@ -84,18 +85,25 @@ class Params:
     threshold: float
     verify: str
     minhash: bool
+    norm: str = "whitespace"
 
     @classmethod
     def from_config(cls, cfg: DedupConfig) -> "Params":
         m = cfg.minhash
         if m is None:
-            return cls(5, 0, 0, 0, 1, "words64", "chars", 0.3, 1.0, "none", False)
+            return cls(5, 8, 1, 1, 1, "words64", "chars", 0.3, 1.0, "none", False)
         if m.bands is not None:
             bands, rows = m.bands, m.rows
         else:
             bands, rows = optimal_bands_rows(m.threshold, m.num_perm, m.fp_weight())
         threshold = m.threshold if m.threshold is not None else (1.0 / bands) ** (1.0 / rows)
         return cls(m.ngram, m.num_perm, bands, rows, m.seed, m.hash, m.cjk, m.cjk_min_ratio, threshold, m.verify, True)
+
+    def with_norm(self, cfg: DedupConfig) -> "Params":
+        n = cfg.normalize
+        parts = ["whitespace"] + [name for flag, name in [(n.unicode_nfkc, "NFKC"), (n.lowercase, "lowercase"),
+                                                          (n.strip_punctuation, "no punctuation"), (n.strip_digits, "no digits")] if flag]
+        return dataclasses.replace(self, norm=", ".join(parts))
 
     def signer(self) -> Signer:
         return Signer(self.num_perm, self.seed, self.ngram, self.hash, self.cjk, self.cjk_min_ratio)
@@ -147,12 +155,12 @@ def sign_shard(path: Path, first_doc: int, work: Path, cfg: DedupConfig, params:
     sig = np.empty((n, params.num_perm), np.uint32) if params.minhash else None
     n_sh = np.zeros(n, np.int64)
     cjk = np.zeros(n, bool)
-    signer = params.signer() if params.minhash else None
+    signer = params.signer()
     for s, e in _batches_by_bytes(texts, cfg.batch_bytes):
-        batch = texts.slice(s, e - s)
-        hi[s:e], lo[s:e] = text_hashes(normalize(batch, cfg.normalize))
-        if signer is not None:
-            sig[s:e], n_sh[s:e], cjk[s:e] = signer.signatures(batch)
+        batch = normalize(texts.slice(s, e - s), cfg.normalize)
+        sig_b, n_sh[s:e], cjk[s:e], hi[s:e], lo[s:e] = signer.process(batch, signatures=params.minhash)
+        if sig is not None:
+            sig[s:e] = sig_b
     docs = np.arange(first_doc, first_doc + n, dtype=np.int64)
     meta = pa.table(
         {
@@ -191,9 +199,10 @@ def sign_shard(path: Path, first_doc: int, work: Path, cfg: DedupConfig, params:
     }
 
 
-def shingle_sets_shard(path: Path, first_doc: int, rows: np.ndarray, work: Path, params: Params) -> str:
+def shingle_sets_shard(path: Path, first_doc: int, rows: np.ndarray, work: Path, params: Params, cfg: DedupConfig) -> str:
     """Sorted distinct 64-bit shingle hashes of the given rows of one shard, for exact verification."""
     texts = _read(path, ["text"]).column("text").combine_chunks().take(pa.array(rows))
+    texts = normalize(texts, cfg.normalize)
     signer = params.signer()
     tokens, _ = signer.tokens(texts)
     g, doc_of = shingle_hashes(tokens, params.ngram)
@@ -231,7 +240,7 @@ def write_shard(path: Path, first_doc: int, out_dir: Path, status: np.ndarray, k
         dup_of.append(k_id)
         if st == EXACT:
             via = "" if rep_doc[r] == kept_doc[r] else f" (via {id_of.get(int(rep_doc[r]), '?')})"
-            reasons.append(f"exact duplicate of {k_id}{via}: identical text after normalization")
+            reasons.append(f"exact duplicate of {k_id}{via}: the same words after normalization ({params.norm})")
         elif st == URL:
             reasons.append(f"same URL as {k_id}, which is kept")
         else:
@@ -310,7 +319,7 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
     names = [p.name for p in paths]
     if len(set(names)) != len(names):
         raise ValueError(f"dedup: input shards must have distinct names, got {names}")
-    params = Params.from_config(config)
+    params = Params.from_config(config).with_norm(config)
     work = out_dir / "dedup_work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -355,7 +364,7 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
             timings["candidates_s"] = time.perf_counter() - t
             near_stats["candidate_pairs"] = int(len(pa_))
             t = time.perf_counter()
-            sim = _verify(pa_, pb_, params, sigs, pool, paths, first, work)
+            sim = _verify(pa_, pb_, params, sigs, pool, paths, first, work, config)
             timings["verify_s"] = time.perf_counter() - t
             ok = sim >= params.threshold - 1e-9
             near_stats["verified_pairs"] = int(ok.sum())
@@ -491,7 +500,7 @@ def _code(a, b) -> np.ndarray:
     return (a[keep].astype(np.uint64) << np.uint64(32)) | b[keep].astype(np.uint64)
 
 
-def _verify(a, b, params: Params, sigs: _SigStore, pool: _Pool, paths, first, work: Path) -> np.ndarray:
+def _verify(a, b, params: Params, sigs: _SigStore, pool: _Pool, paths, first, work: Path, cfg: DedupConfig) -> np.ndarray:
     """Similarity of each candidate pair: exact Jaccard, estimated Jaccard, or 1 (no verification)."""
     if len(a) == 0:
         return np.zeros(0, np.float32)
@@ -504,7 +513,7 @@ def _verify(a, b, params: Params, sigs: _SigStore, pool: _Pool, paths, first, wo
     args = []
     for s in np.unique(shard_of):
         rows = docs[shard_of == s] - first[s]
-        args.append((paths[s], int(first[s]), rows, work, params))
+        args.append((paths[s], int(first[s]), rows, work, params, cfg))
     bases = pool.map(shingle_sets_shard, args)
     values, offsets, doc_list = [], [], []
     shift = 0
