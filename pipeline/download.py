@@ -361,11 +361,11 @@ class Downloader:
             if spec.size is not None and total is not None and total != spec.size:
                 meta_path.unlink(missing_ok=True)
                 raise ChecksumError(f"{spec.url}: size mismatch: the server reports {total} bytes, expected {spec.size} bytes; not downloaded")
-            with open(part, mode) as f:
+            with open(part, mode) as f, _PipelinedHash(hasher) as ph:
                 # raw bytes, never decoded: a .gz served with Content-Encoding: gzip stays the .gz file
                 for chunk in r.raw.stream(self.chunk_size, decode_content=False):
                     f.write(chunk)
-                    hasher.update(chunk)
+                    ph.update(chunk)
                     have += len(chunk)
                     if spec.size is not None and have > spec.size:
                         break  # more bytes than promised: stop; the size check below rejects it
@@ -374,6 +374,31 @@ class Downloader:
     @staticmethod
     def _verified(spec: FileSpec, info: dict) -> bool:
         return not _mismatch(spec, info)
+
+
+class _PipelinedHash:
+    """Feeds a hasher on a helper thread so hashing chunk i overlaps receiving chunk i+1
+    (hashlib releases the GIL on large buffers). One update in flight keeps the order."""
+
+    def __init__(self, hasher):
+        self.hasher = hasher
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+        self._pending = None
+
+    def update(self, data: bytes) -> None:
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self.hasher.update, data)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if self._pending is not None:
+                self._pending.result()  # the hash always covers exactly the bytes written
+        finally:
+            self._pool.shutdown()
 
 
 def _mismatch(spec: FileSpec, info: dict) -> str | None:

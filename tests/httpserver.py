@@ -57,7 +57,16 @@ class FileServer:
             def do_GET(self):
                 server._serve(self, head=False)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                # a client that hangs up mid-body (as the downloader does on a size mismatch)
+                # is expected here: record it instead of printing a traceback
+                import sys
+
+                server.errors.append(repr(sys.exc_info()[1]))
+
+        self.errors: list[str] = []
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
