@@ -37,8 +37,8 @@ def list_array(flat: np.ndarray, lengths: np.ndarray, value_type: pa.DataType) -
 class ShardWriter:
     """Writes one split's rows to `folder/part-NNNNN.parquet`, about `shard_tokens` tokens each.
 
-    A shard closes at the first row that brings it to `shard_tokens` or more, so shard
-    boundaries depend only on the row sequence, never on how it was batched.
+    A shard closes at the first row that brings it to `shard_tokens` or more; a row group
+    likewise at `row_group_tokens`.
     """
 
     def __init__(self, folder: Path, root: Path, split: str, schema: pa.Schema, shard_tokens: int, row_group_tokens: int):
@@ -52,23 +52,27 @@ class ShardWriter:
         self._buffered_tokens = 0
 
     def add(self, table: pa.Table, n_tokens: np.ndarray) -> None:
-        """Append rows; `n_tokens[i]` is row i's token count."""
-        while table.num_rows:
-            cum = self._tokens + np.cumsum(n_tokens, dtype=np.int64)
-            full = int(np.searchsorted(cum, self.shard_tokens))  # first row reaching the target
-            take = min(full + 1, table.num_rows)
-            self._append(table.slice(0, take), int(cum[take - 1] - self._tokens))
-            if full < table.num_rows:
-                self._close_shard()
-            table, n_tokens = table.slice(take), n_tokens[take:]
+        """Append rows; `n_tokens[i]` is row i's token count.
 
-    def _append(self, table: pa.Table, tokens: int) -> None:
-        self._buffer.append(table)
-        self._buffered_tokens += tokens
-        self._tokens += tokens
-        self._rows += table.num_rows
-        if self._buffered_tokens >= self.row_group_tokens:
-            self._flush()
+        Row groups and shards both end at the first row that reaches their target, so
+        the files depend only on the row sequence, never on how it was batched.
+        """
+        while table.num_rows:
+            limit = min(self.shard_tokens - self._tokens, self.row_group_tokens - self._buffered_tokens)
+            cum = np.cumsum(n_tokens, dtype=np.int64)
+            first = int(np.searchsorted(cum, limit))  # first row reaching a target
+            take = min(first + 1, table.num_rows)
+            tokens = int(cum[take - 1])
+            self._buffer.append(table.slice(0, take))
+            self._buffered_tokens += tokens
+            self._tokens += tokens
+            self._rows += take
+            if first < table.num_rows:
+                if self._tokens >= self.shard_tokens:
+                    self._close_shard()
+                else:
+                    self._flush()
+            table, n_tokens = table.slice(take), n_tokens[take:]
 
     def _flush(self) -> None:
         if not self._buffer:

@@ -218,7 +218,19 @@ def tokenize_corpus(
                 padded[s] = packers[s].padded_tokens
             for entry in packed:
                 entry["sequences"] = entry.pop("rows")
-            index["packed"] = {"sequence_length": config.pack_length, "padded_tokens": padded, "shards": packed}
+            # A separate index: readers of index.json look for document shards only.
+            packed_index = {
+                "format": INDEX_FORMAT + "+packed",
+                "sequence_length": config.pack_length,
+                "dtype": str(value_type),
+                "vocab_size": vocab_size,
+                "eot_id": specials["eot_id"],
+                "pad_id": specials["pad_id"],
+                "padded_tokens": padded,
+                "shards": packed,
+            }
+            write_json(packed_index, staging / "packed" / "index.json")
+            index["packed_index"] = "packed/index.json"
         write_json(index, staging / "index.json")
         _replace_dir(staging, out_dir)
     finally:
