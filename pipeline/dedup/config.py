@@ -55,7 +55,7 @@ class MinHashConfig(BaseModel):
         ),
     )
     false_positive_weight: float | None = Field(
-        None, ge=0, le=1, description="weight of false positives when deriving bands x rows (datasketch's optimisation); default 0.5, or 0.05 when candidates are verified"
+        None, ge=0, le=1, description="weight of false positives when deriving bands x rows (datasketch's optimisation); default 0.5, or 0.005 when candidates are verified (recall-heavy: verification removes the false positives)"
     )
     max_bucket_pairs: int = Field(
         64, ge=2, description="LSH buckets up to this size give all their pairs; larger ones only pairs with their first member and neighbours"
@@ -81,7 +81,7 @@ class MinHashConfig(BaseModel):
     def fp_weight(self) -> float:
         if self.false_positive_weight is not None:
             return self.false_positive_weight
-        return 0.5 if self.verify == "none" else 0.05
+        return 0.5 if self.verify == "none" else 0.005
 
 
 class LineDedupConfig(BaseModel):

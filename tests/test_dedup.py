@@ -1,0 +1,159 @@
+"""The dedup stage end to end on real text: outputs, conservation, determinism, bad input."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.dedup import DedupConfig, run_dedup
+from pipeline.dedup.stage import CLUSTERS_SCHEMA
+from pipeline.io import list_shards, write_parquet
+from pipeline.schema import CLEAN_SCHEMA, REJECTED_SCHEMA, conform
+
+from conftest import require_shared
+
+
+def _articles(n: int = 40) -> list[str]:
+    raw = (require_shared() / "classic" / "wikitext-2_valid.txt").read_text(encoding="utf-8")
+    parts = [p for p in raw.split("\n = ") if len(p.split()) > 300]
+    return [" = " + p for p in parts[:n]]
+
+
+def _edit(text: str, rate: float, rng: random.Random) -> str:
+    words = text.split()
+    out = []
+    for w in words:
+        r = rng.random()
+        if r < rate / 2:
+            continue
+        out.append(w)
+        if r > 1 - rate / 2:
+            out.append(rng.choice(words))
+    return " ".join(out)
+
+
+def _shards(tmp: Path, rows: list[dict], per_shard: int) -> list[Path]:
+    paths = []
+    for i in range(0, len(rows), per_shard):
+        t = conform(pa.Table.from_pylist(rows[i : i + per_shard]), CLEAN_SCHEMA)
+        paths.append(write_parquet(t, tmp / "clean" / f"part-{i // per_shard:05d}.parquet"))
+    return paths
+
+
+def _corpus(tmp: Path, per_shard: int = 25):
+    """Real articles plus exact copies (case/whitespace changed), light edits (J >> 0.75) and heavy edits."""
+    rng = random.Random(0)
+    arts = _articles()
+    rows = [{"id": f"a{i:03d}", "text": t, "source": "wiki", "kind": "prose", "url": f"https://w/{i}"} for i, t in enumerate(arts)]
+    expect_exact, expect_near, expect_kept_variant = set(), set(), set()
+    for i in range(0, 10):
+        rows.append({"id": f"x{i}", "text": "  " + arts[i].upper().replace(" ", "\n  "), "source": "copy", "kind": "prose"})
+        expect_exact.add(f"x{i}")
+    for i in range(10, 20):
+        rows.append({"id": f"n{i}", "text": _edit(arts[i], 0.01, rng) + " (edited copy)", "source": "edit", "kind": "prose"})
+        expect_near.add(f"n{i}")
+    for i in range(20, 30):
+        rows.append({"id": f"h{i}", "text": _edit(arts[i], 0.4, rng), "source": "edit", "kind": "prose"})
+        expect_kept_variant.add(f"h{i}")
+    variants = rows[len(arts):]
+    rng.shuffle(variants)  # originals first: the earliest document of a cluster is kept
+    rows = rows[: len(arts)] + variants
+    return _shards(tmp, rows, per_shard), rows, expect_exact, expect_near, expect_kept_variant
+
+
+def _read_dir(folder: Path, pattern="part-*.parquet") -> pa.Table:
+    return pa.concat_tables([pq.read_table(p) for p in list_shards(folder, pattern)])
+
+
+def test_dedup_end_to_end(tmp_path):
+    paths, rows, exact, near, kept_variant = _corpus(tmp_path)
+    stats = run_dedup(paths, tmp_path, DedupConfig())
+    kept = _read_dir(tmp_path / "dedup")
+    rejected = _read_dir(tmp_path / "rejected", "dedup-*.parquet")
+    clusters = _read_dir(tmp_path / "clusters")
+    assert kept.schema.equals(CLEAN_SCHEMA) and rejected.schema.equals(REJECTED_SCHEMA)
+    assert clusters.schema.equals(CLUSTERS_SCHEMA)
+    # same shard names, conservation
+    assert [p.name for p in list_shards(tmp_path / "dedup")] == [p.name for p in paths]
+    assert stats["docs_in"] == len(rows) == stats["docs_out"] + stats["docs_rejected"]
+    assert kept.num_rows == stats["docs_out"] and rejected.num_rows == stats["docs_rejected"]
+    removed = dict(zip(rejected.column("id").to_pylist(), rejected.column("filter").to_pylist()))
+    assert {k for k, f in removed.items() if f == "exact_duplicate"} == exact
+    assert {k for k, f in removed.items() if f == "near_duplicate"} == near
+    assert not (kept_variant & set(removed))
+    assert stats["exact_removed"] == 10 and stats["near_removed"] == 10 and stats["clusters"] == 20
+    # every removal names the kept document, which is the original article, and gives a reason
+    for rid, dup_of, reason in zip(*(rejected.column(c).to_pylist() for c in ("id", "duplicate_of", "reason"))):
+        assert dup_of == "a" + rid[1:].zfill(3) and dup_of in set(kept.column("id").to_pylist())
+        assert "duplicate" in reason and dup_of in reason
+    near_reasons = [r for r, f in zip(rejected.column("reason").to_pylist(), rejected.column("filter").to_pylist()) if f == "near_duplicate"]
+    assert all("threshold 0.75" in r for r in near_reasons)
+    # clusters: cluster_id = kept id, one kept member each, similarity estimated
+    c = clusters.to_pylist()
+    assert len(c) == 40 and sum(r["kept"] for r in c) == 20
+    for r in c:
+        if r["kept"]:
+            assert r["cluster_id"] == r["id"] and r["similarity"] == 1.0
+        else:
+            assert r["method"] in ("exact", "minhash") and 0.75 <= r["similarity"] <= 1.0
+    assert stats["bands"] * stats["rows"] <= stats["num_perm"]
+    assert stats["largest_clusters"][0]["size"] == 2 and stats["largest_clusters"][0]["excerpt"]
+    assert not (tmp_path / "dedup_work").exists()
+
+
+def test_deterministic_whatever_the_workers(tmp_path):
+    paths, *_ = _corpus(tmp_path, per_shard=15)
+    out1, out2 = tmp_path / "w1", tmp_path / "w2"
+    s1 = run_dedup(paths, out1, DedupConfig(), workers=1)
+    s2 = run_dedup(paths, out2, DedupConfig(), workers=2)
+    for sub, pattern in (("dedup", "part-*.parquet"), ("clusters", "part-*.parquet"), ("rejected", "dedup-*.parquet")):
+        f1, f2 = list_shards(out1 / sub, pattern), list_shards(out2 / sub, pattern)
+        assert [p.name for p in f1] == [p.name for p in f2]
+        for a, b in zip(f1, f2):
+            assert a.read_bytes() == b.read_bytes(), f"{sub}/{a.name} differs between 1 and 2 workers"
+    assert s1["docs_out"] == s2["docs_out"]
+
+
+def test_bad_input_never_crashes(tmp_path):
+    arts = _articles(3)
+    huge = " ".join([arts[0]] * 400)  # ~2 M words in one document
+    rows = [
+        {"id": "empty1", "text": ""},
+        {"id": "empty2", "text": "   \n "},
+        {"id": "short1", "text": "too short"},
+        {"id": "short2", "text": "Too   short"},
+        {"id": "short3", "text": "also short"},
+        {"id": "dup", "text": arts[1]},
+        {"id": "dup", "text": arts[2]},
+        {"id": "huge", "text": huge},
+        {"id": "huge2", "text": huge + " tail"},
+    ]
+    for r in rows:
+        r.update(source="t", kind="prose")
+    paths = _shards(tmp_path, rows, per_shard=4)
+    paths.append(write_parquet(CLEAN_SCHEMA.empty_table(), tmp_path / "clean" / "part-00099.parquet"))
+    stats = run_dedup(paths, tmp_path, DedupConfig(batch_bytes=1 << 20))
+    rejected = _read_dir(tmp_path / "rejected", "dedup-*.parquet").to_pylist()
+    by_id = {(r["id"], r["filter"]) for r in rejected}
+    assert ("empty2", "exact_duplicate") in by_id  # empty texts are equal to each other
+    assert ("short2", "exact_duplicate") in by_id  # short documents: one shingle, exact key still works
+    assert ("dup", "duplicate_id") in by_id
+    assert ("huge2", "near_duplicate") in by_id
+    assert ("short3", "near_duplicate") not in by_id
+    assert all(r["reason"] for r in rejected)
+    assert stats["docs_in"] == len(rows) == stats["docs_out"] + stats["docs_rejected"]
+    assert stats["empty_docs"] == 2 and stats["short_docs"] >= 3
+    assert pq.read_table(tmp_path / "dedup" / "part-00099.parquet").num_rows == 0
+    assert (tmp_path / "clusters" / "part-00099.parquet").exists()
+
+
+def test_exact_only_and_fineweb_preset(tmp_path):
+    paths, rows, exact, near, _ = _corpus(tmp_path)
+    s = run_dedup(paths, tmp_path / "exact", DedupConfig(minhash=None))
+    assert s["exact_removed"] == 10 and s["near_removed"] == 0
+    s = run_dedup(paths, tmp_path / "fw", DedupConfig.model_validate({"minhash": {"preset": "fineweb"}}))
+    assert (s["bands"], s["rows"], s["num_perm"], s["verify"]) == (14, 8, 112, "none")
+    assert s["near_removed"] >= 9
