@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from model.data import DataError, ValSequences, open_corpus
+from model.encoder import backbone_from_config, is_encoder_config
 from model.gpt import GPT, GPTConfig
 from model.metrics import plot_loss, read_metrics
 
@@ -38,7 +39,7 @@ def load_run_model(run_dir, device: str = "cpu") -> tuple[GPT, dict, dict]:
     if ckpt_path is None:
         raise CheckpointError(f"no checkpoint in {run_dir / 'checkpoints'}: train first")
     ckpt = load_checkpoint(ckpt_path)
-    model = GPT(GPTConfig.from_dict(ckpt["model_config"]))
+    model = backbone_from_config(ckpt["model_config"])  # a GPT, or an Encoder for masked-LM runs
     model.load_state_dict(ckpt["model"])
     model.to(device).eval()
     run_json = run_dir / "run.json"
@@ -114,6 +115,10 @@ def evaluate(run_dir, data_dir=None, max_tokens: int | None = -1, batch_size: in
     if max_tokens == -1:
         max_tokens = cfg.get("eval_tokens")
     batch_size = batch_size or cfg.get("eval_batch_size", 16)
+    if is_encoder_config(ckpt["model_config"]):  # masked LM: masked-token loss and accuracy (model/mlm.py)
+        from model.mlm import evaluate_mlm_run
+
+        return evaluate_mlm_run(run_dir, model, ckpt, info, corpus, max_tokens, batch_size, device)
 
     t0 = time.perf_counter()
     val = ValSequences(corpus.val, model.config.block_size, model.config.vocab_size, max_tokens)

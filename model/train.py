@@ -72,6 +72,9 @@ class TrainConfig:
     peak_flops: float | None = None  # per device, for MFU; None: looked up from the GPU name
     eval_tokens: int | None = 262_144  # validation tokens model.evaluate reads (None: all)
     eval_batch_size: int = 16
+    # objective (masked LM lives in model/mlm.py and model/encoder.py)
+    objective: str = "clm"  # clm: next-token decoder | mlm: masked-LM bidirectional encoder
+    positions: str = "learned"  # mlm encoder positions: learned | rope
 
     @property
     def tokens_per_step(self) -> int:
@@ -93,7 +96,8 @@ PRESETS: dict[str, dict] = {
 
 # Settings that change what a checkpoint means: a resumed run must keep them.
 IDENTITY_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size", "batch_size",
-                   "grad_accum", "seed")
+                   "grad_accum", "seed", "objective", "positions")
+OBJECTIVES = ("clm", "mlm")
 
 
 def make_config(preset: str = "cpu-tiny", **overrides) -> TrainConfig:
@@ -380,6 +384,8 @@ def train(data_dir, out_dir, preset: str = "cpu-tiny", max_steps: int | None = N
     the first step, so bad input fails in seconds with a message naming the file.
     """
     cfg = make_config(preset, max_steps=max_steps, **overrides)
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {cfg.objective!r}; choose one of {OBJECTIVES}")
     run_dir = Path(out_dir)
     corpus = open_corpus(data_dir)
     provenance = corpus.provenance()
@@ -395,7 +401,12 @@ def train(data_dir, out_dir, preset: str = "cpu-tiny", max_steps: int | None = N
     rt = setup_runtime(cfg)
     batches = TrainSequences(corpus.train, cfg.block_size, cfg.batch_size, cfg.seed, gcfg.vocab_size,
                              rank=rt.rank, world_size=rt.world_size)
-    model = build_model(gcfg, cfg.seed)
+    if cfg.objective == "mlm":  # masked LM: encoder + masked batches (model/mlm.py), same loop
+        from model.mlm import mlm_model_and_batches
+
+        gcfg, model, batches = mlm_model_and_batches(cfg, corpus, gcfg, batches)
+    else:
+        model = build_model(gcfg, cfg.seed)
     run_info = {
         "status": "running", "preset": preset, "config": asdict(cfg), "model": gcfg.to_dict(),
         "n_params": model.num_params(), "corpus": provenance, "world_size": rt.world_size,
@@ -456,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-flops", type=float, help="peak FLOP/s per device, for MFU")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.add_argument("--eval", action="store_true", help="evaluate on tokens/val/ after training")
+    p.add_argument("--objective", choices=["clm", "mlm"],
+                   help="clm: next-token decoder (default); mlm: masked-LM encoder (needs <|mask|> in the tokenizer)")
+    p.add_argument("--positions", choices=["learned", "rope"], help="mlm encoder positions (default learned)")
     return p
 
 
