@@ -215,10 +215,20 @@ class Downloader:
     def fetch(self, spec) -> dict:
         spec = FileSpec.parse(spec)
         dest = self.raw_dir / local_name(spec.url)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Two sources (threads or processes) naming the same URL: one downloads, the other
+        # waits here and then reuses the verified file.
+        with open(dest.with_name(dest.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return self._fetch_locked(spec, dest)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _fetch_locked(self, spec: FileSpec, dest: Path) -> dict:
         reused = self._reuse(spec, dest)
         if reused is not None:
             return reused
-        dest.parent.mkdir(parents=True, exist_ok=True)
         info = self._transfer(spec, dest)
         if info["resumed"] and not self._verified(spec, info):
             # A resume may have spliced two versions of the file: retry once from byte 0.

@@ -70,3 +70,23 @@ def test_missing_text_column_is_named(stories, tmp_path):
     ds.save_to_disk(str(tmp_path / "ds"))
     with pytest.raises(ValueError, match="no column 'body'"):
         read({"name": "b", "type": "hf", "path": "ds", "text_field": "body"}, tmp_path, tmp_path)
+
+
+def test_rows_joined_into_articles_like_wikitext(shared_corpora, tmp_path):
+    # WikiText on the Hub stores one line per row; articles start at " = Title = " lines.
+    lines = (shared_corpora / "classic" / "wikitext-2_valid.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    datasets.Dataset.from_dict({"text": lines}).save_to_disk(str(tmp_path / "wt"))
+    spec = {"name": "wt", "type": "hf", "path": "wt", "document_start": r"^ = [^=]", "batch_size": 500}
+    src, docs, rej = read(spec, tmp_path, tmp_path)
+    titles = [l for l in lines if l.startswith(" = ") and not l.startswith(" = = ")]
+    assert docs.num_rows == len(titles) == 60  # the 60 validation articles
+    head = lines.index(titles[0])  # blank rows before the first title: not a document
+    assert "".join(lines[:head]) + "".join(docs.column("text").to_pylist()) == "".join(lines)  # no row lost
+    assert all(t.startswith(" = ") for t in docs.column("text").to_pylist())
+    first = docs.column("path")[0].as_py()
+    assert first.endswith(f"[train]:{lines.index(titles[0])}-{lines.index(titles[1]) - 1}")
+    prov = src.provenance[0]
+    assert prov["rows_read"] == len(lines)
+    assert prov["blank_rows_not_documents"] == lines.index(titles[0])
+    _, two, _ = read({**spec, "max_docs": 2}, tmp_path, tmp_path)
+    assert two.column("text").to_pylist() == docs.column("text").to_pylist()[:2]

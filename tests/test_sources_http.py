@@ -155,7 +155,7 @@ def test_checksum_mismatch_names_url_and_file_is_never_used(server, shared_corpo
 def test_size_mismatch_is_refused_before_download(server, shared_corpora, tmp_path):
     with pytest.raises(ChecksumError, match="expected 10 bytes"):
         Downloader(tmp_path / "raw", retry=FAST).fetch({"url": server.url(SMALL_GZ), "size": 10})
-    assert not list((tmp_path / "raw").rglob("*.gz*"))
+    assert not [p for p in (tmp_path / "raw").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
 
 
 def test_truncated_gzip_is_a_named_error(server, shared_corpora, tmp_path):
@@ -231,3 +231,20 @@ def test_ingest_writes_documents_and_provenance(server, tmp_path):
     prov = stats["provenance"][0]
     assert prov["url"] == server.url(WET_GZ) and prov["records"]["conversion"] == 1
     assert prov["records"]["skipped:warcinfo"] == 1
+
+
+def test_two_sources_naming_one_url_download_it_once(server, shared_corpora, tmp_path):
+    import threading
+
+    server.delay = 0.2
+    url = server.url(JSONL_GZ)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(Downloader(tmp_path / "raw", retry=FAST).fetch(url)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(server.hits(JSONL_GZ)) == 1
+    assert sorted(bool(r.get("reused")) for r in results) == [False, True]
+    assert Path(results[0]["local_path"]).read_bytes() == (shared_corpora / JSONL_GZ.removeprefix("/corpora/")).read_bytes()

@@ -22,6 +22,7 @@ or not a string becomes a rejected record naming the dataset, split and row.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -48,6 +49,9 @@ class HfConfig(SourceConfig):
     streaming: bool = Field(False, description="stream from the Hub instead of downloading the whole split first")
     batch_size: int = Field(2000, ge=1, description="rows per Arrow batch")
     cache_dir: str | None = Field(None, description="datasets cache folder (default: HF_HOME's)")
+    document_start: str | None = Field(
+        None, description="regex: join consecutive rows into one document, a new one starting at each row that "
+                          "matches (for datasets stored one line per row, e.g. WikiText: '^ = [^=]')")
 
 
 
@@ -103,7 +107,10 @@ class HfSource(Source):
         if names is not None and c.text_field not in names:
             raise ValueError(f"{where} [{c.split}]: no column {c.text_field!r} (columns: {names})")
         row0 = 0
-        for table in self._batches(ds):
+        batches = self._batches(ds)
+        if c.document_start:
+            batches = self._joined(batches, self.provenance[-1])
+        for table in batches:
             if c.max_docs:
                 table = table.slice(0, max(0, c.max_docs - row0))
             if table.num_rows == 0:
@@ -118,13 +125,63 @@ class HfSource(Source):
         for batch in ds.with_format("arrow").iter(batch_size=bs):
             yield batch if isinstance(batch, pa.Table) else pa.Table.from_pydict(batch)
 
+    def _joined(self, batches: Iterator[pa.Table], prov: dict) -> Iterator[pa.Table]:
+        """Rows -> documents: a document runs from a row matching `document_start` to the row
+        before the next match. Its id and path name its first row. Groups of blank rows
+        (before the first heading) are not documents; their row count goes to provenance."""
+        c: HfConfig = self.config
+        start = re.compile(c.document_start)
+        texts: list[str] = []
+        firsts: list[int] = []
+        lasts: list[int] = []
+        group: list[str] = []
+        first = row = 0
+        blank_rows = 0
+
+        def close():
+            nonlocal blank_rows
+            doc = "".join(group)
+            if doc.strip():
+                texts.append(doc)
+                firsts.append(first)
+                lasts.append(row - 1)
+            else:
+                blank_rows += len(group)
+
+        for t in batches:
+            if c.text_field not in t.column_names:
+                raise ValueError(f"{c.path} [{c.split}]: no column {c.text_field!r} (columns: {t.column_names})")
+            for line in t.column(c.text_field).to_pylist():
+                line = line or ""
+                if group and start.match(line):
+                    close()
+                    group, first = [], row
+                group.append(line)
+                row += 1
+            if len(texts) >= c.batch_size:
+                yield pa.table({c.text_field: texts, "_first_row": firsts, "_last_row": lasts})
+                texts, firsts, lasts = [], [], []
+        if group:
+            close()
+        if texts:
+            yield pa.table({c.text_field: texts, "_first_row": firsts, "_last_row": lasts})
+        prov.update(rows_read=row, blank_rows_not_documents=blank_rows)
+
     def _to_batch(self, t: pa.Table, row0: int, where: str) -> SourceBatch:
         c: HfConfig = self.config
         n = t.num_rows
         names = t.column_names
         if c.text_field not in names:
             raise ValueError(f"{where} [{c.split}]: no column {c.text_field!r} (columns: {names})")
-        fallback = [f"{c.name}/{c.split}:{r}" for r in range(row0, row0 + n)]
+        if "_first_row" in names:  # joined rows: name documents by their row span
+            spans = list(zip(t.column("_first_row").to_pylist(), t.column("_last_row").to_pylist()))
+            t = t.drop_columns(["_first_row", "_last_row"])
+            names = t.column_names
+            fallback = [f"{c.name}/{c.split}:{a}" for a, _ in spans]
+            paths = [f"{where}[{c.split}]:{a}-{b}" for a, b in spans]
+        else:
+            fallback = [f"{c.name}/{c.split}:{r}" for r in range(row0, row0 + n)]
+            paths = [f"{where}[{c.split}]:{r}" for r in range(row0, row0 + n)]
         if c.id_field in names:
             own = t.column(c.id_field).cast(pa.string()).to_pylist()
             ids = [o if o not in (None, "") else f for o, f in zip(own, fallback)]
@@ -146,7 +203,7 @@ class HfSource(Source):
             "license": t.column("license").cast(pa.string()) if "license" in names else [c.license] * n,
             "kind": t.column("kind").cast(pa.string()) if "kind" in names else ["prose"] * n,
             "url": t.column("url").cast(pa.string()) if "url" in names else [None] * n,
-            "path": [f"{where}[{c.split}]:{r}" for r in range(row0, row0 + n)],
+            "path": paths,
             "meta": [json.dumps(m, ensure_ascii=False, sort_keys=True, default=str) if m else None for m in meta_rows],
         }
         table = pa.Table.from_pydict(cols, schema=pa.schema([f.with_nullable(True) for f in DOC_SCHEMA]))
