@@ -246,13 +246,16 @@ def _funnel(f: dict, charts: dict, prefix: str | None) -> list[str]:
     rows = [[x["stage"], _Raw(f"`{x['filter']}`"), _int(x["docs"]), _mb(x.get("bytes"))] for x in filters]
     out += _table(["Stage", "Filter", "Docs removed", "Text removed"], rows, "llrr") + [""]
     out += _img(charts, "filters", "documents removed per filter", prefix)
+    for stage, names in (f["funnel"].get("idle_filters") or {}).items():
+        out += [f"Filters of `{stage}` that removed nothing: " + ", ".join(f"`{n}`" for n in names) + ".", ""]
     with_ex = [x for x in filters if x.get("examples")]
     if with_ex:
         out += ["### Examples of removed documents", ""]
         for x in with_ex:
-            out += [f"**{x['stage']} / `{x['filter']}`**", ""]
+            out += [f"<details><summary>{x['stage']} / <code>{x['filter']}</code>: {x['docs']:,} removed, "
+                    f"{len(x['examples'])} example(s)</summary>", ""]
             rows = [[e.get("id"), e.get("reason"), e.get("text") or ""] for e in x["examples"]]
-            out += _table(["Id", "Reason", "Text (truncated)"], rows, "lll") + [""]
+            out += _table(["Id", "Reason", "Text (truncated)"], rows, "lll") + ["", "</details>", ""]
     return out
 
 

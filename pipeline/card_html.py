@@ -38,14 +38,14 @@ def _inline_images(md: MarkdownIt, base_dir: Path):
     """Render every image whose file exists under base_dir as a base64 data URI."""
     default = md.renderer.rules.get("image")
 
-    def image(tokens, idx, options, env):
+    def image(renderer, tokens, idx, options, env):
         token = tokens[idx]
         src = token.attrGet("src") or ""
         path = (base_dir / src).resolve()
         if not src.startswith(("data:", "http:", "https:")) and path.is_file():
             mime = "image/png" if path.suffix.lower() == ".png" else "image/" + path.suffix.lower().lstrip(".")
             token.attrSet("src", f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii"))
-        return default(tokens, idx, options, env) if default else md.renderer.renderToken(tokens, idx, options, env)
+        return default(tokens, idx, options, env) if default else renderer.renderToken(tokens, idx, options, env)
 
     md.add_render_rule("image", image)
 

@@ -178,6 +178,8 @@ def _where(recipe_source: dict) -> str | None:
         if v:
             if isinstance(v, list):
                 items = [x.get("url", str(x)) if isinstance(x, dict) else str(x) for x in v]
+                if key == "paths":  # full paths are in the inputs table; names read better here
+                    items = [Path(x).name for x in items]
                 return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
             return str(v)
     if recipe_source.get("type") == "python-env":
@@ -239,6 +241,17 @@ def _filters(manifest: dict, rejected: pl.DataFrame | None) -> list[dict]:
         for fname, n in (s.get("rejected_by_reason") or {}).items():
             rows.append({"stage": stage, "filter": fname, "docs": int(n), "bytes": None, "examples": []})
     return rows
+
+
+def _idle_filters(manifest: dict) -> dict[str, list[str]]:
+    """Filters a stage ran that removed nothing (so a reader knows they were on)."""
+    out = {}
+    for stage in (manifest.get("stages") or {}):
+        idle = [name for name, f in (_stage(manifest, stage).get("filters") or {}).items()
+                if isinstance(f, dict) and not f.get("docs")]
+        if idle:
+            out[stage] = sorted(idle)
+    return out
 
 
 # ---------------------------------------------------------------- final documents, languages, lengths, tokens
@@ -363,9 +376,7 @@ def _duplicates(manifest: dict, corpus_dir: Path | None, rejected: pl.DataFrame 
             out["near_rate"] = out["near_removed"] / docs_in
     clusters_lf = _scan(list_shards(corpus_dir / "clusters", "*.parquet")) if corpus_dir is not None else None
     if clusters_lf is None:
-        lc = d.get("largest_clusters")
-        if isinstance(lc, list):
-            out["largest"] = [c for c in lc if isinstance(c, dict)][:LARGEST_CLUSTERS]
+        out["largest"] = _largest_from_stats(d.get("largest_clusters"))
         return out
     cl = clusters_lf.select("id", "cluster_id", "kept").collect()
     sizes = cl.group_by("cluster_id").agg(pl.len().alias("size"))
@@ -395,6 +406,22 @@ def _duplicates(manifest: dict, corpus_dir: Path | None, rejected: pl.DataFrame 
             })
         out["largest"] = largest
     return out
+
+
+def _largest_from_stats(clusters) -> list[dict]:
+    """The dedup stage's own `largest_clusters` (member ids and one excerpt) in the card's shape."""
+    out = []
+    for c in clusters if isinstance(clusters, list) else []:
+        if not isinstance(c, dict):
+            continue
+        members = []
+        for i, m in enumerate(c.get("members") or []):
+            mid = m.get("id") if isinstance(m, dict) else str(m)
+            members.append({"id": mid, "kept": mid == c.get("cluster_id"),
+                            "text": truncate(c.get("excerpt")) if i == 0 else None})
+        out.append({"cluster_id": c.get("cluster_id"), "size": c.get("size"), "kept": c.get("cluster_id"),
+                    "members": members[:MEMBERS_PER_CLUSTER]})
+    return out[:LARGEST_CLUSTERS]
 
 
 def _texts_for(corpus_dir: Path, rejected: pl.DataFrame | None, ids: list[str]) -> dict[str, dict]:
@@ -478,7 +505,7 @@ def collect_figures(corpus_dir: str | Path | None, manifest: dict | None = None)
         "versions": manifest.get("versions") or {},
         "summary": summary,
         "sources": _sources(manifest, corpus_dir, final, tokens.get("per_source") or {}),
-        "funnel": {"stages": _funnel_stages(manifest), "filters": _filters(manifest, rejected)},
+        "funnel": {"stages": _funnel_stages(manifest), "filters": _filters(manifest, rejected), "idle_filters": _idle_filters(manifest)},
         "languages": _languages(final, manifest, tok),
         "lengths": {"unit": "UTF-8 bytes per document",
                     "histogram": _log2_histogram(final["bytes"].to_numpy()) if final is not None and final.height else None},

@@ -1,0 +1,103 @@
+"""A small real corpus for the data-card tests, built by calling the stage functions
+directly (no Prefect: the card tests need the outputs, not the orchestration)."""
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from pipeline.clean import clean_shard, merge_stats
+from pipeline.dedup import run_dedup
+from pipeline.ingest import ingest_source, merge_stage_stats
+from pipeline.io import list_shards, write_json
+from pipeline.manifest import build_manifest, check_conservation
+from pipeline.recipe import load_recipe
+from pipeline.tokenize import tokenize_corpus, train_tokenizer
+
+
+WEB = "web/dolma_CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
+
+
+def mirrored_pages(shared: Path, out_path: Path, n: int = 8, every: int = 40) -> Path:
+    """JSONL of copies of real web pages, as a mirror site would serve them: the first n/2
+    long pages verbatim (exact duplicates) and n pages with every `every`-th word replaced
+    (near duplicates, Jaccard ~0.8 on word 5-grams). Page 0 has both, a cluster of 3."""
+    pages = []
+    with gzip.open(shared / WEB, "rt", encoding="utf-8") as f:
+        for line in f:
+            text = json.loads(line)["text"]
+            if len(text.split()) >= 400:
+                pages.append(text)
+            if len(pages) == n:
+                break
+    with open(out_path, "w", encoding="utf-8") as f:
+        for i, text in enumerate(pages):
+            if i < n // 2:
+                f.write(json.dumps({"id": f"mirror-copy-{i}", "text": text}) + "\n")
+            words = text.split(" ")
+            for j in range(every // 2, len(words), every):
+                words[j] = "EDITED"
+            f.write(json.dumps({"id": f"mirror-edit-{i}", "text": " ".join(words)}) + "\n")
+    return out_path
+
+
+def card_recipe(shared: Path, work: Path, name: str = "card-test") -> dict:
+    """Web pages, a mirror of some of them (exact and near duplicates), Shakespeare
+    paragraphs (many too short: the quality filters) and one page of sentences per
+    language (the language charts)."""
+    return {
+        "name": name,
+        "description": "Small corpus built by the data-card tests.",
+        "sources": [
+            {"name": "web", "type": "jsonl", "license": "Common Crawl terms of use",
+             "paths": [str(shared / "dedup" / "dolma_deduper" / "documents_000.json.gz"), str(shared / WEB)],
+             "max_docs": 160},
+            {"name": "mirror", "type": "jsonl", "paths": [str(mirrored_pages(shared, work / "mirror.jsonl"))]},
+            {"name": "shakespeare", "type": "text", "license": "MIT",
+             "paths": [str(shared / "classic" / "tinyshakespeare_input.txt")], "separator": "\n\n", "max_docs": 300},
+            {"name": "sentences", "type": "text", "license": "Apache-2.0",
+             "paths": [str(shared / "multilingual" / "lingua_sentences" / f"{lang}.txt") for lang in ("de", "fr", "ru", "es")]},
+        ],
+        "ingest": {"shard_docs": 200},
+        "tokenize": {"vocab_size": 1024, "val_fraction": 0.1, "seed": 7},
+    }
+
+
+def build_corpus(out_dir: Path, data_cards_dir: Path | None, recipe_data: dict | None = None, shared: Path | None = None) -> dict:
+    """Run ingest, clean, dedup, tokenize into out_dir, write manifest.json and the card."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if recipe_data is None:
+        recipe_data = card_recipe(shared or Path(__file__).resolve().parents[1].parent / "shared" / "corpora", out_dir.parent)
+    recipe_path = out_dir.parent / f"{recipe_data['name']}.yaml"
+    recipe_path.write_text(yaml.safe_dump(recipe_data, sort_keys=False), encoding="utf-8")
+    recipe = load_recipe(recipe_path)
+    stages: dict[str, dict] = {}
+
+    t0 = time.perf_counter()
+    per_source = [ingest_source(src, out_dir, recipe.ingest.shard_docs) for src in recipe.source_objects(out_dir)]
+    stages["ingest"] = merge_stage_stats(per_source, time.perf_counter() - t0)
+    stages["ingest"]["sources"] = {s.name: r for s, r in zip(recipe.sources, per_source)}
+
+    shards = [Path(s) for r in per_source for s in r["shards"]]
+    stages["clean"] = merge_stats([clean_shard(s, out_dir / "clean" / s.name, out_dir / "rejected" / f"clean-{s.name}", recipe.clean)
+                                   for s in shards])
+    stages["dedup"] = run_dedup(list_shards(out_dir / "clean"), out_dir, recipe.dedup, workers=1)
+    t0 = time.perf_counter()
+    final = list_shards(out_dir / "dedup")
+    train_tokenizer(final, out_dir / "tokenizer.json", recipe.tokenize)
+    stages["tokenize"] = tokenize_corpus(final, out_dir / "tokenizer.json", out_dir / "tokens", recipe.tokenize, workers=1)
+    stages["tokenize"]["seconds"] = round(time.perf_counter() - t0, 3)
+
+    manifest = build_manifest(recipe, str(recipe_path), stages, f"opencorpus run {recipe_path} --output {out_dir}")
+    broken = check_conservation(manifest)
+    if broken:
+        raise RuntimeError("; ".join(broken))
+    write_json(manifest, out_dir / "manifest.json")
+    from pipeline.card import write_card
+
+    write_card(out_dir, manifest, data_cards_dir)
+    return manifest

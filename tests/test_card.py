@@ -1,0 +1,375 @@
+"""Data cards of a small real corpus built in the test (stage functions, no Prefect).
+
+Every figure the card shows is recomputed here from manifest.json and the Parquet files
+with polars, and the card's metadata goes through huggingface_hub and datasets."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from card_corpus import build_corpus, card_recipe
+from conftest import require_shared
+
+SECTIONS = [
+    "## Summary", "## Sources", "## Processing funnel", "### Removed, per filter", "### Examples of removed documents",
+    "## Languages, lengths and tokens", "### Languages", "### Document length", "### Tokens", "## Duplicates",
+    "### Cluster sizes", "### Largest clusters", "## PII replaced", "## Models trained on this corpus",
+    "## Limitations and licensing notes",
+]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    shared = require_shared()
+    root = tmp_path_factory.mktemp("card")
+    out = root / "corpus"
+    manifest = build_corpus(out, root / "data_cards", card_recipe(shared, root), shared)
+    return out, root / "data_cards", manifest
+
+
+def _figures(out: Path) -> dict:
+    return json.loads((out / "card.json").read_text(encoding="utf-8"))
+
+
+def _card(out: Path) -> str:
+    return (out / "README.md").read_text(encoding="utf-8")
+
+
+def _dedup(out: Path) -> pl.DataFrame:
+    return pl.read_parquet(out / "dedup" / "*.parquet").with_columns(pl.col("text").str.len_bytes().alias("bytes"))
+
+
+def _tokens(out: Path) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(out / "tokens" / s / "*.parquet").select("id", "n_tokens").with_columns(split=pl.lit(s))
+                      for s in ("train", "val")])
+
+
+def test_every_section_is_there(built):
+    out, cards, manifest = built
+    text = _card(out)
+    for heading in SECTIONS:
+        assert f"\n{heading}\n" in text, heading
+    assert text.startswith("---\n")
+    assert f"`{manifest['command']}`" in text or manifest["command"] in text  # reproduction command
+    assert manifest["recipe_hash"] in text
+    assert "Not recorded" not in text  # this corpus records every stage
+
+
+def test_summary_figures_match_parquet(built):
+    out, _, manifest = built
+    docs = _dedup(out)
+    tok = _tokens(out)
+    f = _figures(out)
+    assert f["summary"]["docs"] == docs.height == manifest["stages"]["dedup"]["docs_out"]
+    assert f["summary"]["bytes"] == int(docs["bytes"].sum()) == manifest["stages"]["dedup"]["bytes_out"]
+    train, val = (int(tok.filter(pl.col("split") == s)["n_tokens"].sum()) for s in ("train", "val"))
+    assert (f["tokens"]["tokens_train"], f["tokens"]["tokens_val"]) == (train, val)
+    assert (train, val) == (manifest["stages"]["tokenize"]["tokens_train"], manifest["stages"]["tokenize"]["tokens_val"])
+    text = _card(out)
+    assert f"- Documents: {docs.height:,} (" in text
+    assert f"- Tokens: {train + val:,} ({train:,} train / {val:,} validation" in text
+
+
+def test_sources_match_parquet(built):
+    out, _, manifest = built
+    docs = _dedup(out)
+    tok = _tokens(out).join(docs.select("id", "source"), on="id")
+    f = _figures(out)
+    text = _card(out)
+    names = [s["name"] for s in manifest["recipe"]["sources"]]
+    assert [s["name"] for s in f["sources"]] == names
+    for s in f["sources"]:
+        sub = docs.filter(pl.col("source") == s["name"])
+        assert s["final_docs"] == sub.height
+        assert s["final_bytes"] == int(sub["bytes"].sum())
+        assert s["tokens"] == int(tok.filter(pl.col("source") == s["name"])["n_tokens"].sum())
+        ingest = manifest["stages"]["ingest"]["sources"][s["name"]]
+        assert s["docs_in"] == ingest["docs_in"]
+        row = next(line for line in text.splitlines() if line.startswith(f"| {s['name']} |"))
+        assert f"| {ingest['docs_in']:,} |" in row and f"| {sub.height:,} |" in row
+        for p in ingest["provenance"]:  # every input file with its size and sha256
+            entry = next(x for x in s["files"] if x["path"] == p["path"])
+            assert entry["size"] == Path(p["path"]).stat().st_size
+            assert f"`{entry['sha256']}`" in text
+            assert len(entry["sha256"]) == 64
+
+
+def test_funnel_and_filters_match_manifest_and_rejected(built):
+    out, _, manifest = built
+    text = _card(out)
+    for name, s in manifest["stages"].items():
+        assert f"| {name} | {s['docs_in']:,} | {s['docs_out']:,} | {s['docs_rejected']:,} |" in text
+    rej = pl.read_parquet(out / "rejected" / "*.parquet")
+    counts = {(r["stage"], r["filter"]): r["len"] for r in rej.group_by("stage", "filter").len().iter_rows(named=True)}
+    f = _figures(out)
+    assert {(x["stage"], x["filter"]): x["docs"] for x in f["funnel"]["filters"]} == counts
+    for (stage, flt), n in counts.items():
+        assert f"| {stage} | `{flt}` | {n:,} |" in text
+    # every clean filter the stage reported is in the card with the same count
+    for flt, st in manifest["stages"]["clean"]["filters"].items():
+        assert counts.get(("clean", flt), 0) == st["docs"]
+        if not st["docs"]:
+            assert flt in _figures(out)["funnel"]["idle_filters"]["clean"]
+    # examples are real rejected records, truncated
+    for x in f["funnel"]["filters"]:
+        for e in x["examples"]:
+            src = rej.filter(pl.col("id") == e["id"])
+            assert src.height >= 1 and e["reason"] in src["reason"].to_list()
+            assert len(e["text"] or "") <= 240
+    assert (out / "card_assets" / "funnel.png").is_file() and (out / "card_assets" / "filters.png").is_file()
+
+
+def test_languages_lengths_tokens_match_parquet(built):
+    out, _, _ = built
+    docs = _dedup(out).with_columns(pl.col("language").fill_null("unknown"))
+    tok = _tokens(out)
+    f = _figures(out)
+    want = {r["language"]: r["len"] for r in docs.group_by("language").len().iter_rows(named=True)}
+    assert {r["language"]: r["docs"] for r in f["languages"]["rows"]} == want
+    assert len(want) >= 4  # en, de, fr, ru, es pages
+    joined = docs.join(tok, on="id")
+    for r in f["languages"]["rows"]:
+        sub = joined.filter(pl.col("language") == r["language"])
+        assert r["bytes_per_token"] == pytest.approx(sub["bytes"].sum() / (sub["n_tokens"] - 1).sum(), rel=1e-3)
+    # agrees with the tokenize stage's own count
+    stage = json.loads((out / "manifest.json").read_text())["stages"]["tokenize"].get("bytes_per_token_per_language") or {}
+    for lang, s in stage.items():
+        row = next(r for r in f["languages"]["rows"] if r["language"] == lang)
+        assert row["bytes_per_token"] == pytest.approx(s["bytes_per_token"], rel=1e-3)
+    h = f["lengths"]["histogram"]
+    assert sum(h["counts"]) == docs.height
+    assert h["median"] == pytest.approx(float(docs["bytes"].median()))
+    assert h["max"] == int(docs["bytes"].max())
+    th = f["tokens"]["length_histogram"]
+    assert sum(th["counts"]) == tok.height and th["max"] == int(tok["n_tokens"].max())
+    text = _card(out)
+    top = f["languages"]["rows"][0]
+    assert f"| {top['language']} | {top['docs']:,} |" in text
+    for chart in ("languages", "lengths", "token_lengths", "bytes_per_token"):
+        assert f"](card_assets/{chart}.png)" in text
+
+
+def test_duplicates_match_clusters(built):
+    out, _, manifest = built
+    cl = pl.read_parquet(out / "clusters" / "*.parquet")
+    rej = pl.read_parquet(out / "rejected" / "dedup-*.parquet")
+    f = _figures(out)["duplicates"]
+    exact = rej.filter(pl.col("filter") == "exact_duplicate").height
+    near = rej.filter(pl.col("filter") == "near_duplicate").height
+    assert exact >= 2 and near >= 2  # the mirror source copies and edits web pages
+    assert (f["exact_removed"], f["near_removed"]) == (exact, near)
+    assert (exact, near) == (manifest["stages"]["dedup"]["exact_removed"], manifest["stages"]["dedup"]["near_removed"])
+    docs_in = manifest["stages"]["dedup"]["docs_in"]
+    assert f["exact_rate"] == pytest.approx(exact / docs_in)
+    sizes = cl.group_by("cluster_id").len().filter(pl.col("len") > 1)
+    want = {str(k): v for k, v in sizes.group_by("len").len(name="n").select("len", "n").iter_rows()}
+    got = {k: v for k, v in f["cluster_sizes"].items() if k != "1"}
+    assert got == want
+    assert f["cluster_sizes"]["1"] == docs_in - int(sizes["len"].sum())
+    biggest = sizes.sort(["len", "cluster_id"], descending=[True, False]).row(0, named=True)
+    top = f["largest"][0]
+    assert (top["cluster_id"], top["size"]) == (biggest["cluster_id"], biggest["len"])
+    kept = cl.filter((pl.col("cluster_id") == biggest["cluster_id"]) & pl.col("kept"))["id"].to_list()
+    assert top["kept"] == kept[0]
+    assert all(m["text"] for m in top["members"])  # examples carry their text
+    text = _card(out)
+    assert f"- Exact duplicates removed: {exact:,} (" in text and f"- Near duplicates removed: {near:,} (" in text
+    assert f"**Cluster `{top['cluster_id']}`: {top['size']} documents" in text
+
+
+def test_pii_and_limitations(built):
+    out, _, manifest = built
+    f = _figures(out)
+    pii = {k: v for k, v in manifest["stages"]["clean"]["pii"].items()}
+    assert f["pii"] == dict(sorted(pii.items(), key=lambda kv: (-kv[1], kv[0])))
+    text = _card(out)
+    for k, v in pii.items():
+        assert f"| {k} | {v:,} |" in text
+    limits = "\n".join(f["limitations"])
+    assert "Mixed licenses" in limits  # MIT, Apache-2.0 and the Common Crawl terms
+    assert "mirror" in limits  # the mirror source states no license
+    assert "Small corpus" in limits
+    for note in f["limitations"]:
+        assert f"- {note}" in text
+
+
+def test_metadata_passes_huggingface_hub(built):
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    out, cards, _ = built
+    for path in (out / "README.md", cards / "card-test.md"):
+        card = DatasetCard.load(path)
+        assert isinstance(card.data, DatasetCardData)
+        meta = card.data.to_dict()
+        assert meta["pretty_name"] == "card-test"
+        assert set(meta["license"]) == {"mit", "apache-2.0", "other"} and meta["license_name"]
+        assert "en" in meta["language"] and all(re.fullmatch(r"[a-z]{2,3}", x) for x in meta["language"])
+        assert meta["size_categories"] == ["n<1K"] and meta["task_categories"] == ["text-generation"]
+        assert {c["config_name"] for c in meta["configs"]} == {"documents", "tokens"}
+        # round trip through the typed model keeps every field
+        again = DatasetCardData(**meta).to_dict()
+        assert again["configs"] == meta["configs"] and again["license"] == meta["license"]
+
+
+def test_metadata_configs_load_with_datasets(built):
+    import datasets
+
+    out, _, _ = built
+    docs = datasets.load_dataset(str(out), "documents", split="train")
+    assert docs.num_rows == _dedup(out).height
+    val = datasets.load_dataset(str(out), "tokens", split="validation")
+    assert val.num_rows == _tokens(out).filter(pl.col("split") == "val").height
+
+
+def test_charts_linked_in_both_places_and_json_copy(built):
+    out, cards, _ = built
+    for md_path in (out / "README.md", cards / "card-test.md"):
+        links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md_path.read_text(encoding="utf-8"))
+        assert len(links) >= 8
+        for link in links:
+            png = md_path.parent / link
+            assert png.is_file(), link
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((cards / "card-test.json").read_text()) == _figures(out)
+
+
+def test_charts_are_deterministic(built, tmp_path):
+    from pipeline.card_charts import write_charts
+
+    out, _, _ = built
+    f = _figures(out)
+    written = write_charts(f, tmp_path)
+    assert written == f["charts"]
+    for name in written.values():
+        assert (tmp_path / name).read_bytes() == (out / "card_assets" / name).read_bytes(), name
+
+
+def test_card_from_manifest_alone_and_missing_stages(built):
+    from pipeline.card import render_card
+
+    out, _, manifest = built
+    text = render_card(manifest)
+    assert f"- Documents: {manifest['stages']['dedup']['docs_out']:,} (" in text
+    bare = {k: v for k, v in manifest.items() if k != "stages"} | {"stages": {"ingest": manifest["stages"]["ingest"]}}
+    text = render_card(bare)
+    for heading in ("## Duplicates", "## PII replaced", "### Tokens", "### Languages"):
+        section = text.split(heading, 1)[1]
+        assert section.lstrip().startswith("_Not recorded"), heading
+
+
+def _train_and_eval(out: Path, run_dir: Path) -> dict:
+    from model.evaluate import evaluate
+    from model.train import train
+
+    train(out, run_dir, preset="cpu-tiny", max_steps=2, n_layer=1, n_head=2, n_embd=32, block_size=64, batch_size=4,
+          progress=False, checkpoint_every=2, warmup_steps=1)
+    return evaluate(run_dir, max_tokens=2048, samples=False)
+
+
+def test_model_entry_is_added_once(built, tmp_path, monkeypatch):
+    from pipeline.card import add_model_entry
+
+    out, cards, _ = built
+    run_dir = tmp_path / "runs" / "tiny"
+    result = _train_and_eval(out, run_dir)
+    monkeypatch.chdir(cards.parent)  # the flow's copy lives in ./data_cards
+    add_model_entry(run_dir)
+    add_model_entry(run_dir)  # idempotent: evaluating again replaces the entry
+    models = json.loads((out / "models.json").read_text())["models"]
+    assert len(models) == 1 and models[0]["run"] == "tiny" and models[0]["val_loss"] == result["val_loss"]
+    for md_path in (out / "README.md", cards / "card-test.md"):
+        text = md_path.read_text(encoding="utf-8")
+        section = text.split("## Models trained on this corpus", 1)[1].split("\n## ", 1)[0]
+        rows = [line for line in section.splitlines() if line.startswith("| tiny |")]
+        assert len(rows) == 1
+        assert f"| {result['val_loss']:.4f} |" in rows[0] and f"| {result['val_bits_per_byte']:.4f} |" in rows[0]
+        assert f"| {result['tokens_seen']:,} |" in rows[0] and "| cpu-tiny |" in rows[0]
+        link = re.search(r"\[report\]\(([^)]+)\)", rows[0]).group(1)
+        assert (md_path.parent / link).resolve() == (run_dir / "report.md").resolve()
+    assert _figures(out)["models"][0]["run_dir"] == str(run_dir.resolve())
+
+
+def test_html_is_self_contained(built, tmp_path):
+    from pipeline.card import write_html
+
+    out, _, _ = built
+    path = write_html(out, tmp_path / "card.html")
+    html = path.read_text(encoding="utf-8")
+    srcs = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    assert len(srcs) >= 8 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "<link" not in html and "<script" not in html
+    for heading in SECTIONS:
+        assert f">{heading.lstrip('#').strip()}</h" in html, heading
+    assert "<table>" in html
+
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), shutil.which("chromium"))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+def test_html_renders_in_headless_chromium(built, tmp_path):
+    from PIL import Image
+
+    from pipeline.card import write_html
+
+    out, _, _ = built
+    page = write_html(out, tmp_path / "card.html")
+    shot = tmp_path / "shot.png"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=120)
+    assert shot.is_file()
+    img = Image.open(shot).convert("RGB")
+    assert img.size == (1200, 2400)
+    px = np.asarray(img).reshape(-1, 3).astype(int)
+    # a rendered page, not a blank one: many distinct colours (text, tables, chart bars)
+    assert len(np.unique(px[::7], axis=0)) > 50
+    # the charts' blue bars are on screen (the funnel chart is in the first screen)
+    blue = (np.abs(px - [0x3B, 0x6E, 0xA8]) < 20).all(axis=1).sum()
+    assert blue > 1000
+
+
+def test_terminal_summary(built):
+    from rich.console import Console
+
+    from pipeline.card import print_summary
+
+    out, _, manifest = built
+    console = Console(record=True, width=140)
+    print_summary(out, console)
+    text = console.export_text()
+    f = _figures(out)
+    for s in f["sources"]:
+        assert s["name"] in text
+    assert f"{f['summary']['docs']:,}" in text
+    assert f"{manifest['stages']['clean']['docs_rejected']:,}" in text
+    assert "Duplicates" in text and "Funnel" in text
+
+
+def test_diff_of_two_corpora(built, tmp_path):
+    from pipeline.card import diff_cards
+
+    out, _, _ = built
+    shared = require_shared()
+    recipe = card_recipe(shared, tmp_path, name="card-test-b")
+    recipe["sources"] = [s for s in recipe["sources"] if s["name"] in ("mirror", "sentences")]
+    recipe["dedup"] = {"exact": True, "minhash": None}
+    b = tmp_path / "b"
+    build_corpus(b, None, recipe, shared)
+    text = diff_cards(out, b)
+    for heading in ("## Recipe differences", "## Sizes", "## Funnel", "## Languages", "## Duplicates", "## Models trained on each"):
+        assert f"\n{heading}\n" in text, heading
+    fa, fb = _figures(out), _figures(b)
+    assert f"| documents | {fa['summary']['docs']:,} | {fb['summary']['docs']:,} |" in text
+    assert "dedup.minhash" in text  # B turned MinHash off
+    assert fb["duplicates"]["near_removed"] == 0
+    row = next(line for line in text.splitlines() if line.startswith("| near removed |"))
+    assert f"{fa['duplicates']['near_removed']:,} (" in row and "| 0 (0.00%) |" in row
