@@ -1,61 +1,144 @@
 """The corpus flow: a recipe in, a corpus folder out (documents, clean, dedup, tokens, card).
 
-Stages are Prefect tasks; per-shard work (ingest per source, clean per shard) is mapped
-over shards with at most `workers` in flight. All the work is done by plain functions in
-`pipeline/`; this module only wires them, so the same stages run without Prefect.
+Stages are Prefect tasks. Per-source ingest and per-shard cleaning are mapped over their
+units with at most `workers` in flight (a process pool, or a Dask cluster with `dask=`);
+dedup, tokenizer training and encoding are global (they need every shard) and run in the
+flow process with `workers` processes of their own. All the work is done by plain
+functions in `pipeline/`; this module only wires them, so the same stages run without
+Prefect (bench/flow_overhead.py measures what the wiring costs).
+
+Resume and change detection (flows/state.py): every unit is keyed on its input files'
+hashes, its stage's config and its code; a finished unit leaves a done record next to
+its outputs, and a rerun skips the units whose key and outputs are unchanged. Killing a
+run at any point and running it again gives byte-identical outputs.
+
+Object storage (flows/storage.py): `output` may be an fsspec URL; the run works in a
+local staging folder, pulls what an earlier run left there, and pushes each stage's
+outputs when the stage is complete.
 """
 from __future__ import annotations
 
 import shlex
-import sys
 import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from prefect.futures import as_completed
+from prefect.tasks import exponential_backoff
 
+from flows import storage
+from flows.progress import ProgressLog
+from flows.state import HashCache, StateStore, sha256_json, source_code_files, source_fingerprint, unit_key
 from pipeline import card as card_mod
-from pipeline.clean import clean_shard, merge_stats as merge_clean_stats
-from pipeline.dedup import run_dedup
-from pipeline.ingest import ingest_source
+from pipeline.ingest import merge_stage_stats
 from pipeline.io import list_shards, write_json
 from pipeline.manifest import build_manifest, check_conservation
 from pipeline.recipe import Recipe, load_recipe
-from pipeline.tokenize import tokenize_corpus, train_tokenizer
+
+# Tokenize options that change how tokens are written, not which tokenizer is trained.
+ENCODE_ONLY_FIELDS = {"shard_tokens", "row_group_tokens", "batch_docs", "pack_length"}
+# I/O can fail for passing reasons (network sources, object storage): retry with backoff.
+IO_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_jitter_factor=0.5)
 
 
 def default_output(recipe: Recipe) -> Path:
     return Path("data") / recipe.name
 
 
-@task(name="ingest-source", retries=2, retry_delay_seconds=[2, 10])
-def ingest_task(recipe: Recipe, index: int, out_dir: Path) -> dict:
-    source = recipe.source_objects(out_dir)[index]
-    return ingest_source(source, out_dir, recipe.ingest.shard_docs)
+# --------------------------------------------------------------------------- tasks
+# Each task runs one unit: it first removes what an interrupted attempt may have left,
+# runs the pipeline function, then writes the unit's done record (hashing its outputs
+# where they were written, in parallel across workers). It returns the record's fields.
+
+
+def _rel(root: Path, paths) -> list[str]:
+    return sorted(Path(p).resolve().relative_to(root.resolve()).as_posix() for p in paths)
+
+
+def _unlink(paths):
+    for p in paths:
+        Path(p).unlink(missing_ok=True)
+
+
+def _source_outputs(root: Path, name: str) -> list[Path]:
+    import re
+
+    own = re.compile(rf"part-{re.escape(name)}-\d+\.parquet")
+    shards = [p for p in list_shards(root / "documents") if own.fullmatch(p.name)]
+    return shards + [root / "rejected" / f"ingest-{name}.parquet"]
+
+
+@task(name="ingest-source", **IO_RETRIES)
+def ingest_task(recipe: Recipe, index: int, root: str, key: str) -> dict:
+    from pipeline.ingest import ingest_source
+
+    root = Path(root)
+    source = recipe.source_objects(root)[index]
+    name = source.config.name
+    _unlink(_source_outputs(root, name))  # shards of a killed attempt, or of an older config
+    stats = ingest_source(source, root, recipe.ingest.shard_docs)
+    outputs = [Path(s) for s in stats["shards"]] + [root / "rejected" / f"ingest-{name}.parquet"]
+    stats["shards"] = _rel(root, stats["shards"])  # the folder may move (staging, another machine)
+    return _record(StateStore(root).write("ingest", name, key, outputs, stats))
 
 
 @task(name="clean-shard")
-def clean_task(shard: str, out_dir: Path, recipe: Recipe) -> dict:
+def clean_task(shard: str, root: str, config, key: str) -> dict:
+    from pipeline.clean import clean_shard
+
+    root = Path(root)
     name = Path(shard).name
-    return clean_shard(shard, out_dir / "clean" / name, out_dir / "rejected" / f"clean-{name}", recipe.clean)
+    out, rejected = root / "clean" / name, root / "rejected" / f"clean-{name}"
+    _unlink([out, rejected])
+    stats = clean_shard(root / shard, out, rejected, config)
+    return _record(StateStore(root).write("clean", name, key, [p for p in (out, rejected) if p.exists()], stats))
+
+
+def _dedup_outputs(root: Path) -> list[Path]:
+    return (list_shards(root / "dedup") + list_shards(root / "clusters")
+            + list_shards(root / "rejected", "dedup-*.parquet"))
 
 
 @task(name="dedup")
-def dedup_task(out_dir: Path, recipe: Recipe, workers: int) -> dict:
-    return run_dedup(list_shards(out_dir / "clean"), out_dir, recipe.dedup, workers=workers)
+def dedup_task(shards: list[str], root: str, config, workers: int, key: str) -> dict:
+    from pipeline.dedup import run_dedup
+
+    root = Path(root)
+    _unlink(_dedup_outputs(root))
+    stats = run_dedup([root / s for s in shards], root, config, workers=workers)
+    return _record(StateStore(root).write("dedup", "all", key, _dedup_outputs(root), stats))
+
+
+@task(name="train-tokenizer")
+def tokenizer_task(shards: list[str], root: str, config, key: str) -> dict:
+    from pipeline.tokenize import train_tokenizer
+
+    root = Path(root)
+    t0 = time.perf_counter()
+    train_tokenizer([root / s for s in shards], root / "tokenizer.json", config)
+    stats = {"seconds": round(time.perf_counter() - t0, 3)}
+    return _record(StateStore(root).write("tokenizer", "all", key, [root / "tokenizer.json"], stats))
+
+
+def _token_outputs(root: Path) -> list[Path]:
+    tokens = [p for p in (root / "tokens").rglob("*") if p.is_file()] if (root / "tokens").is_dir() else []
+    return tokens + list_shards(root / "rejected", "tokenize-*.parquet")
 
 
 @task(name="tokenize")
-def tokenize_task(out_dir: Path, recipe: Recipe, workers: int) -> dict:
-    t0 = time.perf_counter()
-    shards = list_shards(out_dir / "dedup")
-    train_tokenizer(shards, out_dir / "tokenizer.json", recipe.tokenize)
-    trained = time.perf_counter() - t0
-    stats = tokenize_corpus(shards, out_dir / "tokenizer.json", out_dir / "tokens", recipe.tokenize, workers=workers)
-    stats["tokenizer_seconds"] = round(trained, 3)
-    stats["seconds"] = round(time.perf_counter() - t0, 3)
-    return stats
+def tokenize_task(shards: list[str], root: str, config, workers: int, key: str) -> dict:
+    from pipeline.tokenize import tokenize_corpus
+
+    root = Path(root)
+    _unlink(list_shards(root / "rejected", "tokenize-*.parquet"))
+    stats = tokenize_corpus([root / s for s in shards], root / "tokenizer.json", root / "tokens", config, workers=workers)
+    return _record(StateStore(root).write("tokenize", "all", key, _token_outputs(root), stats))
+
+
+@task(name="sync-output", **IO_RETRIES)
+def push_task(location: "storage.OutputLocation") -> int:
+    return location.push()
 
 
 @task(name="card")
@@ -63,65 +146,261 @@ def card_task(out_dir: Path, manifest: dict, cards_dir: str | None) -> str:
     return str(card_mod.write_card(out_dir, manifest, data_cards_dir=Path(cards_dir) if cards_dir else None))
 
 
+def _record(rec) -> dict:
+    return {"unit": rec.unit, "key": rec.key, "outputs": rec.output_hashes(), "stats": rec.stats, "reused": False}
+
+
+# --------------------------------------------------------------------------- the build
+
+
+class CorpusBuild:
+    """One run over one output folder: decides per unit whether to reuse or run it."""
+
+    def __init__(self, recipe: Recipe, root: Path, workers: int, runner, progress: ProgressLog, log):
+        self.recipe, self.root, self.workers, self.runner = recipe, root, workers, runner
+        self.state = StateStore(root)
+        self.hashes = HashCache(self.state.dir / "file-hashes.json")
+        self.progress, self.log = progress, log
+        self.reused: dict[str, tuple[int, int]] = {}  # stage -> (units reused, units)
+
+    def _reuse(self, stage: str, unit: str, key: str) -> dict | None:
+        rec = self.state.valid(stage, unit, key)
+        if rec is None:
+            return None
+        return {"unit": unit, "key": key, "outputs": rec.output_hashes(), "stats": rec.stats, "reused": True}
+
+    def _mapped(self, stage: str, task_fn, units: list[tuple[str, str, dict]], total_docs=None, docs_of=None) -> list[dict]:
+        """Run the units (name, key, task parameters) not already done, at most `workers` at a time."""
+        docs_of = docs_of or (lambda r: r["stats"].get("docs_in", 0))
+        results: dict[str, dict] = {}
+        todo = []
+        for name, key, params in units:
+            hit = self._reuse(stage, name, key)
+            if hit is not None:
+                results[name] = hit
+            else:
+                todo.append((name, params))
+        self.reused[stage] = (len(results), len(units))
+        self.progress.stage_start(stage, len(units), total_docs, len(results), sum(docs_of(r) for r in results.values()))
+        if todo:
+            keys = todo[0][1].keys()
+            futures = self.runner.map(task_fn, parameters={k: [p[k] for _, p in todo] for k in keys})
+            by_future = {id(f): name for f, (name, _) in zip(futures, todo)}
+            for fut in as_completed(list(futures)):
+                name = by_future[id(fut)]
+                results[name] = fut.result()
+                self.progress.unit_done(stage, name, docs_of(results[name]))
+        self._forget_stale(stage, {name for name, _, _ in units})
+        return [results[name] for name, _, _ in units]
+
+    def _global(self, stage: str, task_fn, key: str, total_docs: int | None, **params) -> dict:
+        hit = self._reuse(stage, "all", key)
+        self.reused[stage] = (int(hit is not None), 1)
+        docs = total_docs or 0
+        self.progress.stage_start(stage, 1, total_docs, int(hit is not None), docs if hit else 0)
+        if hit is not None:
+            return hit
+        result = task_fn(**params, key=key)
+        self.progress.unit_done(stage, "all", docs)
+        return result
+
+    def _forget_stale(self, stage: str, current: set[str]):
+        for unit in self.state.units(stage):
+            if unit not in current:
+                self.state.forget(stage, unit)
+
+    # ---- stages
+
+    def ingest(self) -> list[dict]:
+        recipe, root = self.recipe, self.root
+        units = []
+        for i, source in enumerate(recipe.source_objects(root)):
+            config = {"source": source.config.model_dump(mode="json"), "shard_docs": recipe.ingest.shard_docs}
+            key = unit_key("ingest", {"source": sha256_json(source_fingerprint(source, self.hashes))}, config,
+                           code_extra=source_code_files(source))
+            units.append((source.config.name, key, {"recipe": recipe, "index": i, "root": str(root), "key": key}))
+        self.hashes.save()
+        results = self._mapped("ingest", ingest_task, units, docs_of=lambda r: r["stats"]["docs_in"])
+        keep = {o for r in results for o in r["outputs"]}
+        _prune(root, keep, [("documents", "part-*.parquet"), ("rejected", "ingest-*.parquet")])
+        return results
+
+    def clean(self, ingested: list[dict]) -> list[dict]:
+        config = self.recipe.clean.with_base_dir(self.recipe.base_dir)
+        inputs = {}
+        for r in ingested:
+            inputs.update({rel: h for rel, h in r["outputs"].items() if rel.startswith("documents/")})
+        cfg = config.model_dump(mode="json")
+        if config.c4.bad_words_path:  # a file the config points at is part of the config
+            cfg["bad_words_sha256"] = self.hashes.sha256(Path(config.c4.bad_words_path))
+        units = []
+        for shard in sorted(inputs):
+            key = unit_key("clean", {Path(shard).name: inputs[shard]}, cfg)
+            units.append((Path(shard).name, key, {"shard": shard, "root": str(self.root), "config": config, "key": key}))
+        total = sum(r["stats"]["docs_out"] for r in ingested)
+        results = self._mapped("clean", clean_task, units, total_docs=total)
+        keep = {o for r in results for o in r["outputs"]}
+        _prune(self.root, keep, [("clean", "part-*.parquet"), ("rejected", "clean-*.parquet")])
+        return results
+
+    def dedup(self, cleaned: list[dict]) -> dict:
+        shards = sorted(o for r in cleaned for o in r["outputs"] if o.startswith("clean/"))
+        inputs = {s: h for r in cleaned for s, h in r["outputs"].items() if s.startswith("clean/")}
+        cfg = self.recipe.dedup.model_dump(mode="json")
+        key = unit_key("dedup", inputs, cfg)
+        total = sum(r["stats"]["docs_out"] for r in cleaned)
+        return self._global("dedup", dedup_task, key, total, shards=shards, root=str(self.root),
+                            config=self.recipe.dedup, workers=self.workers)
+
+    def tokenize(self, deduped: dict) -> tuple[dict, dict]:
+        config = self.recipe.tokenize
+        if config.tokenizer and not Path(config.tokenizer).is_absolute():
+            config = config.model_copy(update={"tokenizer": str((self.recipe.base_dir / config.tokenizer).resolve())})
+        inputs = {s: h for s, h in deduped["outputs"].items() if s.startswith("dedup/")}
+        shards = sorted(inputs)
+        cfg = config.model_dump(mode="json")
+        train_cfg = {k: v for k, v in cfg.items() if k not in ENCODE_ONLY_FIELDS}
+        if config.tokenizer:
+            train_cfg["tokenizer_sha256"] = self.hashes.sha256(Path(config.tokenizer))
+        docs = deduped["stats"]["docs_out"]
+        trained = self._global("tokenizer", tokenizer_task, unit_key("tokenizer", inputs, train_cfg), docs,
+                               shards=shards, root=str(self.root), config=config)
+        self.progress.stage_end("tokenizer", docs)
+        key = unit_key("tokenize", {**inputs, **trained["outputs"]}, cfg)
+        encoded = self._global("tokenize", tokenize_task, key, docs, shards=shards, root=str(self.root), config=config,
+                               workers=self.workers)
+        return trained, encoded
+
+
+def _prune(root: Path, keep: set[str], patterns: list[tuple[str, str]]):
+    """Remove files a stage owns that the current run did not produce (an older recipe's shards)."""
+    for folder, pattern in patterns:
+        for p in list_shards(root / folder, pattern):
+            if p.relative_to(root).as_posix() not in keep:
+                p.unlink()
+
+
+# --------------------------------------------------------------------------- the flow
+
+
+def make_task_runner(workers: int, dask: str | None = None):
+    """The task runner for mapped stages: a Dask cluster (`ADDRESS` or `local:N`), a
+    process pool of `workers`, or one thread when workers == 1."""
+    if dask:
+        from prefect_dask import DaskTaskRunner
+
+        if dask.startswith("local:"):
+            n = int(dask.split(":", 1)[1])
+            return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                                  cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
+                                                  "dashboard_address": None})
+        return DaskTaskRunner(address=dask)
+    from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+    return ProcessPoolTaskRunner(max_workers=workers) if workers > 1 else ThreadPoolTaskRunner(max_workers=1)
+
+
 @flow(name="corpus", log_prints=True)
-def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2, cards_dir: str | None = "data_cards") -> dict:
+def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2, cards_dir: str | None = "data_cards",
+                dask: str | None = None, work_dir: str | None = None) -> dict:
     """Build the corpus a recipe describes; returns the manifest.
 
-    The data card is written to the output folder as README.md and copied to
-    `cards_dir/<name>.md` (None: no copy)."""
+    `output` is a folder or an fsspec URL (s3://, gs://, file://); a remote output is
+    built in `work_dir` (default: a cache folder named after the URL) and synced. The
+    data card is written to the output folder as README.md and copied to
+    `cards_dir/<name>.md` (None: no copy). `dask`: run mapped tasks on a dask.distributed
+    cluster at this address, or on a local one of N worker processes (`local:N`)."""
     log = get_run_logger()
     recipe = load_recipe(recipe_path)
-    out_dir = Path(output) if output else default_output(recipe)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stages: dict[str, dict] = {}
+    location = storage.OutputLocation.of(output or str(default_output(recipe)), work_dir)
+    if location.remote:
+        log.info("output %s staged in %s: %d files pulled", location.url, location.local, location.pull())
+    root = location.local
+    root.mkdir(parents=True, exist_ok=True)
+    recipe = storage.stage_remote_sources(recipe, root / ".opencorpus" / "inputs")
+    progress = ProgressLog(root)
+    progress.run_start(recipe.name)
+    status = "failed"
+    try:
+        with make_task_runner(workers, dask) as runner:
+            build = CorpusBuild(recipe, root, workers, runner, progress, log)
+            manifest = _build(build, recipe, recipe_path, output, location, cards_dir, log)
+        status = "completed"
+        return manifest
+    finally:
+        progress.run_end(status)
+
+
+def _build(build: CorpusBuild, recipe: Recipe, recipe_path, output, location, cards_dir, log) -> dict:
+    root, stages, progress = build.root, {}, build.progress
+
+    def finish(stage: str, stats: dict):
+        stages[stage] = stats
+        progress.stage_end(stage, stats.get("docs_out"))
+        reused, units = build.reused.get(stage, (0, 0))
+        log.info("%s: %s%s", stage, _funnel_line(stats), f" [{reused}/{units} units reused]" if reused else "")
+        if location.remote:
+            push_task(location)
 
     t0 = time.perf_counter()
-    per_source = ingest_task.map(recipe, range(len(recipe.sources)), out_dir).result()
-    stages["ingest"] = _sum_stats(per_source, time.perf_counter() - t0)
-    stages["ingest"]["sources"] = {s.name: r for s, r in zip(recipe.sources, per_source)}
-    log.info("ingest: %s", _funnel_line(stages["ingest"]))
+    ingested = build.ingest()
+    stats = merge_stage_stats([r["stats"] for r in ingested], time.perf_counter() - t0)
+    stats["sources"] = {s.name: r["stats"] for s, r in zip(recipe.sources, ingested)}
+    finish("ingest", stats)
 
     t0 = time.perf_counter()
-    shards = [s for r in per_source for s in r["shards"]]
-    per_shard = clean_task.map(shards, out_dir, recipe).result()
-    stages["clean"] = merge_clean_stats(per_shard)
-    stages["clean"]["seconds"] = round(time.perf_counter() - t0, 3)
-    log.info("clean: %s", _funnel_line(stages["clean"]))
+    from pipeline.clean import merge_stats as merge_clean_stats
 
-    stages["dedup"] = dedup_task(out_dir, recipe, workers)
-    log.info("dedup: %s", _funnel_line(stages["dedup"]))
-    stages["tokenize"] = tokenize_task(out_dir, recipe, workers)
-    log.info("tokenize: %s train / %s val tokens", stages["tokenize"].get("tokens_train"), stages["tokenize"].get("tokens_val"))
+    cleaned = build.clean(ingested)
+    stats = merge_clean_stats([r["stats"] for r in cleaned])
+    stats["seconds"] = round(time.perf_counter() - t0, 3)
+    finish("clean", stats)
+
+    deduped = build.dedup(cleaned)
+    finish("dedup", dict(deduped["stats"]))
+
+    trained, encoded = build.tokenize(deduped)
+    stats = dict(encoded["stats"])
+    stats["tokenizer_seconds"] = trained["stats"]["seconds"]
+    stats["seconds"] = round(stats.get("seconds", 0) + trained["stats"]["seconds"], 3)
+    finish("tokenize", stats)
 
     command = "opencorpus run " + shlex.quote(str(recipe_path)) + (f" --output {shlex.quote(str(output))}" if output else "")
     manifest = build_manifest(recipe, str(recipe_path), stages, command)
+    manifest["resume"] = {stage: {"units": n, "reused": r} for stage, (r, n) in build.reused.items()}
     broken = check_conservation(manifest)
     if broken:
         raise RuntimeError("documents unaccounted for: " + "; ".join(broken))
-    write_json(manifest, out_dir / "manifest.json")
-    card_path = card_task(out_dir, manifest, cards_dir)
-    create_markdown_artifact(key=f"funnel-{_artifact_key(recipe.name)}", markdown=card_mod.funnel_markdown(manifest),
+    write_json(manifest, root / "manifest.json")
+    card_path = card_task(root, manifest, cards_dir)
+    create_markdown_artifact(key=f"funnel-{_artifact_key(recipe.name)}", markdown=_artifact_markdown(manifest, location),
                              description=f"Funnel of corpus {recipe.name}")
-    log.info("corpus written to %s (card %s)", out_dir, card_path)
+    if location.remote:
+        push_task(location)
+    log.info("corpus written to %s (card %s)", location.url, card_path)
     return manifest
 
 
-def _sum_stats(parts: list[dict], seconds: float) -> dict:
-    keys = ("docs_in", "docs_out", "docs_rejected", "bytes_in", "bytes_out")
-    out = {k: sum(p[k] for p in parts) for k in keys}
-    out["seconds"] = round(seconds, 3)
-    return out
+def _artifact_markdown(manifest: dict, location) -> str:
+    lines = [f"# Corpus {manifest['name']}", "", f"Output: `{location.url}`", "", card_mod.funnel_markdown(manifest), ""]
+    reused = {k: v for k, v in manifest.get("resume", {}).items() if v["reused"]}
+    if reused:
+        lines.append("Reused from an earlier run: " + ", ".join(f"{k} {v['reused']}/{v['units']} units" for k, v in reused.items()))
+    return "\n".join(lines)
 
 
 def _funnel_line(s: dict) -> str:
-    return f"{s['docs_in']} in, {s['docs_out']} out, {s['docs_rejected']} rejected ({s['seconds']:.1f} s)"
+    if "docs_in" not in s:
+        return f"({s.get('seconds', 0):.1f} s)"
+    return f"{s['docs_in']} in, {s['docs_out']} out, {s['docs_rejected']} rejected ({s.get('seconds', 0):.1f} s)"
 
 
 def _artifact_key(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name.lower())
 
 
-def run_corpus(recipe_path: str, output: str | None = None, workers: int = 2, cards_dir: str | None = "data_cards") -> dict:
-    """Run the corpus flow with a task runner sized to `workers`."""
-    runner = ProcessPoolTaskRunner(max_workers=workers) if workers > 1 else ThreadPoolTaskRunner(max_workers=1)
-    return corpus_flow.with_options(task_runner=runner)(recipe_path, output, workers, cards_dir)
+def run_corpus(recipe_path: str, output: str | None = None, workers: int = 2, cards_dir: str | None = "data_cards",
+               dask: str | None = None, work_dir: str | None = None) -> dict:
+    """Run the corpus flow (its mapped stages on `workers` processes, or on Dask with `dask`)."""
+    with storage.prefect_api():
+        return corpus_flow(recipe_path, output, workers, cards_dir, dask, work_dir)

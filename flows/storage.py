@@ -1,0 +1,213 @@
+"""Where a run reads and writes: local folders, or fsspec URLs (s3://, gs://, file://, ...).
+
+How far object storage goes: the stages themselves read and write local files (Arrow,
+tokenizers and the process pools want real paths and fast random access), so
+
+* a remote OUTPUT (`--output s3://bucket/corpus`) is built in a local staging folder
+  (`work_dir`, default `~/.cache/opencorpus/staging/<hash of the URL>`). At the start the
+  run pulls what the URL already holds (so a rerun on a fresh machine resumes from the
+  bucket), and after each stage it pushes the new or changed files, done records last,
+  and deletes the remote files the run pruned. The bucket is thus always a valid,
+  resumable corpus folder: a done record never arrives before the outputs it vouches for.
+* remote INPUTS (a source's `paths:` entries that are URLs; globs allowed) are downloaded
+  once into `DIR/.opencorpus/inputs/<source>/` and read from there; ids, which use the
+  file name, are the same as for a local copy.
+
+Remote Dask workers need the staging folder on a filesystem they share with the flow.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flows.state import STATE_DIR
+from pipeline.io import write_json
+
+LOCAL_PROTOCOLS = {"file", "local"}
+# Machine-local state that is never pushed: staged inputs, the hash cache, the progress log, the ledger.
+NOT_PUSHED = (f"{STATE_DIR}/inputs/", f"{STATE_DIR}/file-hashes.json", f"{STATE_DIR}/progress.jsonl",
+              f"{STATE_DIR}/pushed.json")
+
+
+def split_url(url: str) -> tuple[str | None, str]:
+    """(protocol, path) of a URL; protocol None for a plain local path or file:// URL."""
+    if "://" not in url:
+        return None, url
+    protocol, rest = url.split("://", 1)
+    if protocol in LOCAL_PROTOCOLS:
+        return None, rest
+    return protocol, rest
+
+
+def default_staging(url: str) -> Path:
+    base = Path(os.environ.get("OPENCORPUS_STAGING", Path.home() / ".cache" / "opencorpus" / "staging"))
+    return base / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+@dataclass
+class OutputLocation:
+    url: str
+    local: Path
+    remote: str | None = None  # the fsspec URL, None when the output is local
+    storage_options: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, target: str, work_dir: str | None = None) -> "OutputLocation":
+        protocol, path = split_url(str(target))
+        if protocol is None:
+            return cls(str(target), Path(path))
+        return cls(str(target), Path(work_dir) if work_dir else default_staging(str(target)), str(target).rstrip("/"))
+
+    def _fs(self):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(self.remote, **self.storage_options)
+        return fs, root.rstrip("/")
+
+    @property
+    def _ledger_path(self) -> Path:
+        return self.local / STATE_DIR / "pushed.json"
+
+    def _ledger(self) -> dict[str, list[int]]:
+        try:
+            return json.loads(self._ledger_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _local_files(self) -> dict[str, Path]:
+        out = {}
+        for p in sorted(self.local.rglob("*")):
+            rel = p.relative_to(self.local).as_posix()
+            if p.is_file() and not p.name.startswith(".tmp-") and not rel.startswith(NOT_PUSHED) and rel not in NOT_PUSHED:
+                out[rel] = p
+        return out
+
+    def pull(self) -> int:
+        """Download the remote files that the staging folder lacks (or holds at another size)."""
+        if not self.remote:
+            return 0
+        fs, root = self._fs()
+        self.local.mkdir(parents=True, exist_ok=True)
+        if not fs.exists(root):
+            return 0
+        ledger, rpaths, lpaths = self._ledger(), [], []
+        for rpath, info in fs.find(root, detail=True).items():
+            rel = rpath[len(root):].lstrip("/")
+            local = self.local / rel
+            if rel in NOT_PUSHED or rel.startswith(NOT_PUSHED):
+                continue
+            if not (local.is_file() and local.stat().st_size == info["size"]):
+                rpaths.append(rpath)
+                lpaths.append(str(local))
+        for lp in lpaths:
+            Path(lp).parent.mkdir(parents=True, exist_ok=True)
+        if rpaths:
+            fs.get(rpaths, lpaths)
+        for rel, p in self._local_files().items():
+            st = p.stat()
+            ledger[rel] = [st.st_size, st.st_mtime_ns]
+        write_json(ledger, self._ledger_path)
+        return len(rpaths)
+
+    def push(self) -> int:
+        """Upload new or changed files (done records last) and delete remote files pruned here."""
+        if not self.remote:
+            return 0
+        fs, root = self._fs()
+        ledger, now = self._ledger(), self._local_files()
+        changed = []
+        for rel, p in now.items():
+            st = p.stat()
+            if ledger.get(rel) != [st.st_size, st.st_mtime_ns]:
+                changed.append(rel)
+        state = [r for r in changed if r.startswith(STATE_DIR + "/")]
+        data = [r for r in changed if not r.startswith(STATE_DIR + "/")]
+        gone = sorted(set(ledger) - set(now))
+        # Outputs before the records that vouch for them; deletions of records before their files.
+        gone_state = [r for r in gone if r.startswith(STATE_DIR + "/")]
+        gone_data = [r for r in gone if not r.startswith(STATE_DIR + "/")]
+        for batch in (gone_state, gone_data):
+            for rel in batch:
+                with contextlib.suppress(FileNotFoundError):
+                    fs.rm_file(f"{root}/{rel}")
+                ledger.pop(rel, None)
+        for batch in (data, state):
+            if batch:
+                fs.put([str(now[r]) for r in batch], [f"{root}/{r}" for r in batch])
+                for rel in batch:
+                    st = now[rel].stat()
+                    ledger[rel] = [st.st_size, st.st_mtime_ns]
+                write_json(ledger, self._ledger_path)
+        if gone:
+            write_json(ledger, self._ledger_path)
+        return len(changed) + len(gone)
+
+
+def stage_remote_sources(recipe, inputs_dir: Path):
+    """The recipe with remote `paths:` entries replaced by local copies under `inputs_dir`."""
+    sources, changed = [], False
+    for source in recipe.sources:
+        paths = getattr(source, "paths", None)
+        if not paths or not any("://" in p for p in paths):
+            sources.append(source)
+            continue
+        local_paths = []
+        for pattern in paths:
+            protocol, path = split_url(pattern)
+            if "://" not in pattern:
+                local_paths.append(pattern)
+            elif protocol is None:
+                local_paths.append(path)
+            else:
+                local_paths.extend(str(p) for p in _download(pattern, inputs_dir / source.name))
+        sources.append(source.model_copy(update={"paths": local_paths}))
+        changed = True
+    return recipe.model_copy(update={"sources": sources}) if changed else recipe
+
+
+def _download(pattern: str, folder: Path) -> list[Path]:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(pattern)
+    matches = sorted(fs.glob(path)) if any(ch in path for ch in "*?[") else [path]
+    matches = [m for m in matches if fs.isfile(m)]
+    if not matches:
+        raise FileNotFoundError(f"{pattern}: matched no file")
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for m in matches:
+        local = folder / Path(m).name
+        size = fs.info(m)["size"]
+        if not (local.is_file() and local.stat().st_size == size):
+            tmp = folder / f".tmp-{local.name}"
+            fs.get_file(m, str(tmp))
+            os.replace(tmp, local)
+        out.append(local)
+    return out
+
+
+@contextlib.contextmanager
+def prefect_api():
+    """Make sure worker processes talk to the same Prefect API as the flow.
+
+    Without a configured API, Prefect starts a temporary server per process, so every
+    worker of a process pool or Dask cluster would start its own (seconds each). Start
+    the one temporary server here and hand its URL to the workers through the environment."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the same instance Prefect's own client would start
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        yield
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)  # the server stops at exit, after logs are flushed
