@@ -67,6 +67,7 @@ class Shard:
     n_tokens: int
     n_docs: int
     sha256: str | None
+    max_id: int  # largest token id (from Parquet statistics when the writer stored them)
 
     def record(self) -> dict:
         return {"split": self.split, "path": f"tokens/{self.split}/{self.path.name}", "n_tokens": self.n_tokens,
@@ -138,7 +139,31 @@ def _read_shard_facts(path: Path, split: str, entry: dict | None) -> Shard:
     else:
         n_tokens = int(pc.sum(pc.list_value_length(pq.read_table(path, columns=["input_ids"]).column(0))).as_py() or 0)
     return Shard(path=path, split=split, n_tokens=n_tokens, n_docs=meta.num_rows,
-                 sha256=(entry or {}).get("sha256"))
+                 sha256=(entry or {}).get("sha256"), max_id=_max_token_id(path, meta))
+
+
+def _max_token_id(path: Path, meta) -> int:
+    """Largest token id in a shard, read from the row groups' min/max statistics (no data read);
+    a full scan only if some row group lacks them."""
+    col = next(i for i in range(meta.num_columns) if meta.schema.column(i).path.startswith("input_ids"))
+    best = -1
+    for rg in range(meta.num_row_groups):
+        stats = meta.row_group(rg).column(col).statistics
+        if meta.row_group(rg).num_rows == 0:
+            continue
+        if stats is None or not stats.has_min_max:
+            flat = pc.list_flatten(pq.read_table(path, columns=["input_ids"]).column(0))
+            return int(pc.max(flat).as_py()) if len(flat) else -1
+        best = max(best, int(stats.max))
+    return best
+
+
+def check_vocabulary(shards: list[Shard], vocab_limit: int):
+    """Fail before training if any shard holds a token id the model has no embedding for."""
+    for s in shards:
+        if s.max_id >= vocab_limit:
+            raise DataError(f"token shard {s.path} holds token id {s.max_id}, beyond the model's vocabulary "
+                            f"of {vocab_limit}")
 
 
 def open_corpus(data_dir, need_val: bool = False) -> Corpus:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from model.data import DataError, sha256_file
 from model.encoder import backbone_from_config, is_encoder_config
-from model.tasks import TaskData, TaskError, load_task, load_task_data
+from model.tasks import TaskData, TaskError, add_finetune_arguments, load_task, load_task_data
 
 INITS = ("pretrained", "scratch")
 
@@ -408,7 +408,8 @@ def finetune(run_dir, task, out_dir, from_scratch: bool = False, seed: int = 0, 
         "task": task.name, "task_file": task_file, "task_fingerprint": task.fingerprint(),
         "pretrained_run": str(pre.run_dir), "pretrained_checkpoint": str(pre.checkpoint),
         "objective": pre.objective, "corpus": pre.run_info.get("corpus", {}),
-        "seed": seed, "split_seed": task.split.seed, "labels": data.label_names, "pairs": data.pairs,
+        "base_model": pre.run_dir.name,
+        "seeds": {"finetune": seed, "split": task.split.seed}, "labels": data.label_names, "pairs": data.pairs,
         "splits": data.summary(), "settings": task.finetune.model_dump(),
         "accuracy": main["test"]["accuracy"], "macro_f1": main["test"]["macro_f1"],
         "validation_accuracy": main["validation"]["accuracy"],
@@ -417,6 +418,8 @@ def finetune(run_dir, task, out_dir, from_scratch: bool = False, seed: int = 0, 
     }
     if from_scratch:
         sc = results["scratch"]
+        report["scratch_accuracy"] = sc["test"]["accuracy"]
+        report["accuracy_gain"] = main["test"]["accuracy"] - sc["test"]["accuracy"]
         report["scratch"] = sc
         report["pretraining_gain"] = {
             "accuracy": main["test"]["accuracy"] - sc["test"]["accuracy"],
@@ -442,7 +445,7 @@ def render_report(r: dict) -> str:
         f"Pretrained run `{r['pretrained_run']}` ({'masked-LM encoder' if r['objective'] == 'mlm' else 'decoder'}), "
         f"corpus `{corpus.get('data_dir')}` (manifest sha256 `{corpus.get('manifest_sha256')}`).",
         f"{len(r['labels'])} classes, {'text pairs' if r['pairs'] else 'single texts'}; "
-        f"seed {r['seed']} (head init, data order, dropout), split seed {r['split_seed']}.",
+        f"seed {r['seeds']['finetune']} (head init, data order, dropout), split seed {r['seeds']['split']}.",
         "",
         "| Split | Examples | Origin |",
         "|---|---|---|",
@@ -486,24 +489,8 @@ def _write_text(path: Path, text: str):
 # ---------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="opencorpus finetune", description=__doc__.split("\n\n")[0])
-    add_arguments(p)
+    add_finetune_arguments(p)
     return p
-
-
-def add_arguments(p: argparse.ArgumentParser):
-    p.add_argument("run_dir", help="a pretrained run folder (opencorpus train --out)")
-    p.add_argument("--task", required=True, help="task YAML (see recipes/tasks/)")
-    p.add_argument("--out", required=True, help="fine-tuning folder; an existing one is resumed")
-    p.add_argument("--from-scratch", action="store_true",
-                   help="also train the same architecture from random weights and report the difference")
-    p.add_argument("--seed", type=int, default=0, help="head init, data order and dropout (default 0)")
-    p.add_argument("--data", help="the run's corpus folder, if it moved")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--epochs", type=float)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=True)
 
 
 def run_cli(args: argparse.Namespace) -> int:

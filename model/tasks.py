@@ -434,3 +434,21 @@ def load_task_data(task: TaskConfig) -> TaskData:
                 raise TaskError(f"{ex.origin[i]} record {ex.ids[i]!r}: label {lab!r} in the {split} split never "
                                 f"occurs in the training split (training labels: {sorted(train_labels)})")
     return TaskData(task=task, splits=splits, label_names=names, pairs=pairs, split_origin=origin)
+
+
+# ---------------------------------------------------------------------------- CLI flags
+def add_finetune_arguments(p):
+    """`opencorpus finetune` flags (here, not in model/finetune.py, so the CLI parser needs no torch)."""
+    p.add_argument("run_dir", help="a pretrained run folder (opencorpus train --out)")
+    p.add_argument("--task", required=True, help="task YAML (see recipes/tasks/)")
+    p.add_argument("--out", required=True, help="fine-tuning folder; an existing one is resumed")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="also train the same architecture from random weights and report the difference")
+    p.add_argument("--seed", type=int, default=0, help="head init, data order and dropout (default 0)")
+    p.add_argument("--data", help="the run's corpus folder, if it moved")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=True)

@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 
 from model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
-from model.data import DataError, TrainSequences, open_corpus
+from model.data import DataError, TrainSequences, check_vocabulary, open_corpus
 from model.gpt import GPT, GPTConfig
 from model.metrics import MetricsLog, peak_flops_for, plot_loss
 from model.optim import lr_at, make_adamw
@@ -390,6 +390,7 @@ def train(data_dir, out_dir, preset: str = "cpu-tiny", max_steps: int | None = N
     corpus = open_corpus(data_dir)
     provenance = corpus.provenance()
     gcfg = model_config(cfg, corpus.vocab_size)
+    check_vocabulary(corpus.train + corpus.val, gcfg.vocab_size)
     if cfg.vocab_size is None:
         cfg = dataclasses.replace(cfg, vocab_size=gcfg.vocab_size)
 

@@ -1,0 +1,150 @@
+"""The GPT module, the data stream, the optimiser pieces and the HF export."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from model.data import TrainSequences, ValSequences, open_corpus
+from model.gpt import GPT, GPTConfig
+from model.optim import lr_at, make_adamw
+from model_fixtures import make_corpus
+
+TINY = dict(n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=8)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # The test machine is shared: two OpenMP threads fighting other jobs for two cores
+    # run tiny models 10-30x slower than one thread does.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus") / "data")
+
+
+def test_initial_loss_is_uniform_and_shapes():
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=256, block_size=32, n_layer=2, n_head=2, n_embd=32))
+    x = torch.randint(0, 256, (3, 32))
+    logits, loss = m(x, torch.randint(0, 256, (3, 32)))
+    assert logits.shape == (3, 32, 256)
+    assert abs(loss.item() - math.log(256)) < 0.1  # small init: near-uniform predictions
+    assert m.lm_head.weight is m.transformer.wte.weight
+
+
+def test_causal_mask_hides_the_future_and_encoder_does_not():
+    torch.manual_seed(0)
+    for causal in (True, False):
+        m = GPT(GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32, causal=causal)).eval()
+        x = torch.randint(0, 64, (1, 16))
+        y = x.clone()
+        y[0, 10:] = (y[0, 10:] + 1) % 64
+        with torch.no_grad():
+            a, b = m(x)[0], m(y)[0]
+        same_prefix = torch.allclose(a[0, :10], b[0, :10], atol=1e-6)
+        assert same_prefix == causal
+
+
+def test_weight_decay_only_on_matrices():
+    m = GPT(GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32))
+    opt = make_adamw(m, 1e-3, 0.1, (0.9, 0.95), "cpu")
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    n = sum(p.numel() for g in opt.param_groups for p in g["params"])
+    assert n == sum(p.numel() for p in m.parameters())  # the tied matrix counted once
+
+
+def test_lr_schedule_warmup_then_cosine():
+    lrs = [lr_at(s, 1e-3, 1e-4, 10, 100) for s in range(120)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a <= b for a, b in zip(lrs[:10], lrs[1:10]))
+    assert all(a >= b for a, b in zip(lrs[10:100], lrs[11:100]))
+    assert lrs[55] == pytest.approx(5.5e-4, rel=1e-6)
+    assert lrs[100] == lrs[119] == 1e-4
+
+
+def test_train_stream_is_seeded_resumable_and_rank_strided(corpus_dir):
+    c = open_corpus(corpus_dir)
+    mk = lambda seed, rank=0, world=1: TrainSequences(c.train, 64, 4, seed, c.vocab_size, rank, world)
+    a, b, other = mk(1), mk(1), mk(2)
+    xa, ya = a.next_batch()
+    xb, _ = b.next_batch()
+    assert torch.equal(xa, xb) and not torch.equal(xa, other.next_batch()[0])
+    assert torch.equal(xa[:, 1:], ya[:, :-1])  # targets are inputs shifted by one
+    assert xa.dtype == torch.int64 and xa.shape == (4, 64)
+
+    # Resume: a fresh stream loaded with a's position yields exactly a's next batches.
+    for _ in range(7):
+        a.next_batch()
+    state = a.state_dict()
+    fresh = mk(1)
+    fresh.load_state_dict(state)
+    for _ in range(30):  # crosses shard (and epoch) boundaries
+        assert torch.equal(a.next_batch()[0], fresh.next_batch()[0])
+
+    # Two ranks split each epoch: disjoint sequences whose union is the single-rank epoch.
+    def one_epoch(rank, world):
+        s = TrainSequences(c.train, 64, 1, 1, c.vocab_size, rank, world)
+        rows = []
+        while s.epoch == 0:
+            rows.append(tuple(s.next_batch()[0][0].tolist()))
+        return rows[:-1] if s.seq_cursor else rows  # the last batch may start epoch 1
+
+    single, r0, r1 = one_epoch(0, 1), one_epoch(0, 2), one_epoch(1, 2)
+    assert sorted(r0 + r1) == sorted(single)
+    assert abs(len(r0) - len(r1)) <= len(c.train)
+
+
+def test_epoch_covers_every_sequence_once(corpus_dir):
+    c = open_corpus(corpus_dir)
+    s = TrainSequences(c.train, 64, 1, 5, c.vocab_size)
+    n = s.sequences_per_epoch
+    rows = [tuple(s.next_batch()[0][0].tolist()) for _ in range(n)]
+    assert s.epoch == 1 and s.shard_cursor == 0 and s.seq_cursor == 0
+    expected = []
+    for sh in c.train:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        toks = pc.list_flatten(pq.read_table(sh.path).column("input_ids")).to_numpy()
+        expected += [tuple(toks[i * 64: i * 64 + 64].tolist()) for i in range((toks.size - 1) // 64)]
+    assert sorted(rows) == sorted(expected)
+
+
+def test_val_stream_targets_every_token_once(corpus_dir):
+    c = open_corpus(corpus_dir, need_val=True)
+    v = ValSequences(c.val, 64, c.vocab_size)
+    ys = [y[y != -100] for _, y in v.batches(5)]
+    assert torch.equal(torch.cat(ys), torch.from_numpy(v.target_ids().astype(np.int64)))
+    capped = ValSequences(c.val, 64, c.vocab_size, max_tokens=1000)
+    assert capped.n_targets == 1000
+
+
+def test_export_hf_logits_match(corpus_dir, tmp_path):
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from model.evaluate import load_run_model
+    from model.export import export_hf
+    from model.train import train
+
+    train(corpus_dir, tmp_path / "run", max_steps=3, progress=False, **TINY)
+    out = export_hf(tmp_path / "run", tmp_path / "hf")
+    hf = GPT2LMHeadModel.from_pretrained(out).eval()
+    ours, _, _ = load_run_model(tmp_path / "run")
+    x = torch.randint(0, ours.config.vocab_size, (2, 64), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        diff = (ours(x)[0] - hf(x).logits).abs().max().item()
+    assert diff < 1e-4
+    tok = AutoTokenizer.from_pretrained(out)
+    text = "To be, or not to be"
+    assert tok.decode(tok(text)["input_ids"]) == text
+    assert tok.eos_token == "<|endoftext|>"
