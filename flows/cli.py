@@ -5,6 +5,7 @@
     opencorpus train --recipe RECIPE.yaml            (data/<name> -> runs/<name>, options from the recipe's train:)
     opencorpus eval RUN_DIR [--data DIR]
     opencorpus export RUN_DIR --hf OUT_DIR
+    opencorpus finetune RUN_DIR --task TASK.yaml --out FT_DIR [--from-scratch] [--seed N]
     opencorpus card DIR
 """
 from __future__ import annotations
@@ -82,6 +83,22 @@ def _append_model_to_card(run_dir: Path):
         card.add_model_entry(run_dir)
 
 
+def cmd_finetune(args) -> int:
+    """Fine-tune a run on a classification task (model/finetune.py), then note it in the corpus card."""
+    from model.finetune import run_cli
+
+    rc = run_cli(args)
+    if rc == 0:
+        from pipeline import card
+
+        if hasattr(card, "add_finetune_entry"):
+            try:
+                card.add_finetune_entry(args.out)
+            except (ValueError, FileNotFoundError) as e:  # e.g. a corpus folder without a manifest
+                print(f"note: data card not updated: {e}", file=sys.stderr)
+    return rc
+
+
 def cmd_export(args) -> int:
     from model.export import export_hf
 
@@ -126,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_dir")
     x.add_argument("--hf", required=True, help="output folder")
     x.set_defaults(func=cmd_export)
+
+    f = sub.add_parser("finetune", help="fine-tune a run for text classification (and compare with from-scratch)")
+    from model.tasks import add_finetune_arguments  # no torch import at CLI start
+
+    add_finetune_arguments(f)
+    f.set_defaults(func=cmd_finetune)
 
     c = sub.add_parser("card", help="show a corpus's data card")
     c.add_argument("dir")

@@ -308,7 +308,7 @@ def _trainer_config(task, model_cfg: dict, n_train: int, seed: int, device, prog
         block_size=min(s.max_len, model_cfg["block_size"]), vocab_size=model_cfg["vocab_size"],
         batch_size=s.batch_size, grad_accum=1, seed=seed, max_steps=steps, lr=s.lr,
         min_lr=s.lr / 10 if s.min_lr is None else s.min_lr, warmup_steps=max(1, int(s.warmup_fraction * steps)),
-        weight_decay=s.weight_decay, checkpoint_every=s.checkpoint_every, keep_checkpoints=1,
+        weight_decay=s.weight_decay, checkpoint_every=s.checkpoint_every, keep_checkpoints=2,
         device=device or "auto", progress=progress, log_every=1,
     )
 
