@@ -290,100 +290,120 @@ class Downloader:
 
     def _transfer(self, spec: FileSpec, dest: Path) -> dict:
         """Bring the whole body into `<dest>.part`, resuming and retrying as needed."""
-        part, meta_path = _part(dest), _part_meta(dest)
-        hasher = hashlib.sha256()
-        validator: dict = {}
-        have = 0
-        if part.exists() and meta_path.exists():
-            validator = json.loads(meta_path.read_text())
-            if validator.get("url") == spec.url and (validator.get("etag") or validator.get("last_modified")):
-                have = part.stat().st_size
-                with open(part, "rb") as f:  # a killed run's partial bytes: hash them, then resume
-                    while block := f.read(1 << 20):
-                        hasher.update(block)
-                log.info("GET %s: resuming a previous run's partial file at byte %d", spec.url, have)
-            else:
-                validator = {}
-        if not validator:
-            part.unlink(missing_ok=True)
-        resumed = have > 0
+        st = _Partial.resume_or_new(spec.url, _part(dest), _part_meta(dest))
+        if st.have:
+            log.info("GET %s: resuming a previous run's partial file at byte %d", spec.url, st.have)
+        resumed = st.have > 0
         failures = attempts = 0
         while True:
             attempts += 1
-            before = have
+            before = st.have
             try:
-                have, hasher, validator, total, restarted = self._attempt(spec, part, meta_path, have, hasher, validator)
+                total, restarted = self._attempt(spec, st)
                 resumed = resumed and not restarted
-                if total is not None and have < total:
-                    raise _Retryable(f"connection closed at byte {have} of {total}")
-                return {"size": have, "sha256": hasher.hexdigest(), "etag": validator.get("etag"),
-                        "last_modified": validator.get("last_modified"), "attempts": attempts, "resumed": resumed}
+                if total is not None and st.have < total:
+                    raise _Retryable(f"connection closed at byte {st.have} of {total}")
+                return {"size": st.have, "sha256": st.hasher.hexdigest(), "etag": st.validator.get("etag"),
+                        "last_modified": st.validator.get("last_modified"), "attempts": attempts, "resumed": resumed}
             except (_Retryable, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                     urllib3.exceptions.HTTPError) as e:
-                have = part.stat().st_size if part.exists() else 0
-                # the validator (ETag/Last-Modified) of the response that wrote the partial bytes
-                validator = json.loads(meta_path.read_text()) if have and meta_path.exists() else {}
-                if have < before:
-                    hasher = hashlib.sha256()
-                failures = 1 if have > before else failures + 1  # progress resets the count
+                failures = 1 if st.have > before else failures + 1  # progress resets the count
                 if failures >= self.retry.max_attempts:
                     raise DownloadError(f"{spec.url}: giving up after {attempts} attempts "
                                         f"({failures} in a row without progress); last error: {_short(e)}") from e
                 wait = self.retry.delay(failures, getattr(e, "retry_after", None))
-                resumed = resumed or have > 0
+                resumed = resumed or st.have > 0
                 log.warning("GET %s: attempt %d failed (%s); %sretrying in %.2f s (%d/%d)", spec.url, attempts,
-                            _short(e), f"resuming at byte {have}, " if have else "", wait, failures,
+                            _short(e), f"resuming at byte {st.have}, " if st.have else "", wait, failures,
                             self.retry.max_attempts)
                 time.sleep(wait)
 
-    def _attempt(self, spec, part: Path, meta_path: Path, have: int, hasher, validator: dict):
+    def _attempt(self, spec: FileSpec, st: "_Partial") -> tuple[int | None, bool]:
+        """One GET, appending to (or restarting) the partial file. Returns (total size if
+        known, whether a resume turned into a restart). `st` stays consistent with the
+        bytes on disk even when this raises half way."""
         headers = {"Accept-Encoding": "identity"}  # we want the file's bytes, not a re-encoding
-        if have:
-            headers["Range"] = f"bytes={have}-"
-            if validator.get("etag") and not validator["etag"].startswith("W/"):
-                headers["If-Range"] = validator["etag"]
-            elif validator.get("last_modified"):
-                headers["If-Range"] = validator["last_modified"]
+        if st.have:
+            headers["Range"] = f"bytes={st.have}-"
+            if st.validator.get("etag") and not st.validator["etag"].startswith("W/"):
+                headers["If-Range"] = st.validator["etag"]
+            elif st.validator.get("last_modified"):
+                headers["If-Range"] = st.validator["last_modified"]
         with self._http().get(spec.url, headers=headers, stream=True, timeout=self.timeout) as r:
             if r.status_code in RETRY_STATUS:
                 raise _Retryable(f"HTTP {r.status_code}", _retry_after(r.headers.get("Retry-After")))
-            if r.status_code == 416 and have:  # our partial file is no prefix of theirs: start over
-                part.unlink(missing_ok=True)
+            if r.status_code == 416 and st.have:  # our partial file is no prefix of theirs: start over
+                st.discard()
                 raise _Retryable("HTTP 416 on resume; restarting from byte 0")
             if r.status_code not in (200, 206):
                 raise DownloadError(f"{spec.url}: HTTP {r.status_code} {r.reason}")
             restarted = False
             if r.status_code == 206:
                 start, total = _content_range(r.headers.get("Content-Range"))
-                if start != have:
-                    raise DownloadError(f"{spec.url}: asked for bytes from {have}, server sent from {start}")
-                mode = "ab"
+                if start != st.have:
+                    raise DownloadError(f"{spec.url}: asked for bytes from {st.have}, server sent from {start}")
             else:  # a full body: the server ignored Range or the file changed (If-Range failed)
-                if have:
-                    log.warning("GET %s: server sent the whole file instead of bytes %d-; restarting", spec.url, have)
+                if st.have:
+                    log.warning("GET %s: server sent the whole file instead of bytes %d-; restarting", spec.url, st.have)
                     restarted = True
-                have, hasher = 0, hashlib.sha256()
                 cl = r.headers.get("Content-Length")
                 total = int(cl) if cl is not None else None
-                validator = {"url": spec.url, "etag": r.headers.get("ETag"), "last_modified": r.headers.get("Last-Modified")}
-                meta_path.write_text(json.dumps(validator))
-                mode = "wb"
-            if spec.size is not None and total is not None and total != spec.size:
-                meta_path.unlink(missing_ok=True)
-                raise ChecksumError(f"{spec.url}: size mismatch: the server reports {total} bytes, expected {spec.size} bytes; not downloaded")
-            with open(part, mode) as f, _PipelinedHash(hasher) as ph:
+                if spec.size is not None and total is not None and total != spec.size:
+                    st.discard()
+                    raise ChecksumError(f"{spec.url}: size mismatch: the server reports {total} bytes, "
+                                        f"expected {spec.size} bytes; not downloaded")
+                st.restart({"url": spec.url, "etag": r.headers.get("ETag"), "last_modified": r.headers.get("Last-Modified")})
+            with open(st.path, "ab") as f, _PipelinedHash(st.hasher) as ph:
                 # raw bytes, never decoded: a .gz served with Content-Encoding: gzip stays the .gz file
                 for chunk in r.raw.stream(self.chunk_size, decode_content=False):
                     f.write(chunk)
                     ph.update(chunk)
-                    have += len(chunk)
-                    if spec.size is not None and have > spec.size:
-                        break  # more bytes than promised: stop; the size check below rejects it
-            return have, hasher, validator, total, restarted
+                    st.have += len(chunk)
+                    if spec.size is not None and st.have > spec.size:
+                        break  # more bytes than promised: stop; the size check rejects it
+            return total, restarted
 
     @staticmethod
     def _verified(spec: FileSpec, info: dict) -> bool:
         return not _mismatch(spec, info)
+
+
+@dataclass
+class _Partial:
+    """A `.part` file and what we know of it: its length, the sha256 of those bytes, and the
+    validator (ETag / Last-Modified) of the response that wrote them (kept in `.part.json`
+    so that the next run can resume too)."""
+
+    path: Path
+    meta: Path
+    have: int = 0
+    hasher: object = None
+    validator: dict = None
+
+    @classmethod
+    def resume_or_new(cls, url: str, path: Path, meta: Path) -> "_Partial":
+        st = cls(path, meta, 0, hashlib.sha256(), {})
+        if path.exists() and meta.exists():
+            validator = json.loads(meta.read_text())
+            if validator.get("url") == url and (validator.get("etag") or validator.get("last_modified")):
+                st.validator = validator
+                with open(path, "rb") as f:  # a killed run's partial bytes: hash them, then resume
+                    while block := f.read(1 << 20):
+                        st.hasher.update(block)
+                        st.have += len(block)
+                return st
+        st.discard()
+        return st
+
+    def restart(self, validator: dict) -> None:
+        self.path.write_bytes(b"")
+        self.have, self.hasher, self.validator = 0, hashlib.sha256(), validator
+        self.meta.write_text(json.dumps(validator))
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.meta.unlink(missing_ok=True)
+        self.have, self.hasher, self.validator = 0, hashlib.sha256(), {}
 
 
 class _PipelinedHash:

@@ -108,6 +108,19 @@ def test_changed_file_restarts_instead_of_splicing(server, shared_corpora, tmp_p
     assert server.hits(SMALL_GZ)[-1]["status"] == 200  # Range was sent, If-Range failed, full body
 
 
+def test_restart_then_broken_connection_still_records_the_true_sha256(server, shared_corpora, tmp_path):
+    # old partial file -> the server sends the new file whole (If-Range fails) -> the
+    # connection breaks in that restart -> resume: the hash must cover exactly the new bytes.
+    server.fault(SMALL_GZ, drop_at=20_000, times=1, body=b"x" * 40_000)
+    with pytest.raises(DownloadError):
+        Downloader(tmp_path / "raw", retry=RetryPolicy(max_attempts=1)).fetch(server.url(SMALL_GZ))
+    server.fault(SMALL_GZ, drop_at=10_000, times=1)
+    want = (shared_corpora / SMALL_GZ.removeprefix("/corpora/")).read_bytes()
+    e = Downloader(tmp_path / "raw", retry=FAST).fetch(server.url(SMALL_GZ))
+    assert [(h["range"], h["status"]) for h in server.hits(SMALL_GZ)[1:]] == [("bytes=20000-", 200), ("bytes=10000-", 206)]
+    assert Path(e["local_path"]).read_bytes() == want and e["sha256"] == sha(want)
+
+
 def test_retries_on_429_and_5xx_are_bounded_and_logged(server, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="pipeline.download")
     server.fault(SMALL_GZ, status=[503, 429, 500], retry_after="0")
