@@ -261,3 +261,15 @@ def test_two_sources_naming_one_url_download_it_once(server, shared_corpora, tmp
     assert len(server.hits(JSONL_GZ)) == 1
     assert sorted(bool(r.get("reused")) for r in results) == [False, True]
     assert Path(results[0]["local_path"]).read_bytes() == (shared_corpora / JSONL_GZ.removeprefix("/corpora/")).read_bytes()
+
+
+def test_same_file_name_under_two_urls_gets_distinct_ids(server, shared_corpora, tmp_path):
+    for d in ("a", "b"):
+        (server.extra / d).mkdir()
+        (server.extra / d / "0000.txt").write_text(f"document from {d}\n")
+    src = source({"name": "dup", "type": "http", "urls": [server.url("/extra/a/0000.txt"), server.url("/extra/b/0000.txt")]},
+                 tmp_path)
+    stats = ingest_source(src, tmp_path / "out", 100)
+    assert stats["docs_out"] == 2 and stats["docs_rejected"] == 0
+    ids = pa.concat_tables([pq.read_table(p) for p in stats["shards"]]).column("id").to_pylist()
+    assert ids == ["dup/extra/a/0000.txt", "dup/extra/b/0000.txt"]

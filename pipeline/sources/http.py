@@ -20,7 +20,9 @@ The format of each file comes from its name (`.jsonl[.gz|.zst|.bz2]`, `.parquet`
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -157,19 +159,42 @@ class FetchingSource(Source):
     def read(self) -> Iterator[SourceBatch]:
         c = self.config
         done = 0
-        for entry in self.fetch():
+        entries = self.fetch()
+        names = [Path(e["local_path"]).name for e in entries]
+        for entry in entries:
             path = Path(entry["local_path"])
             fmt = c.format if c.format != "auto" else detect_format(path, entry["url"])
             entry["format"] = fmt
             counts: dict = {}
+            # Records without their own id are named `<source>/<file name>:<line>`; two URLs
+            # with one file name (…/a/0000.parquet, …/b/0000.parquet) would collide, so
+            # those get the URL's path instead of the bare name.
+            rename = None
+            if names.count(path.name) > 1 and fmt != "warc":
+                rename = (f"{c.name}/{path.name}", f"{c.name}/{urlsplit(entry['url']).path.strip('/')}")
             for batch in read_file(path, fmt, c, self.base_dir, self.work_dir,
                                    c.max_docs - done if c.max_docs else None, origin=entry["url"], counts=counts):
                 done += batch.docs.num_rows + batch.rejected.num_rows
-                yield batch
+                yield _renamed(batch, *rename) if rename else batch
             if counts:
                 entry["records"] = counts
             if c.max_docs and done >= c.max_docs:
                 return
+
+
+def _renamed(batch: SourceBatch, old: str, new: str) -> SourceBatch:
+    """Replace the id prefix `old` by `new` (fallback ids only: a record's own id is kept)."""
+    import pyarrow.compute as pc
+
+    pattern = "^" + re.escape(old) + "([:#]|$)"
+
+    def fix(table):
+        if table.num_rows == 0:
+            return table
+        ids = pc.replace_substring_regex(table.column("id"), pattern=pattern, replacement=new.replace("\\", "\\\\") + "\\1")
+        return table.set_column(table.schema.get_field_index("id"), table.schema.field("id"), ids)
+
+    return SourceBatch(fix(batch.docs), fix(batch.rejected), batch.records_read, batch.bytes_read)
 
 
 @register
