@@ -90,3 +90,12 @@ def test_rows_joined_into_articles_like_wikitext(shared_corpora, tmp_path):
     assert prov["blank_rows_not_documents"] == lines.index(titles[0])
     _, two, _ = read({**spec, "max_docs": 2}, tmp_path, tmp_path)
     assert two.column("text").to_pylist() == docs.column("text").to_pylist()[:2]
+
+
+def test_hub_id_in_offline_mode_names_the_way_out(tmp_path):
+    if not datasets.config.HF_HUB_OFFLINE:
+        pytest.skip("needs HF_HUB_OFFLINE=1 (tests/conftest.py sets it)")
+    spec = {"name": "ts", "type": "hf", "path": "roneneldan/TinyStories", "split": "validation",
+            "cache_dir": str(tmp_path / "empty-cache")}
+    with pytest.raises(ConnectionError, match=r"source 'ts': cannot load 'roneneldan/TinyStories'.*offline mode is on.*HF_ENDPOINT"):
+        read(spec, tmp_path, tmp_path)

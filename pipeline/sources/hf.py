@@ -22,6 +22,7 @@ or not a string becomes a rejected record naming the dataset, split and row.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Iterator
@@ -98,6 +99,14 @@ class HfSource(Source):
             if "split" in str(e).lower():
                 raise KeyError(f"{where}: {e}") from e
             raise
+        except ConnectionError as e:
+            if local is not None:
+                raise
+            hint = ("offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and it is not in the cache "
+                    f"({datasets.config.HF_DATASETS_CACHE}); run once with network" if datasets.config.HF_HUB_OFFLINE
+                    else f"the Hub ({os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}) cannot be reached")
+            raise ConnectionError(f"source {c.name!r}: cannot load {c.path!r} ({e}): {hint}, "
+                                  "or set HF_ENDPOINT to a mirror, or give a local folder as `path`") from e
 
     def read(self) -> Iterator[SourceBatch]:
         c: HfConfig = self.config
