@@ -139,3 +139,46 @@ def test_config_errors_are_clear(tmp_path):
         parse_recipe({"name": "t", "sources": [{"name": "w", "type": "warc"}]}, tmp_path)
     with pytest.raises(RecipeError, match="format"):
         parse_recipe({"name": "t", "sources": [{"name": "w", "type": "warc", "paths": ["x"], "format": "jsonl"}]}, tmp_path)
+
+
+def _record(kind: str, uri: str, block: bytes, n: int, content_type="application/http; msgtype=response") -> bytes:
+    head = (f"WARC/1.0\r\nWARC-Type: {kind}\r\nWARC-Record-ID: <urn:uuid:00000000-0000-0000-0000-{n:012d}>\r\n"
+            f"WARC-Date: 2024-05-18T01:58:10Z\r\nWARC-Target-URI: {uri}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(block)}\r\n\r\n").encode()
+    return head + block + b"\r\n\r\n"
+
+
+def _http(status: str, ctype: str, body: bytes) -> bytes:
+    return f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def test_every_record_kind_is_a_document_a_rejection_or_a_counted_skip(tmp_path):
+    zh = "<html><head><meta charset='gb2312'></head><body><p>" + "中文网页的正文内容。" * 20 + "</p></body></html>"
+    records = [
+        _record("response", "http://a.example/ok", _http("200 OK", "text/html; charset=utf-8",
+                b"<html><body><h1>Title</h1><p>" + b"Body text of a real page. " * 20 + b"</p></body></html>"), 1),
+        _record("response", "http://a.example/zh", _http("200 OK", "text/html", zh.encode("gb2312")), 2),
+        _record("response", "http://a.example/doc.pdf", _http("200 OK", "application/pdf", b"%PDF-1.4 ..."), 3),
+        _record("response", "http://a.example/moved", _http("301 Moved Permanently", "text/html", b"<a href=/x>x</a>"), 4),
+        _record("revisit", "http://a.example/ok", _http("200 OK", "text/html", b""), 5),
+        _record("response", "http://a.example/empty", _http("200 OK", "text/html", b"<html><body><script>x()</script></body></html>"), 6),
+        _record("request", "http://a.example/ok", b"GET /ok HTTP/1.1\r\nHost: a.example\r\n\r\n", 7,
+                "application/http; msgtype=request"),
+    ]
+    (tmp_path / "kinds.warc.gz").write_bytes(b"".join(gzip.compress(r) for r in records))  # one gzip member per record
+    src, docs, rej = read({"name": "k", "type": "warc", "paths": ["kinds.warc.gz"]}, tmp_path, tmp_path)
+    assert docs.column("url").to_pylist() == ["http://a.example/ok", "http://a.example/zh"]
+    assert "中文网页的正文内容" in docs.column("text")[1].as_py()  # gb2312 found from the <meta> tag
+    assert docs.column("id")[0].as_py() == "k/00000000-0000-0000-0000-000000000001"
+    assert rej.column("filter").to_pylist() == ["empty_extraction"]
+    reason = rej.column("reason")[0].as_py()
+    assert "kinds.warc.gz" in reason and "000000000006" in reason and "http://a.example/empty" in reason
+    counts = src.provenance[0]["records"]
+    assert counts["skipped:non_html"] == 1 and counts["skipped:http_status_not_200"] == 1
+    assert counts["skipped:revisit"] == 1 and counts["skipped:request"] == 1
+    assert counts["docs"] == 2 and counts["rejected"] == 1
+    # conservation at ingest: the rejected page is counted, the skipped records are not documents
+    src2 = parse_recipe({"name": "t", "sources": [{"name": "k", "type": "warc", "paths": ["kinds.warc.gz"]}]},
+                        tmp_path).source_objects(tmp_path / "o")[0]
+    stats = ingest_source(src2, tmp_path / "o", 10)
+    assert (stats["docs_in"], stats["docs_out"], stats["docs_rejected"]) == (3, 2, 1)
