@@ -1,0 +1,58 @@
+"""Pretraining corpora for the masked-LM and fine-tuning tests, built by the pipeline's own stages.
+
+Documents come from ../shared/corpora (lingua sentences, grouped into documents of one
+language each); the tokenizer and token shards are made by `pipeline.tokenize`
+(train_tokenizer + tokenize_corpus), so the corpus has the three special tokens
+(<|endoftext|>, <|pad|>, <|mask|>) exactly as `opencorpus run` writes them. No Prefect.
+
+Sentences a fine-tuning task evaluates on are kept out: each language contributes only
+the lines after the first `skip_lines`, and the task reads the first `max_per_class`
+<= skip_lines lines, so pretraining never sees a task sentence (the test checks it).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+LINGUA = SHARED_CORPORA / "multilingual" / "lingua_sentences"
+
+# Latin-script languages with close neighbours (Scandinavian, Iberian, Dutch/Afrikaans,
+# Malay/Indonesian...): language ID among them is not solved by the alphabet alone.
+LANGUAGES = ["af", "ca", "da", "de", "en", "es", "fr", "id", "it", "ms", "nb", "nl", "nn", "pt", "sv", "tl"]
+
+
+def lingua_documents(languages: list[str], skip_lines: int, sentences_per_doc: int = 8) -> tuple[list[str], list[str]]:
+    """(ids, texts): each language's sentences after the first skip_lines, in documents of a few sentences."""
+    ids, texts = [], []
+    for lang in languages:
+        lines = [s.strip() for s in (LINGUA / f"{lang}.txt").read_text(encoding="utf-8").splitlines() if s.strip()]
+        lines = lines[skip_lines:]
+        for k in range(0, len(lines), sentences_per_doc):
+            ids.append(f"lingua-{lang}-{skip_lines + k:05d}")
+            texts.append(" ".join(lines[k: k + sentences_per_doc]))
+    return ids, texts
+
+
+def build_corpus(out: Path, ids: list[str], texts: list[str], vocab_size: int = 2048, val_fraction: float = 0.05,
+                 seed: int = 1234) -> Path:
+    """DATA/{tokenizer.json, tokens/{train,val}/part-*.parquet, tokens/index.json} from raw documents."""
+    from pipeline.tokenize import TokenizeConfig, tokenize_corpus, train_tokenizer
+
+    out = Path(out)
+    docs = out / "dedup"
+    docs.mkdir(parents=True, exist_ok=True)
+    shard = docs / "part-00000.parquet"
+    pq.write_table(pa.table({"id": ids, "text": texts, "source": ["lingua"] * len(ids)}), shard)
+    cfg = TokenizeConfig(vocab_size=vocab_size, val_fraction=val_fraction, seed=seed, train_sample_bytes=None)
+    train_tokenizer([shard], out / "tokenizer.json", cfg)
+    tokenize_corpus([shard], out / "tokenizer.json", out / "tokens", cfg)
+    return out
+
+
+def build_lingua_corpus(out: Path, languages: list[str] = LANGUAGES, skip_lines: int = 100,
+                        vocab_size: int = 2048) -> Path:
+    ids, texts = lingua_documents(languages, skip_lines)
+    return build_corpus(out, ids, texts, vocab_size)
