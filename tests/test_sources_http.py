@@ -273,3 +273,28 @@ def test_same_file_name_under_two_urls_gets_distinct_ids(server, shared_corpora,
     assert stats["docs_out"] == 2 and stats["docs_rejected"] == 0
     ids = pa.concat_tables([pq.read_table(p) for p in stats["shards"]]).column("id").to_pylist()
     assert ids == ["dup/extra/a/0000.txt", "dup/extra/b/0000.txt"]
+
+
+def test_config_errors_name_source_and_field(tmp_path):
+    from pipeline.recipe import RecipeError
+
+    with pytest.raises(RecipeError, match=r"sources\[0\] \(h\): urls\[0\]\.url: '/data/x\.jsonl' is not an http\(s\) URL"):
+        parse_recipe({"name": "t", "sources": [{"name": "h", "type": "http", "urls": ["/data/x.jsonl"]}]}, tmp_path)
+    with pytest.raises(RecipeError, match="sha256"):
+        parse_recipe({"name": "t", "sources": [{"name": "h", "type": "http",
+                                                "urls": [{"url": "https://x.org/a", "sha256": "abc"}]}]}, tmp_path)
+    with pytest.raises(RecipeError, match="give `urls` or `manifest`"):
+        parse_recipe({"name": "t", "sources": [{"name": "h", "type": "http"}]}, tmp_path)
+    with pytest.raises(RecipeError, match="base_url: 'ftp://x' is not an http"):
+        parse_recipe({"name": "t", "sources": [{"name": "c", "type": "commoncrawl", "crawl": "CC-MAIN-2024-22",
+                                                "sample": 1, "base_url": "ftp://x"}]}, tmp_path)
+    with pytest.raises(RecipeError, match="retries"):
+        parse_recipe({"name": "t", "sources": [{"name": "h", "type": "http", "urls": ["https://x.org/a"], "retries": 3}]},
+                     tmp_path)
+
+
+def test_bad_manifest_line_is_named(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"url": "https://x.org/a.jsonl"}\n{"url": "https://x.org/b", "sha256": "nothex"}\n')
+    src = source({"name": "m", "type": "http", "manifest": "m.jsonl"}, tmp_path)
+    with pytest.raises(ValueError, match=r"manifest m\.jsonl:2: not a \{url, sha256, size\} entry: sha256"):
+        src.file_specs()

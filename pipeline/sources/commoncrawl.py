@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from pipeline.download import FileSpec
 from pipeline.sources import register
-from pipeline.sources.http import DownloadOptions, FetchingSource, ReadOptions
+from pipeline.sources.http import DownloadOptions, FetchingSource, HttpUrl, ReadOptions
 
 
 class CommonCrawlConfig(DownloadOptions, ReadOptions):
@@ -35,7 +35,7 @@ class CommonCrawlConfig(DownloadOptions, ReadOptions):
     segments: list[str] = Field(default_factory=list, description="only files of these segment ids")
     sample: int | None = Field(None, ge=1, description="this many files drawn from the listing (after `segments`)")
     seed: int = Field(0, description="seed for `sample`")
-    base_url: str = Field("https://data.commoncrawl.org/", description="Common Crawl (or mirror) root URL")
+    base_url: HttpUrl = Field("https://data.commoncrawl.org/", description="Common Crawl (or mirror) root URL")
 
     @model_validator(mode="after")
     def _what(self):

@@ -23,9 +23,9 @@ import json
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
-from typing import Iterator, Literal
+from typing import Annotated, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.download import Downloader, FileSpec, RetryPolicy, fetch_text
 from pipeline.io import open_compressed
@@ -36,10 +36,24 @@ FORMATS = ("jsonl", "parquet", "text", "warc")
 _COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2")
 
 
+def check_url(url: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError(f"{url!r} is not an http(s) URL (local files go in `paths:` of a local source)")
+    return url
+
+
+HttpUrl = Annotated[str, AfterValidator(check_url)]
+
+
 class UrlEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(description="http(s) URL of the file")
+    url: HttpUrl = Field(description="http(s) URL of the file")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value):
+        return {"url": value} if isinstance(value, str) else value  # a bare URL string is an entry too
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$", description="expected sha256 (hex); verified")
     size: int | None = Field(None, ge=0, description="expected size in bytes; verified")
 
@@ -72,7 +86,7 @@ class ReadOptions(BaseModel):
 
 
 class HttpConfig(DownloadOptions, ReadOptions):
-    urls: list[str | UrlEntry] = Field(default_factory=list, description="files to fetch: URL strings or {url, sha256, size}")
+    urls: list[UrlEntry] = Field(default_factory=list, description="files to fetch: URL strings or {url, sha256, size}")
     manifest: str | None = Field(None, description="path (relative to the recipe) or URL of a JSONL list of {url, sha256, size}")
 
     @model_validator(mode="after")
@@ -204,12 +218,14 @@ class HttpSource(FetchingSource):
 
     def file_specs(self) -> list[FileSpec]:
         c: HttpConfig = self.config
-        specs = [FileSpec.parse(u.model_dump() if isinstance(u, UrlEntry) else u) for u in c.urls]
+        specs = [FileSpec.parse(u.model_dump()) for u in c.urls]
         if c.manifest:
             specs.extend(self._manifest_specs(c.manifest))
         return specs
 
     def _manifest_specs(self, where: str) -> list[FileSpec]:
+        from pipeline.recipe import format_errors
+
         if where.startswith(("http://", "https://")):
             raw = fetch_text(where, timeout=self.config.timeout)
         else:
@@ -225,7 +241,8 @@ class HttpSource(FetchingSource):
                 continue
             try:
                 rec = json.loads(line)
-                specs.append(FileSpec.parse(UrlEntry.model_validate(rec) if isinstance(rec, dict) else str(rec)))
+                specs.append(FileSpec.parse(UrlEntry.model_validate(rec).model_dump()))
             except (ValueError, TypeError) as e:
-                raise ValueError(f"manifest {where}:{lineno}: not a {{url, sha256, size}} entry: {e}") from None
+                msg = format_errors(e) if isinstance(e, ValidationError) else str(e)
+                raise ValueError(f"manifest {where}:{lineno}: not a {{url, sha256, size}} entry: {msg}") from None
         return specs

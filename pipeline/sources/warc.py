@@ -211,7 +211,7 @@ def _doc_id(source: str, rec) -> str:
 
 class WarcConfig(DownloadOptions, ReadOptions):
     paths: list[str] = Field(default_factory=list, description="local WARC/WET/WAT globs, relative to the recipe's folder")
-    urls: list[str | UrlEntry] = Field(default_factory=list, description="WARC/WET/WAT files to fetch: URLs or {url, sha256, size}")
+    urls: list[UrlEntry] = Field(default_factory=list, description="WARC/WET/WAT files to fetch: URLs or {url, sha256, size}")
 
     @model_validator(mode="after")
     def _some_files(self):
@@ -228,7 +228,7 @@ class WarcSource(FetchingSource):
     Config = WarcConfig
 
     def file_specs(self) -> list[FileSpec]:
-        return [FileSpec.parse(u.model_dump() if isinstance(u, UrlEntry) else u) for u in self.config.urls]
+        return [FileSpec.parse(u.model_dump()) for u in self.config.urls]
 
     def read(self) -> Iterator[SourceBatch]:
         c: WarcConfig = self.config
