@@ -28,6 +28,9 @@ ASSETS_DIR = "card_assets"
 FIGURES_FILE = "card.json"
 MODELS_FILE = "models.json"
 NOT_RECORDED = "_Not recorded for this corpus._"
+# Fine-tuning results shown in the card, in this order, when a result has them.
+FINETUNE_METRICS = ("accuracy", "macro_f1", "validation_accuracy", "majority_class_accuracy", "scratch_accuracy",
+                    "accuracy_gain")
 
 # License identifiers the Hugging Face Hub accepts in card metadata (the common ones).
 HF_LICENSES = {
@@ -93,7 +96,7 @@ class _Raw(str):
 
 def _hf_license(lic: str) -> str:
     key = re.sub(r"[\s_]+", "-", lic.strip().lower())
-    key = re.sub(r"\(.*?\)", "", key).strip("-; ")
+    key = re.sub(r"\(.*?\)", "", key).strip("-; ").removesuffix("-license")
     key = _HF_ALIASES.get(key, key)
     return key if key in HF_LICENSES else "other"
 
@@ -120,6 +123,8 @@ def card_metadata(manifest_or_figures: dict) -> dict:
         meta["license_name"] = re.sub(r"[^a-z0-9.-]+", "-", "-".join(others).lower()).strip("-")[:80] or "other"
         meta["license_details"] = "See the Sources and Limitations sections: " + "; ".join(others)
     langs = [lang for lang in f["summary"].get("languages") or [] if _is_language_code(lang)]
+    if (f["summary"].get("kinds") or {}).get("code"):
+        langs.append("code")  # the Hub's tag for source code (as in bigcode/the-stack)
     if langs:
         meta["language"] = langs
     meta["size_categories"] = [_size_category(f["summary"].get("docs") or 0)]
@@ -138,12 +143,15 @@ def card_metadata(manifest_or_figures: dict) -> dict:
 def _license_atoms(source: dict) -> list[str]:
     """Licenses a source's documents carry (split SPDX `OR`/`AND` expressions)."""
     found = [k for k in (source.get("document_licenses") or {}) if k != "not stated"]
-    if not found and source.get("license"):
-        found = [source["license"]]
-    found += [f["license"] for f in source.get("files") or [] if f.get("license")]
+    if not found:  # no recount: what the source and its input files say
+        found = ([source["license"]] if source.get("license") else []) + [
+            f["license"] for f in source.get("files") or [] if f.get("license")]
     atoms = []
     for lic in found:
-        atoms += [a.strip(" ()") for a in re.split(r"\s+(?:OR|AND|WITH)\s+", lic) if a.strip(" ()")]
+        for a in re.split(r"\s+(?:OR|AND)\s+", lic):
+            a = re.sub(r"\s+WITH\s+.*$", "", a.strip(" ()"))  # an exception does not change the base license
+            if a:
+                atoms.append(a)
     return atoms
 
 
@@ -172,7 +180,10 @@ def _img(charts: dict, key: str, alt: str, prefix: str | None) -> list[str]:
 def _summary(f: dict) -> list[str]:
     s, t = f["summary"], f["tokens"]
     lic = s.get("licenses") or {}
-    lic_text = ", ".join(f"{k} ({v:,} docs)" if v is not None else k for k, v in lic.items()) or "not recorded"
+    lic_items = [f"{k} ({v:,} docs)" if v is not None else k for k, v in sorted(lic.items(), key=lambda kv: -(kv[1] or 0))]
+    lic_text = ", ".join(lic_items[:6]) + (f", and {len(lic_items) - 6} more (see Sources)" if len(lic_items) > 6 else "")
+    lic_text = lic_text or "not recorded"
+    kinds = s.get("kinds") or {}
     langs = f["languages"]["rows"]
     lang_text = ", ".join(f"{r['language']} ({r['share']:.1%})" for r in langs[:8] if r.get("share") is not None)
     if len(langs) > 8:
@@ -183,6 +194,7 @@ def _summary(f: dict) -> list[str]:
         f"- Tokens: {_int(s.get('tokens'))} ({_int(t.get('tokens_train'))} train / {_int(t.get('tokens_val'))} validation"
         + (f", vocabulary {t['vocab_size']:,}" if t.get("vocab_size") else "") + ")",
         f"- Languages: {lang_text or 'not recorded'}",
+        *([f"- Kinds: " + ", ".join(f"{k} ({v:,} docs)" for k, v in kinds.items())] if len(kinds) > 1 else []),
         f"- Licenses: {lic_text}",
         f"- Built: {f.get('created') or 'not recorded'} with opencorpus {f.get('code_version') or '?'}",
         f"- Recipe hash: `{f.get('recipe_hash') or 'not recorded'}`",
@@ -204,7 +216,9 @@ def _sources(f: dict) -> list[str]:
         return out + [NOT_RECORDED, ""]
     rows = []
     for s in f["sources"]:
-        rows.append([s["name"], s.get("type") or "", s.get("license") or "not stated", s.get("where") or "",
+        lic = s.get("license") or ("per document (below)" if len(s.get("document_licenses") or {}) > 1 else
+                                   next(iter(s.get("document_licenses") or {}), "not stated"))
+        rows.append([s["name"], s.get("type") or "", lic, s.get("where") or "",
                      _int(s.get("docs_in")), _mb(s.get("bytes_in")), _int(s.get("final_docs")), _mb(s.get("final_bytes")),
                      _int(s.get("tokens"))])
     out += _table(["Source", "Type", "License", "From", "Docs read", "Read", "Docs kept", "Kept", "Tokens"], rows, "lllllrrrr")
@@ -360,10 +374,13 @@ def _models(f: dict, card_dir: Path | None) -> list[str]:
             out += ["_(earlier build)_: the run recorded a different manifest than this corpus has now.", ""]
     if finetunes:
         out += ["### Fine-tuned on this corpus", ""]
-        keys = sorted({k for m in finetunes for k, v in (m.get("metrics") or {}).items() if isinstance(v, (int, float))})[:6]
-        rows = [[m.get("run"), m.get("base") or "", *[_fmt((m.get("metrics") or {}).get(k), 4) for k in keys],
+        present = {k for m in finetunes for k, v in (m.get("metrics") or {}).items() if isinstance(v, (int, float))}
+        keys = [k for k in FINETUNE_METRICS if k in present] or sorted(present)[:6]
+        rows = [[m.get("run"), m.get("task") or "", m.get("base") or "",
+                 *[_fmt((m.get("metrics") or {}).get(k), 4) for k in keys],
                  _Raw(_link("report", m.get("report"), card_dir))] for m in finetunes]
-        out += _table(["Run", "Base model", *keys, "Report"], rows, "ll" + "r" * len(keys) + "l") + [""]
+        out += _table(["Run", "Task", "Base model", *[k.replace("_", " ") for k in keys], "Report"], rows,
+                      "lll" + "r" * len(keys) + "l") + [""]
     return out
 
 
@@ -447,6 +464,23 @@ def write_card(out_dir: Path, manifest: dict, data_cards_dir: Path | None = None
     return _write_all(out_dir, figures, charts, data_cards_dir)
 
 
+def _default_copy_dir(name: str) -> Path | None:
+    """./data_cards when it holds this corpus's copy (the corpus flow runs from the repo root)."""
+    d = Path("data_cards")
+    return d if (d / f"{name}.md").is_file() else None
+
+
+def rewrite_card(corpus_dir: str | Path, data_cards_dir: str | Path | None = None) -> Path:
+    """Regenerate DIR's card from its manifest.json and Parquet files (`opencorpus card DIR --write`)."""
+    corpus_dir = Path(corpus_dir)
+    mpath = corpus_dir / "manifest.json"
+    if not mpath.is_file():
+        raise FileNotFoundError(f"{mpath}: no manifest.json; build the corpus first (opencorpus run RECIPE)")
+    manifest = _read_json(mpath, "manifest.json")
+    copy = Path(data_cards_dir) if data_cards_dir is not None else _default_copy_dir(manifest.get("name", ""))
+    return write_card(corpus_dir, manifest, copy)
+
+
 def load_figures(corpus_dir: str | Path) -> dict:
     """The figures of a corpus: its card.json when written, else recounted from its files."""
     corpus_dir = Path(corpus_dir)
@@ -483,18 +517,10 @@ def _upsert_entry(corpus_dir: Path, entry: dict, data_cards_dir: Path | None) ->
             from pipeline.card_charts import write_charts
 
             charts = write_charts(figures, corpus_dir / ASSETS_DIR)
-        if data_cards_dir is None and (Path("data_cards") / f"{figures['name']}.md").is_file():
-            data_cards_dir = Path("data_cards")  # the copy the corpus flow wrote (it runs from the repo root)
+        if data_cards_dir is None:
+            data_cards_dir = _default_copy_dir(figures["name"])
         _write_all(corpus_dir, figures, charts, data_cards_dir)
     return entry
-
-
-def _same_build(corpus_dir: Path, recorded: dict) -> bool:
-    from pipeline.io import sha256_file
-
-    manifest = corpus_dir / "manifest.json"
-    want = recorded.get("manifest_sha256")
-    return not want or not manifest.is_file() or sha256_file(manifest) == want
 
 
 def add_model_entry(run_dir: str | Path, data_cards_dir: str | Path | None = None) -> dict:
@@ -527,7 +553,6 @@ def add_model_entry(run_dir: str | Path, data_cards_dir: str | Path | None = Non
         "evaluated_on": evaluated_on,
         "report": str(run_dir / "report.md") if (run_dir / "report.md").is_file() else None,
         "manifest_sha256": corpus.get("manifest_sha256"),
-        "same_build": _same_build(corpus_dir, corpus),
         "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return _upsert_entry(corpus_dir, entry, Path(data_cards_dir) if data_cards_dir else None)
@@ -551,7 +576,7 @@ def add_finetune_entry(ft_dir: str | Path, corpus_dir: str | Path | None = None,
         raise ValueError(f"{ft_dir}: cannot tell which corpus it was fine-tuned on; pass corpus_dir")
     metrics = {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     entry = {
-        "kind": "finetune", "run": ft_dir.name, "run_dir": str(ft_dir),
+        "kind": "finetune", "run": ft_dir.name, "run_dir": str(ft_dir), "task": res.get("task"),
         "base": run.get("base") or run.get("base_model") or res.get("base_model"),
         "metrics": metrics,
         "report": str(ft_dir / "report.md") if (ft_dir / "report.md").is_file() else None,

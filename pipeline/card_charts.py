@@ -20,7 +20,7 @@ TOP_LANGUAGES = 15
 
 def _save(fig, path: Path) -> Path:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
     return path
 
@@ -29,7 +29,7 @@ def _funnel(figures: dict, path: Path) -> Path | None:
     stages = [s for s in figures["funnel"]["stages"] if s.get("docs_in") is not None]
     if not stages:
         return None
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, (ax1, ax2) = plt.subplots(1, 2, layout="constrained", figsize=(10, 3.4))
     names = [s["stage"] for s in stages]
     x = range(len(names))
     w = 0.4
@@ -51,7 +51,7 @@ def _filters(figures: dict, path: Path) -> Path | None:
     if not rows:
         return None
     rows = rows[:25]
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.2))
+    fig, ax = plt.subplots(layout="constrained", figsize=(8, 0.35 * len(rows) + 1.2))
     labels = [f"{r['stage']}: {r['filter']}" for r in rows]
     ax.barh(range(len(rows)), [r["docs"] for r in rows], color=ORANGE)
     ax.set_yticks(range(len(rows)), labels)
@@ -68,7 +68,7 @@ def _languages(figures: dict, path: Path) -> Path | None:
     rows = figures["languages"]["rows"][:TOP_LANGUAGES]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(rows) + 1.2))
+    fig, ax = plt.subplots(layout="constrained", figsize=(7, 0.32 * len(rows) + 1.2))
     ax.barh(range(len(rows)), [r["docs"] for r in rows], color=BLUE)
     ax.set_yticks(range(len(rows)), [r["language"] for r in rows])
     ax.invert_yaxis()
@@ -82,7 +82,7 @@ def _histogram(hist: dict | None, title: str, xlabel: str, path: Path, color: st
     if not hist:
         return None
     edges, counts = hist["edges"], hist["counts"]
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(layout="constrained", figsize=(7, 3.2))
     ax.bar(edges[:-1], counts, width=[max(b - a, 1) for a, b in zip(edges[:-1], edges[1:])], align="edge",
            color=color, edgecolor="white")
     ax.set_xscale("symlog" if edges[0] == 0 else "log", **({"linthresh": 1} if edges[0] == 0 else {}))
@@ -99,7 +99,7 @@ def _bytes_per_token(figures: dict, path: Path) -> Path | None:
     rows = [r for r in figures["languages"]["rows"][:TOP_LANGUAGES] if r.get("bytes_per_token")]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(rows) + 1.2))
+    fig, ax = plt.subplots(layout="constrained", figsize=(7, 0.32 * len(rows) + 1.2))
     ax.barh(range(len(rows)), [r["bytes_per_token"] for r in rows], color=BLUE)
     ax.set_yticks(range(len(rows)), [r["language"] for r in rows])
     ax.invert_yaxis()
@@ -113,7 +113,7 @@ def _clusters(figures: dict, path: Path) -> Path | None:
     sizes = {int(k): v for k, v in (figures["duplicates"].get("cluster_sizes") or {}).items() if int(k) > 1 and v}
     if not sizes:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(layout="constrained", figsize=(7, 3.2))
     xs = sorted(sizes)
     ax.bar([str(x) for x in xs], [sizes[x] for x in xs], color=ORANGE)
     ax.set_yscale("log")
@@ -130,7 +130,7 @@ def _pii(figures: dict, path: Path) -> Path | None:
     pii = {k: v for k, v in (figures.get("pii") or {}).items() if v}
     if not pii:
         return None
-    fig, ax = plt.subplots(figsize=(6, 0.35 * len(pii) + 1.2))
+    fig, ax = plt.subplots(layout="constrained", figsize=(6, 0.35 * len(pii) + 1.2))
     ax.barh(range(len(pii)), list(pii.values()), color=GREY)
     ax.set_yticks(range(len(pii)), list(pii))
     ax.invert_yaxis()

@@ -466,7 +466,13 @@ def read_models(corpus_dir: Path | None) -> list[dict]:
     if not path.is_file():
         return []
     data = json.loads(path.read_text(encoding="utf-8"))
-    return data.get("models", []) if isinstance(data, dict) else data
+    models = data.get("models", []) if isinstance(data, dict) else data
+    manifest = corpus_dir / "manifest.json"
+    current = sha256_file(manifest) if manifest.is_file() else None
+    for m in models:
+        # a run records the manifest it trained on; a rebuilt corpus makes it an earlier build's result
+        m["same_build"] = not m.get("manifest_sha256") or current is None or m["manifest_sha256"] == current
+    return models
 
 
 # ---------------------------------------------------------------- entry point
@@ -492,6 +498,8 @@ def collect_figures(corpus_dir: str | Path | None, manifest: dict | None = None)
         "bytes": int(final["bytes"].sum() or 0) if final is not None else _num(dedup.get("bytes_out")),
         "tokens": (tokens["tokens_train"] or 0) + (tokens["tokens_val"] or 0) if tokens["tokens_train"] is not None else None,
         "origin": "dedup/ and tokens/ (recounted)" if final is not None else "manifest",
+        "kinds": ({str(k): int(v) for k, v in final.group_by("kind").len().sort("kind", nulls_last=True).iter_rows()}
+                  if final is not None else {}),
     }
     figures = {
         "figures_version": FIGURES_VERSION,

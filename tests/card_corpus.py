@@ -54,10 +54,10 @@ def card_recipe(shared: Path, work: Path, name: str = "card-test") -> dict:
         "sources": [
             {"name": "web", "type": "jsonl", "license": "Common Crawl terms of use",
              "paths": [str(shared / "dedup" / "dolma_deduper" / "documents_000.json.gz"), str(shared / WEB)],
-             "max_docs": 160},
+             "max_docs": 110},
             {"name": "mirror", "type": "jsonl", "paths": [str(mirrored_pages(shared, work / "mirror.jsonl"))]},
             {"name": "shakespeare", "type": "text", "license": "MIT",
-             "paths": [str(shared / "classic" / "tinyshakespeare_input.txt")], "separator": "\n\n", "max_docs": 300},
+             "paths": [str(shared / "classic" / "tinyshakespeare_input.txt")], "separator": "\n\n", "max_docs": 150},
             {"name": "sentences", "type": "text", "license": "Apache-2.0",
              "paths": [str(shared / "multilingual" / "lingua_sentences" / f"{lang}.txt") for lang in ("de", "fr", "ru", "es")]},
         ],

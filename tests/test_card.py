@@ -218,13 +218,14 @@ def test_metadata_passes_huggingface_hub(built):
         assert again["configs"] == meta["configs"] and again["license"] == meta["license"]
 
 
-def test_metadata_configs_load_with_datasets(built):
+def test_metadata_configs_load_with_datasets(built, tmp_path):
     import datasets
 
     out, _, _ = built
-    docs = datasets.load_dataset(str(out), "documents", split="train")
+    cache = str(tmp_path / "hf-cache")  # the default cache can hold an earlier corpus at a reused path
+    docs = datasets.load_dataset(str(out), "documents", split="train", cache_dir=cache)
     assert docs.num_rows == _dedup(out).height
-    val = datasets.load_dataset(str(out), "tokens", split="validation")
+    val = datasets.load_dataset(str(out), "tokens", split="validation", cache_dir=cache)
     assert val.num_rows == _tokens(out).filter(pl.col("split") == "val").height
 
 
@@ -264,25 +265,28 @@ def test_card_from_manifest_alone_and_missing_stages(built):
         assert section.lstrip().startswith("_Not recorded"), heading
 
 
-def _train_and_eval(out: Path, run_dir: Path) -> dict:
+@pytest.fixture(scope="module")
+def tiny_run(built, tmp_path_factory):
+    """A real (tiny) model trained 2 steps on the corpus and evaluated: run.json, eval.json, report.md."""
     from model.evaluate import evaluate
     from model.train import train
 
+    out, _, _ = built
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     train(out, run_dir, preset="cpu-tiny", max_steps=2, n_layer=1, n_head=2, n_embd=32, block_size=64, batch_size=4,
           progress=False, checkpoint_every=2, warmup_steps=1)
-    return evaluate(run_dir, max_tokens=2048, samples=False)
+    return run_dir, evaluate(run_dir, max_tokens=2048, samples=False)
 
 
-def test_model_entry_is_added_once(built, tmp_path, monkeypatch):
+def test_model_entry_is_added_once(built, tiny_run, monkeypatch):
     from pipeline.card import add_model_entry
 
     out, cards, _ = built
-    run_dir = tmp_path / "runs" / "tiny"
-    result = _train_and_eval(out, run_dir)
+    run_dir, result = tiny_run
     monkeypatch.chdir(cards.parent)  # the flow's copy lives in ./data_cards
     add_model_entry(run_dir)
     add_model_entry(run_dir)  # idempotent: evaluating again replaces the entry
-    models = json.loads((out / "models.json").read_text())["models"]
+    models = [m for m in json.loads((out / "models.json").read_text())["models"] if m["kind"] == "pretrain"]
     assert len(models) == 1 and models[0]["run"] == "tiny" and models[0]["val_loss"] == result["val_loss"]
     for md_path in (out / "README.md", cards / "card-test.md"):
         text = md_path.read_text(encoding="utf-8")
@@ -294,6 +298,30 @@ def test_model_entry_is_added_once(built, tmp_path, monkeypatch):
         link = re.search(r"\[report\]\(([^)]+)\)", rows[0]).group(1)
         assert (md_path.parent / link).resolve() == (run_dir / "report.md").resolve()
     assert _figures(out)["models"][0]["run_dir"] == str(run_dir.resolve())
+
+
+@pytest.mark.slow
+def test_finetune_entry(built, tiny_run, tmp_path):
+    from model.finetune import finetune
+
+    from pipeline.card import add_finetune_entry
+
+    out, _, _ = built
+    run_dir, _ = tiny_run
+    task = tmp_path / "lang.yaml"
+    task.write_text(json.dumps({
+        "name": "lang-id", "source": {"format": "text-files", "path": str(require_shared() / "multilingual" / "lingua_sentences"),
+                                      "classes": ["de", "fr"], "max_per_class": 30},
+        "finetune": {"max_steps": 2, "batch_size": 8, "max_len": 32, "eval_batch_size": 64}}), encoding="utf-8")
+    ft = finetune(run_dir, task, tmp_path / "ft", progress=False)
+    add_finetune_entry(tmp_path / "ft")
+    add_finetune_entry(tmp_path / "ft")
+    models = [m for m in json.loads((out / "models.json").read_text())["models"] if m["kind"] == "finetune"]
+    assert len(models) == 1 and models[0]["metrics"]["accuracy"] == ft["accuracy"]
+    text = _card(out)
+    section = text.split("### Fine-tuned on this corpus", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ft |")]
+    assert len(rows) == 1 and "| lang-id | tiny |" in rows[0] and f"| {ft['accuracy']:.4f} |" in rows[0]
 
 
 def test_html_is_self_contained(built, tmp_path):
