@@ -53,16 +53,26 @@ def _recipe_diff(dir_a: Path, dir_b: Path) -> list[str]:
         m = d / "manifest.json"
         return json.loads(m.read_text(encoding="utf-8")).get("recipe") or {} if m.is_file() else {}
 
-    fa, fb = _flatten(recipe(dir_a)), _flatten(recipe(dir_b))
-    keys = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k) and k != "name" and k != "description")
+    ra, rb = recipe(dir_a), recipe(dir_b)
+    sa = {s["name"]: s for s in ra.get("sources") or [] if isinstance(s, dict) and "name" in s}
+    sb = {s["name"]: s for s in rb.get("sources") or [] if isinstance(s, dict) and "name" in s}
+    rows = []
+    for name in sorted(sa.keys() ^ sb.keys()):  # a source in one corpus only: one row, not one per option
+        s = sa.get(name) or sb.get(name)
+        desc = f"{s.get('type')} source" + (f", license {s['license']}" if s.get("license") else "")
+        rows.append((f"sources[{name}]", desc if name in sa else "—", desc if name in sb else "—"))
+    fa = _flatten(ra | {"sources": [s for n, s in sa.items() if n in sb]})
+    fb = _flatten(rb | {"sources": [s for n, s in sb.items() if n in sa]})
+    for k in sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k) and k not in ("name", "description")):
+        rows.append((k, json.dumps(fa[k], ensure_ascii=False) if k in fa else "—",
+                     json.dumps(fb[k], ensure_ascii=False) if k in fb else "—"))
     out = ["## Recipe differences", ""]
-    if not keys:
+    if not rows:
         return out + ["The recipes are identical (apart from name and description).", ""]
     out += _head(["Setting", "A", "B"], "lll")
-    for k in keys[:60]:
-        out.append(_row([k, json.dumps(fa.get(k, "—")), json.dumps(fb.get(k, "—"))]))
-    if len(keys) > 60:
-        out.append(f"\n… and {len(keys) - 60} more settings differ.")
+    out += [_row(r) for r in rows[:60]]
+    if len(rows) > 60:
+        out.append(f"\n… and {len(rows) - 60} more settings differ.")
     return out + [""]
 
 
@@ -123,7 +133,7 @@ def _languages(a: dict, b: dict) -> list[str]:
     lb = {r["language"]: r for r in b["languages"]["rows"]}
     if not la and not lb:
         return ["## Languages", "", "_Not recorded for either corpus._", ""]
-    order = sorted(la.keys() | lb.keys(), key=lambda k: -max((la.get(k) or {}).get("docs", 0), (lb.get(k) or {}).get("docs", 0)))
+    order = sorted(la.keys() | lb.keys(), key=lambda k: (-max((la.get(k) or {}).get("docs", 0), (lb.get(k) or {}).get("docs", 0)), k))
     out = ["## Languages", ""] + _head(["Language", "A docs", "A share", "B docs", "B share", "Share, B − A", "A bytes/token", "B bytes/token"], "lrrrrrrr")
 
     def bpt(r):
