@@ -6,7 +6,7 @@
     opencorpus eval RUN_DIR [--data DIR]
     opencorpus export RUN_DIR --hf OUT_DIR
     opencorpus finetune RUN_DIR --task TASK.yaml --out FT_DIR [--from-scratch] [--seed N]
-    opencorpus card DIR
+    opencorpus card DIR [--html [PATH]] [--write]   |   opencorpus card --diff A B
 """
 from __future__ import annotations
 
@@ -110,11 +110,20 @@ def cmd_export(args) -> int:
 def cmd_card(args) -> int:
     from pipeline import card
 
-    path = Path(args.dir) / "README.md"
-    if not path.is_file():
+    if args.diff:
+        print(card.diff_cards(*args.diff))
+        return 0
+    if not args.dir:
+        print("error: give a corpus folder (opencorpus card DIR) or two (opencorpus card --diff A B)", file=sys.stderr)
+        return 2
+    if args.write:
+        print(f"card written: {card.rewrite_card(args.dir)}")
+    if not (Path(args.dir) / "README.md").is_file():
         print(f"{args.dir}: no data card (README.md); build the corpus first", file=sys.stderr)
         return 2
-    print(path.read_text(encoding="utf-8"))
+    card.print_summary(args.dir)
+    if args.html:
+        print(f"HTML card: {card.write_html(args.dir, None if args.html is True else args.html)}")
     return 0
 
 
@@ -150,8 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_finetune_arguments(f)
     f.set_defaults(func=cmd_finetune)
 
-    c = sub.add_parser("card", help="show a corpus's data card")
-    c.add_argument("dir")
+    c = sub.add_parser("card", help="show a corpus's data card (terminal tables), write it as HTML, or compare two corpora")
+    c.add_argument("dir", nargs="?")
+    c.add_argument("--html", nargs="?", const=True, default=None, metavar="PATH",
+                   help="also write a self-contained HTML page (default DIR/card.html)")
+    c.add_argument("--write", action="store_true", help="regenerate the card from manifest.json and the Parquet files first")
+    c.add_argument("--diff", nargs=2, metavar=("A", "B"), help="compare two corpus folders (Markdown on stdout)")
     c.set_defaults(func=cmd_card)
     return p
 
