@@ -401,3 +401,22 @@ def test_diff_of_two_corpora(built, tmp_path):
     assert fb["duplicates"]["near_removed"] == 0
     row = next(line for line in text.splitlines() if line.startswith("| near removed |"))
     assert f"{fa['duplicates']['near_removed']:,} (" in row and "| 0 (0.00%) |" in row
+
+
+def test_cli_card_summary_html_write_and_diff(built, tmp_path, capsys):
+    from flows.cli import main
+
+    out, _, _ = built
+    page = tmp_path / "page.html"
+    assert main(["card", str(out), "--html", str(page)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{_figures(out)['summary']['docs']:,}" in printed and f"HTML card: {page}" in printed
+    assert page.read_text(encoding="utf-8").count('src="data:image/png;base64,') >= 8
+    before = _card(out)
+    assert main(["card", str(out), "--write"]) == 0  # regenerated from the same files: the same card
+    assert _card(out).split("## Versions")[0] == before.split("## Versions")[0]
+    capsys.readouterr()
+    assert main(["card", "--diff", str(out), str(out)]) == 0
+    diff = capsys.readouterr().out
+    assert "The recipes are identical" in diff and "| documents |" in diff
+    assert main(["card"]) == 2
