@@ -420,3 +420,34 @@ def test_cli_card_summary_html_write_and_diff(built, tmp_path, capsys):
     diff = capsys.readouterr().out
     assert "The recipes are identical" in diff and "| documents |" in diff
     assert main(["card"]) == 2
+
+
+def test_downloaded_sources_show_url_sha256_and_fetch_time(tmp_path):
+    """An http source (loopback server): the card's inputs table comes from raw/MANIFEST.jsonl;
+    a corpus stopped after ingest still gets a card, its missing sections say so."""
+    import hashlib
+
+    from httpserver import FileServer
+
+    from pipeline.card import write_card
+    from pipeline.ingest import ingest_source
+    from pipeline.manifest import build_manifest
+    from pipeline.recipe import parse_recipe
+
+    shared = require_shared()
+    rel = "web/dolma_cc_en_head-0091.jsonl.gz"
+    with FileServer({"/corpora": shared}) as srv:
+        url = srv.url(f"/corpora/{rel}")
+        recipe = parse_recipe({"name": "dl", "sources": [{"name": "cc", "type": "http", "license": "ODC-By", "urls": [url]}]}, tmp_path)
+        out = tmp_path / "dl"
+        stats = ingest_source(recipe.source_objects(out)[0], out, 100)
+    manifest = build_manifest(recipe, None, {"ingest": {**stats, "sources": {"cc": stats}}}, "opencorpus run dl.yaml")
+    write_card(out, manifest)
+    text = _card(out)
+    want = hashlib.sha256((shared / rel).read_bytes()).hexdigest()
+    row = next(line for line in text.splitlines() if line.startswith(f"| {url} |"))
+    assert f"`{want}`" in row and f"| {(shared / rel).stat().st_size:,} |" in row
+    fetched = json.loads((out / "raw" / "MANIFEST.jsonl").read_text().splitlines()[0])["fetched_at"]
+    assert fetched in row
+    for heading in ("## Duplicates", "## PII replaced", "### Tokens"):
+        assert text.split(heading, 1)[1].lstrip().startswith("_Not recorded"), heading
