@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -298,3 +299,17 @@ def test_bad_manifest_line_is_named(tmp_path):
     src = source({"name": "m", "type": "http", "manifest": "m.jsonl"}, tmp_path)
     with pytest.raises(ValueError, match=r"manifest m\.jsonl:2: not a \{url, sha256, size\} entry: sha256"):
         src.file_specs()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst", ".jsonl.bz2"])
+def test_truncated_compressed_jsonl_is_a_named_error_in_every_codec(server, shared_corpora, suffix):
+    raw = gzip.decompress((shared_corpora / JSONL_GZ.removeprefix("/corpora/")).read_bytes())
+    comp = {".jsonl.gz": gzip.compress, ".jsonl.zst": zstandard.ZstdCompressor().compress, ".jsonl.bz2": bz2.compress}[suffix]
+    data = comp(raw)
+    (server.extra / f"d{suffix}").write_bytes(data)
+    server.fault(f"/extra/d{suffix}", truncate=len(data) // 2)
+    tmp = server.extra.parent
+    src = source({"name": "t", "type": "http", "urls": [server.url(f"/extra/d{suffix}")]}, tmp)
+    with pytest.raises(IOError, match=rf"d{re.escape(suffix)}: cannot read compressed stream to the end.*truncated"):
+        for _ in src.read():
+            pass
