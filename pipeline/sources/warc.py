@@ -35,7 +35,7 @@ from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 
 from pipeline.download import FileSpec
-from pipeline.io import open_compressed
+from pipeline.io import open_compressed, sha256_file
 from pipeline.sources import register
 from pipeline.sources.base import BatchBuilder, SourceBatch
 from pipeline.sources.http import DownloadOptions, FetchingSource, ReadOptions, UrlEntry
@@ -235,8 +235,6 @@ class WarcSource(FetchingSource):
         reader = WarcReader(c.name, c.license, main_content=c.main_content)
         local = []
         for path in self.resolve_globs(c.paths) if c.paths else []:
-            from pipeline.io import sha256_file
-
             entry = {"path": str(path), "size": path.stat().st_size, "sha256": sha256_file(path), "license": c.license}
             self.provenance.append(entry)
             local.append((path, entry, str(path)))
