@@ -1,6 +1,8 @@
 """`opencorpus` command line: build corpora, train and evaluate models, write data cards.
 
-    opencorpus run RECIPE.yaml [--output DIR] [--workers N]
+    opencorpus run RECIPE.yaml [--output DIR|URL] [--workers N] [--dask ADDRESS|local:N] [--progress]
+    opencorpus deploy RECIPE.yaml --cron "0 3 * * *"   (serve a scheduled deployment; see `make serve`)
+    opencorpus progress DIR [--follow]
     opencorpus train --data DIR --out RUN_DIR [--preset NAME] [--max-steps N] [trainer flags...]
     opencorpus train --recipe RECIPE.yaml            (data/<name> -> runs/<name>, options from the recipe's train:)
     opencorpus eval RUN_DIR [--data DIR]
@@ -27,12 +29,50 @@ def cmd_run(args) -> int:
     _quiet_prefect_defaults()
     from flows.corpus import run_corpus
 
-    manifest = run_corpus(args.recipe, args.output, args.workers, args.cards_dir or None)
+    if args.progress:
+        manifest = _run_with_progress(args)
+    else:
+        manifest = run_corpus(args.recipe, args.output, args.workers, args.cards_dir or None, args.dask, args.work_dir)
     stages = manifest["stages"]
     for name, s in stages.items():
         if "docs_in" in s:
             print(f"{name:>9}: {s['docs_in']:>8,} in {s['docs_out']:>8,} out {s['docs_rejected']:>7,} rejected  {s['seconds']:7.1f} s")
     return 0
+
+
+def _run_with_progress(args) -> dict:
+    """Run the flow while a live table (flows/progress.py) follows its progress log."""
+    import threading
+    import time
+
+    from flows import progress, storage
+    from flows.corpus import default_output, run_corpus
+    from pipeline.recipe import load_recipe
+
+    target = args.output or str(default_output(load_recipe(args.recipe)))
+    root = storage.OutputLocation.of(target, args.work_dir).local
+    viewer = threading.Thread(target=progress.show, args=(root,), kwargs={"follow": True, "since": time.time()}, daemon=True)
+    viewer.start()
+    try:
+        return run_corpus(args.recipe, args.output, args.workers, args.cards_dir or None, args.dask, args.work_dir)
+    finally:
+        viewer.join(timeout=5)
+
+
+def cmd_deploy(args) -> int:
+    _quiet_prefect_defaults()
+    from flows.deploy import serve_recipe
+
+    serve_recipe(args.recipe, args.cron, name=args.name, output=args.output, workers=args.workers,
+                 cards_dir=args.cards_dir or None, dask=args.dask, work_dir=args.work_dir, timezone=args.timezone)
+    return 0
+
+
+def cmd_progress(args) -> int:
+    from flows.progress import show
+
+    run = show(args.dir, follow=args.follow)
+    return 0 if run["status"] in ("completed", "running") else 1
 
 
 def _recipe_train_defaults(recipe_path: str) -> tuple[list[str], str, str]:
@@ -127,6 +167,12 @@ def cmd_card(args) -> int:
     return 0
 
 
+def _add_scale_arguments(p: argparse.ArgumentParser):
+    p.add_argument("--dask", default=None, metavar="ADDRESS|local:N",
+                   help="run mapped stages on a dask.distributed cluster (scheduler address, or N local workers)")
+    p.add_argument("--work-dir", default=None, help="local staging folder when --output is a URL (s3://, gs://)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="opencorpus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -136,7 +182,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", "-o", default=None, help="output folder (default data/<recipe name>)")
     r.add_argument("--workers", "-w", type=int, default=2, help="shards processed at once")
     r.add_argument("--cards-dir", default="data_cards", help="also copy the data card here as <name>.md ('' for no copy)")
+    _add_scale_arguments(r)
+    r.add_argument("--progress", action="store_true", help="show a live table of documents done per stage, rate and ETA")
     r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("deploy", help="serve the corpus flow as a Prefect deployment with a cron schedule")
+    d.add_argument("recipe")
+    d.add_argument("--cron", required=True, help='cron schedule, e.g. "0 3 * * *" (every day at 03:00)')
+    d.add_argument("--timezone", default=None, help="time zone of the schedule (default UTC)")
+    d.add_argument("--name", default=None, help="deployment name (default: the recipe name)")
+    d.add_argument("--output", "-o", default=None, help="output folder or URL (default data/<recipe name>)")
+    d.add_argument("--workers", "-w", type=int, default=2, help="shards processed at once")
+    d.add_argument("--cards-dir", default="data_cards", help="also copy the data card here ('' for no copy)")
+    _add_scale_arguments(d)
+    d.set_defaults(func=cmd_deploy)
+
+    g = sub.add_parser("progress", help="show the progress of the latest run in a corpus folder")
+    g.add_argument("dir")
+    g.add_argument("--follow", "-f", action="store_true", help="redraw until the run ends")
+    g.set_defaults(func=cmd_progress)
 
     t = sub.add_parser("train", help="train the bundled model on a corpus (other flags go to the trainer; see --help there)",
                        add_help=False)

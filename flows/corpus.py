@@ -317,7 +317,7 @@ def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2, c
         log.info("output %s staged in %s: %d files pulled", location.url, location.local, location.pull())
     root = location.local
     root.mkdir(parents=True, exist_ok=True)
-    recipe = storage.stage_remote_sources(recipe, root / ".opencorpus" / "inputs")
+    recipe = storage.stage_remote_sources(recipe)
     progress = ProgressLog(root)
     progress.run_start(recipe.name)
     status = "failed"

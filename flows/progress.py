@@ -165,20 +165,28 @@ def render(rows: list[StageProgress], run: dict, now: float | None = None):
     return table
 
 
-def show(root: str | Path, follow: bool = False, interval: float = 1.0, console=None) -> dict:
-    """Print the progress of the latest run in `root`; with `follow`, redraw until it ends."""
+def show(root: str | Path, follow: bool = False, interval: float = 1.0, console=None, since: float | None = None) -> dict:
+    """Print the progress of the latest run in `root`; with `follow`, redraw until it ends.
+    `since`: ignore runs that started before this time (wait for the one being launched)."""
     from rich.console import Console
     from rich.live import Live
 
     console = console or Console()
     path = progress_path(root)
-    rows, run = summarize(read_events(path))
+
+    def current():
+        events = read_events(path)
+        if since is not None and (not events or events[0]["t"] < since - 1):
+            events = []
+        return summarize(events)
+
+    rows, run = current()
     if not follow:
         console.print(render(rows, run))
         return run
     with Live(render(rows, run), console=console, refresh_per_second=4) as live:
         while True:
-            rows, run = summarize(read_events(path))
+            rows, run = current()
             live.update(render(rows, run))
             if run["status"] not in ("running", "unknown"):
                 return run

@@ -10,8 +10,8 @@ tokenizers and the process pools want real paths and fast random access), so
   and deletes the remote files the run pruned. The bucket is thus always a valid,
   resumable corpus folder: a done record never arrives before the outputs it vouches for.
 * remote INPUTS (a source's `paths:` entries that are URLs; globs allowed) are downloaded
-  once into `DIR/.opencorpus/inputs/<source>/` and read from there; ids, which use the
-  file name, are the same as for a local copy.
+  once into `$OPENCORPUS_CACHE/inputs/` (default ~/.cache/opencorpus) and read from there;
+  ids, which use the file name, are the same as for a local copy.
 
 Remote Dask workers need the staging folder on a filesystem they share with the flow.
 """
@@ -28,8 +28,8 @@ from flows.state import STATE_DIR
 from pipeline.io import write_json
 
 LOCAL_PROTOCOLS = {"file", "local"}
-# Machine-local state that is never pushed: staged inputs, the hash cache, the progress log, the ledger.
-NOT_PUSHED = (f"{STATE_DIR}/inputs/", f"{STATE_DIR}/file-hashes.json", f"{STATE_DIR}/progress.jsonl",
+# Machine-local state that is never pushed: the hash cache, the progress log, the ledger.
+NOT_PUSHED = (f"{STATE_DIR}/file-hashes.json", f"{STATE_DIR}/progress.jsonl",
               f"{STATE_DIR}/pushed.json")
 
 
@@ -147,8 +147,17 @@ class OutputLocation:
         return len(changed) + len(gone)
 
 
-def stage_remote_sources(recipe, inputs_dir: Path):
-    """The recipe with remote `paths:` entries replaced by local copies under `inputs_dir`."""
+def cache_dir() -> Path:
+    return Path(os.environ.get("OPENCORPUS_CACHE", Path.home() / ".cache" / "opencorpus"))
+
+
+def stage_remote_sources(recipe, inputs_dir: Path | None = None):
+    """The recipe with remote `paths:` entries replaced by local copies.
+
+    Copies go to `inputs_dir`, default `$OPENCORPUS_CACHE/inputs/<hash of the file URL>/<name>`:
+    a place that does not depend on the output folder, because documents record the path
+    they were read from, and equal paths are what lets a build in another staging folder
+    (or on another machine with the same OPENCORPUS_CACHE) reuse the recorded units."""
     sources, changed = [], False
     for source in recipe.sources:
         paths = getattr(source, "paths", None)
@@ -163,29 +172,40 @@ def stage_remote_sources(recipe, inputs_dir: Path):
             elif protocol is None:
                 local_paths.append(path)
             else:
-                local_paths.extend(str(p) for p in _download(pattern, inputs_dir / source.name))
+                local_paths.extend(str(p) for p in _download(pattern, inputs_dir))
         sources.append(source.model_copy(update={"paths": local_paths}))
         changed = True
     return recipe.model_copy(update={"sources": sources}) if changed else recipe
 
 
-def _download(pattern: str, folder: Path) -> list[Path]:
+def _download(pattern: str, inputs_dir: Path | None) -> list[Path]:
+    """Local copies of the files a URL (or URL glob) names; a copy whose size and checksum
+    (ETag / md5, when the store reports one) still match the remote file is reused."""
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(pattern)
+    protocol = pattern.split("://", 1)[0]
     matches = sorted(fs.glob(path)) if any(ch in path for ch in "*?[") else [path]
     matches = [m for m in matches if fs.isfile(m)]
     if not matches:
         raise FileNotFoundError(f"{pattern}: matched no file")
-    folder.mkdir(parents=True, exist_ok=True)
     out = []
     for m in matches:
-        local = folder / Path(m).name
-        size = fs.info(m)["size"]
-        if not (local.is_file() and local.stat().st_size == size):
+        url = f"{protocol}://{m}"
+        folder = (inputs_dir or cache_dir() / "inputs") / hashlib.sha256(url.encode()).hexdigest()[:16]
+        folder.mkdir(parents=True, exist_ok=True)
+        local, stamp_path = folder / Path(m).name, folder / f".{Path(m).name}.remote.json"
+        info = fs.info(m)
+        stamp = {"url": url, "size": info["size"], "checksum": str(info.get("ETag") or info.get("md5Hash") or "")}
+        try:
+            fresh = local.is_file() and json.loads(stamp_path.read_text()) == stamp
+        except (OSError, ValueError):
+            fresh = False
+        if not fresh:
             tmp = folder / f".tmp-{local.name}"
             fs.get_file(m, str(tmp))
             os.replace(tmp, local)
+            write_json(stamp, stamp_path)
         out.append(local)
     return out
 
@@ -199,15 +219,18 @@ def prefect_api():
     the one temporary server here and hand its URL to the workers through the environment."""
     from prefect.settings import PREFECT_API_URL
 
-    if PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL"):
+    if os.environ.get("PREFECT_API_URL"):
         yield
         return
-    from prefect.server.api.server import SubprocessASGIServer
+    url = PREFECT_API_URL.value()  # set in a profile or a settings context, not in the environment
+    if not url:
+        from prefect.server.api.server import SubprocessASGIServer
 
-    server = SubprocessASGIServer()  # the same instance Prefect's own client would start
-    server.start()
-    os.environ["PREFECT_API_URL"] = server.api_url
+        server = SubprocessASGIServer()  # the same instance Prefect's own client would start
+        server.start()  # it stops at exit, after the logs are flushed
+        url = server.api_url
+    os.environ["PREFECT_API_URL"] = url
     try:
         yield
     finally:
-        os.environ.pop("PREFECT_API_URL", None)  # the server stops at exit, after logs are flushed
+        os.environ.pop("PREFECT_API_URL", None)

@@ -1,0 +1,69 @@
+"""Helpers of the orchestration tests (tests/test_flow_*.py): a small real recipe, output
+snapshots for byte-identity checks, and the environment a `opencorpus` subprocess needs to
+talk to the session's temporary Prefect server."""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# Files that carry the run's time (manifest, card): everything else must be byte-identical.
+RUN_SPECIFIC = ("manifest.json", "README.md", "card.json", "card_assets/", ".opencorpus/")
+
+
+def small_recipe(folder: Path, shared: Path, name: str = "flow-small", **overrides) -> Path:
+    """WikiText-2 validation articles, Botchan's chapters twice (exact duplicates) and a
+    slice of Dolma CC pages, in shards of 40 documents."""
+    classic, web = shared / "classic", shared / "web"
+    recipe = {
+        "name": name,
+        "sources": [
+            {"name": "wt2", "type": "text", "license": "CC-BY-SA-3.0", "paths": [str(classic / "wikitext-2_valid.txt")],
+             "separator_regex": r"^ = [^=].* = $"},
+            {"name": "botchan", "type": "text", "license": "public-domain", "paths": [str(classic / "botchan_en.txt")],
+             "separator_regex": r"^CHAPTER [IVXL]+"},
+            {"name": "botchan_copy", "type": "text", "license": "public-domain", "paths": [str(classic / "botchan_en.txt")],
+             "separator_regex": r"^CHAPTER [IVXL]+"},
+            {"name": "cc", "type": "jsonl", "license": "ODC-BY",
+             "paths": [str(web / "dolma_CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz")], "max_docs": 120},
+        ],
+        "ingest": {"shard_docs": 40},
+        "tokenize": {"vocab_size": 1024, "val_fraction": 0.1, "seed": 7},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(recipe.get(key), dict):
+            recipe[key] = {**recipe[key], **value}
+        else:
+            recipe[key] = value
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """sha256 of every output file, by path relative to `root` (run-specific files left out)."""
+    out = {}
+    for p in sorted(Path(root).rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and not rel.startswith(RUN_SPECIFIC) and rel not in RUN_SPECIFIC:
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def cli_env() -> dict[str, str]:
+    """Environment for an `opencorpus` subprocess: the session's Prefect API, this repo importable."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = dict(os.environ)
+    env["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "flows.cli", *args]

@@ -1,0 +1,98 @@
+"""Done records (flows/state.py): keys, output verification, source fingerprints; and the
+progress summary (flows/progress.py). No flow runs here: fast."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from flows.progress import ProgressLog, read_events, summarize, progress_path
+from flows.state import HashCache, StateStore, code_fingerprint, source_code_files, source_fingerprint, unit_key
+from pipeline.io import write_parquet
+from pipeline.recipe import parse_recipe
+
+
+def _shard(path: Path, texts: list[str]) -> Path:
+    return write_parquet(pa.table({"text": texts}), path)
+
+
+def test_record_is_valid_only_with_the_same_key_and_intact_outputs(tmp_path):
+    store = StateStore(tmp_path)
+    out = _shard(tmp_path / "clean" / "part-a.parquet", ["one", "two"])
+    store.write("clean", "part-a", "k1", [out], {"docs_in": 2})
+    assert store.valid("clean", "part-a", "k1").stats == {"docs_in": 2}
+    assert store.valid("clean", "part-a", "k2") is None  # another key: rerun
+
+    # touched but equal content: still valid (a copy to another machine changes mtimes)
+    os.utime(out, ns=(1, 1))
+    assert store.valid("clean", "part-a", "k1") is not None
+    # same size, other content: not valid
+    data = bytearray(out.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    out.write_bytes(bytes(data))
+    assert store.valid("clean", "part-a", "k1") is None
+    # missing output: not valid
+    out.unlink()
+    assert store.valid("clean", "part-a", "k1") is None
+
+
+def test_damaged_record_means_not_done(tmp_path):
+    store = StateStore(tmp_path)
+    path = store.record_path("dedup", "all")
+    path.parent.mkdir(parents=True)
+    path.write_text('{"stage": "dedup", "unit": "all", "ke')  # a torn write cannot happen (atomic), but be safe
+    assert store.load("dedup", "all") is None
+    assert store.valid("dedup", "all", "x") is None
+
+
+def test_keys_change_with_inputs_config_and_code():
+    base = unit_key("clean", {"part-a": "h1"}, {"min_chars": 1})
+    assert base == unit_key("clean", {"part-a": "h1"}, {"min_chars": 1})
+    assert base != unit_key("clean", {"part-a": "h2"}, {"min_chars": 1})
+    assert base != unit_key("clean", {"part-a": "h1"}, {"min_chars": 2})
+    assert base != unit_key("dedup", {"part-a": "h1"}, {"min_chars": 1})
+    assert base != unit_key("clean", {"part-a": "h1"}, {"min_chars": 1}, code_extra=("dedup/stage.py",))
+    assert code_fingerprint("clean") != code_fingerprint("dedup")
+
+
+def test_file_source_fingerprint_follows_content(tmp_path):
+    data = tmp_path / "a.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    recipe = parse_recipe({"name": "r", "sources": [{"name": "s", "type": "jsonl", "paths": ["a.jsonl"]}]}, tmp_path)
+    source = recipe.source_objects(tmp_path / "out")[0]
+    assert source_code_files(source) == ("sources/base.py", "sources/files.py")
+    cache = HashCache(tmp_path / "hashes.json")
+    before = source_fingerprint(source, cache)
+    assert source_fingerprint(source, cache) == before
+    data.write_text('{"text": "hello!"}\n')
+    assert source_fingerprint(source, cache) != before
+    cache.save()
+    assert str(data.resolve()) in json.loads((tmp_path / "hashes.json").read_text())
+
+
+def test_progress_summary_counts_rates_and_eta(tmp_path):
+    log = ProgressLog(tmp_path)
+    log.run_start("old")
+    log.run_end("failed")
+    log.run_start("r")
+    log.stage_start("ingest", units=2, total_docs=None)
+    log.unit_done("ingest", "a", 30)
+    log.unit_done("ingest", "b", 70)
+    log.stage_end("ingest", 100)
+    log.stage_start("clean", units=4, total_docs=100, cached_units=1, cached_docs=25)
+    log.unit_done("clean", "s1", 25)
+    events = read_events(progress_path(tmp_path))
+    assert events[0]["recipe"] == "r"  # only the latest run
+    rows, run = summarize(events)
+    by = {r.stage: r for r in rows}
+    assert run["status"] == "running"
+    assert by["ingest"].status == "done" and by["ingest"].total_docs == 100 and by["ingest"].units_done == 2
+    clean = by["clean"]
+    assert (clean.status, clean.docs_done, clean.cached_docs, clean.units_done) == ("running", 50, 25, 2)
+    now = clean.started + 5
+    assert clean.rate(now) == pytest.approx(5.0)  # 25 documents processed (not reused) in 5 s
+    assert clean.eta(now) == pytest.approx(10.0)  # 50 left at 5/s
+    assert by["dedup"].status == "pending"

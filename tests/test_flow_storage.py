@@ -1,0 +1,82 @@
+"""Object storage: inputs read from and the corpus written to s3:// URLs on a local
+S3-compatible server (moto) started on loopback; a second build from an empty staging
+folder resumes from what the bucket holds."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from orchestration_support import small_recipe, snapshot
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def s3(monkeypatch):
+    """fsspec's s3 filesystem pointed at a moto server on 127.0.0.1 (this process and workers)."""
+    import logging
+
+    import fsspec.config
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    options = {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
+    for k, v in {"FSSPEC_S3_ENDPOINT_URL": endpoint, "FSSPEC_S3_KEY": "testing", "FSSPEC_S3_SECRET": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)  # for worker processes
+    monkeypatch.setitem(fsspec.config.conf, "s3", options)  # for this one
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem(**options)
+    fs.mkdir("inputs")
+    fs.mkdir("corpora")
+    yield fs
+    s3fs.S3FileSystem.clear_instance_cache()
+    server.stop()
+
+
+def test_s3_inputs_and_output_with_resume_from_the_bucket(tmp_path, shared_corpora, s3, prefect_api, monkeypatch):
+    from flows.corpus import run_corpus
+    from flows.storage import NOT_PUSHED
+
+    monkeypatch.setenv("OPENCORPUS_CACHE", str(tmp_path / "cache"))  # where remote inputs are copied
+    classic = shared_corpora / "classic"
+    s3.put_file(str(classic / "wikitext-2_valid.txt"), "inputs/wiki/wikitext-2_valid.txt")
+    s3.put_file(str(classic / "botchan_en.txt"), "inputs/books/botchan_en.txt")
+    sources = [
+        {"name": "wt2", "type": "text", "paths": ["s3://inputs/wiki/*.txt"], "separator_regex": r"^ = [^=].* = $"},
+        {"name": "botchan", "type": "text", "paths": ["s3://inputs/books/botchan_en.txt"], "separator_regex": r"^CHAPTER [IVXL]+"},
+    ]
+    recipe = small_recipe(tmp_path, shared_corpora, name="s3-small", sources=sources)
+    url = "s3://corpora/s3-small"
+    first = run_corpus(str(recipe), url, workers=1, cards_dir=None, work_dir=str(tmp_path / "staging1"))
+    assert first["stages"]["ingest"]["docs_out"] == 60 + 12
+
+    # the bucket holds the whole corpus folder, done records included, and nothing else
+    remote = {p.removeprefix("corpora/s3-small/") for p in s3.find(url)}
+    local = set(snapshot(tmp_path / "staging1")) | {"manifest.json", "README.md"}
+    assert local <= remote
+    assert {"manifest.json", "README.md", "tokenizer.json", ".opencorpus/done/dedup/all.json"} <= remote
+    assert not any(r.startswith(NOT_PUSHED) or r in NOT_PUSHED for r in remote)
+    assert s3.cat_file(f"{url}/tokenizer.json") == (tmp_path / "staging1" / "tokenizer.json").read_bytes()
+
+    # a fresh machine (empty staging): everything is pulled and reused, nothing recomputed
+    second = run_corpus(str(recipe), url, workers=1, cards_dir=None, work_dir=str(tmp_path / "staging2"))
+    assert all(r["reused"] == r["units"] for r in second["resume"].values()), second["resume"]
+    assert snapshot(tmp_path / "staging2") == snapshot(tmp_path / "staging1")
+
+    # a source dropped from the recipe: its files leave the bucket too
+    recipe = small_recipe(tmp_path, shared_corpora, name="s3-small", sources=sources[:1])
+    run_corpus(str(recipe), url, workers=1, cards_dir=None, work_dir=str(tmp_path / "staging2"))
+    assert not [p for p in s3.find(url) if "botchan" in p]
