@@ -1,10 +1,11 @@
 """Data cards: the corpus's story, generated from its manifest and Parquet files.
 
 The card is written as `DIR/README.md` (so the output folder is a ready Hugging Face
-dataset repository, YAML metadata first), its charts as `DIR/card_assets/*.png`, and
+dataset repository, YAML metadata first), its charts as `DIR/<name>_assets/*.png`, and
 every figure as `DIR/card.json`. With `data_cards_dir`, the same card is copied to
 `data_cards/<name>.md` (charts in `data_cards/<name>_assets/`, figures in
-`data_cards/<name>.json`) so that the links work in both places.
+`data_cards/<name>.json`): the chart links are the same relative paths in both places, so
+the copy is the same text (until a model is added: links to run reports differ).
 
 All renderings (Markdown, HTML, terminal, diff) draw from one figures dict built by
 `pipeline.card_stats.collect_figures`; models trained on the corpus are kept in
@@ -24,8 +25,12 @@ import yaml
 from pipeline.card_stats import collect_figures, limitations, read_models
 from pipeline.io import write_json, write_text
 
-ASSETS_DIR = "card_assets"
 FIGURES_FILE = "card.json"
+
+
+def assets_dir(name: str) -> str:
+    """Folder of a card's charts, next to the card (the same name in DIR and in data_cards/)."""
+    return f"{name}_assets"
 MODELS_FILE = "models.json"
 NOT_RECORDED = "_Not recorded for this corpus._"
 # Fine-tuning results shown in the card, in this order, when a result has them.
@@ -437,19 +442,19 @@ def render_card(manifest: dict) -> str:
 
 
 def _write_all(out_dir: Path, figures: dict, charts: dict, data_cards_dir: Path | None) -> Path:
-    path = write_text(render_markdown(figures, ASSETS_DIR, charts, out_dir), out_dir / "README.md")
+    name = figures["name"]
+    path = write_text(render_markdown(figures, assets_dir(name), charts, out_dir), out_dir / "README.md")
     write_json(figures | {"charts": charts}, out_dir / FIGURES_FILE)
     if data_cards_dir is not None:
         data_cards_dir = Path(data_cards_dir)
-        name = figures["name"]
-        assets = data_cards_dir / f"{name}_assets"
+        assets = data_cards_dir / assets_dir(name)
         if assets.exists():
             shutil.rmtree(assets)
         if charts:
             assets.mkdir(parents=True)
             for file in charts.values():
-                shutil.copyfile(out_dir / ASSETS_DIR / file, assets / file)
-        write_text(render_markdown(figures, f"{name}_assets", charts, data_cards_dir), data_cards_dir / f"{name}.md")
+                shutil.copyfile(out_dir / assets_dir(name) / file, assets / file)
+        write_text(render_markdown(figures, assets_dir(name), charts, data_cards_dir), data_cards_dir / f"{name}.md")
         write_json(figures | {"charts": charts}, data_cards_dir / f"{name}.json")
     return path
 
@@ -460,7 +465,7 @@ def write_card(out_dir: Path, manifest: dict, data_cards_dir: Path | None = None
 
     out_dir = Path(out_dir)
     figures = collect_figures(out_dir, manifest)
-    charts = write_charts(figures, out_dir / ASSETS_DIR)
+    charts = write_charts(figures, out_dir / assets_dir(figures["name"]))
     return _write_all(out_dir, figures, charts, data_cards_dir)
 
 
@@ -516,7 +521,7 @@ def _upsert_entry(corpus_dir: Path, entry: dict, data_cards_dir: Path | None) ->
         if charts is None:
             from pipeline.card_charts import write_charts
 
-            charts = write_charts(figures, corpus_dir / ASSETS_DIR)
+            charts = write_charts(figures, corpus_dir / assets_dir(figures["name"]))
         if data_cards_dir is None:
             data_cards_dir = _default_copy_dir(figures["name"])
         _write_all(corpus_dir, figures, charts, data_cards_dir)

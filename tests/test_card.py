@@ -123,7 +123,7 @@ def test_funnel_and_filters_match_manifest_and_rejected(built):
             src = rej.filter(pl.col("id") == e["id"])
             assert src.height >= 1 and e["reason"] in src["reason"].to_list()
             assert len(e["text"] or "") <= 240
-    assert (out / "card_assets" / "funnel.png").is_file() and (out / "card_assets" / "filters.png").is_file()
+    assert (out / "card-test_assets" / "funnel.png").is_file() and (out / "card-test_assets" / "filters.png").is_file()
 
 
 def test_languages_lengths_tokens_match_parquet(built):
@@ -153,7 +153,7 @@ def test_languages_lengths_tokens_match_parquet(built):
     top = f["languages"]["rows"][0]
     assert f"| {top['language']} | {top['docs']:,} |" in text
     for chart in ("languages", "lengths", "token_lengths", "bytes_per_token"):
-        assert f"](card_assets/{chart}.png)" in text
+        assert f"](card-test_assets/{chart}.png)" in text
 
 
 def test_duplicates_match_clusters(built):
@@ -239,6 +239,7 @@ def test_charts_linked_in_both_places_and_json_copy(built):
             assert png.is_file(), link
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((cards / "card-test.json").read_text()) == _figures(out)
+    assert (cards / "card-test.md").read_text() == _card(out)  # same text: links are relative the same way
 
 
 def test_charts_are_deterministic(built, tmp_path):
@@ -249,7 +250,7 @@ def test_charts_are_deterministic(built, tmp_path):
     written = write_charts(f, tmp_path)
     assert written == f["charts"]
     for name in written.values():
-        assert (tmp_path / name).read_bytes() == (out / "card_assets" / name).read_bytes(), name
+        assert (tmp_path / name).read_bytes() == (out / "card-test_assets" / name).read_bytes(), name
 
 
 def test_card_from_manifest_alone_and_missing_stages(built):
