@@ -106,15 +106,21 @@ def test_dedup_end_to_end(tmp_path):
 
 def test_deterministic_whatever_the_workers(tmp_path):
     paths, *_ = _corpus(tmp_path, per_shard=15)
-    out1, out2 = tmp_path / "w1", tmp_path / "w2"
+    out1 = tmp_path / "w1"
     s1 = run_dedup(paths, out1, DedupConfig(), workers=1)
-    s2 = run_dedup(paths, out2, DedupConfig(), workers=2)
+    for executor in ("threads", "processes"):
+        out2 = tmp_path / executor
+        s2 = run_dedup(paths, out2, DedupConfig(executor=executor), workers=2)
+        _same_outputs(out1, out2)
+        assert s1["docs_out"] == s2["docs_out"]
+
+
+def _same_outputs(out1: Path, out2: Path):
     for sub, pattern in (("dedup", "part-*.parquet"), ("clusters", "part-*.parquet"), ("rejected", "dedup-*.parquet")):
         f1, f2 = list_shards(out1 / sub, pattern), list_shards(out2 / sub, pattern)
         assert [p.name for p in f1] == [p.name for p in f2]
         for a, b in zip(f1, f2):
-            assert a.read_bytes() == b.read_bytes(), f"{sub}/{a.name} differs between 1 and 2 workers"
-    assert s1["docs_out"] == s2["docs_out"]
+            assert a.read_bytes() == b.read_bytes(), f"{sub}/{a.name} differs between {out1.name} and {out2.name}"
 
 
 def test_bad_input_never_crashes(tmp_path):

@@ -103,7 +103,10 @@ class DedupConfig(BaseModel):
     minhash: MinHashConfig | None = Field(default_factory=MinHashConfig, description="near-duplicate detection; null to turn off")
     threshold: float | None = Field(None, gt=0, le=1, description="shorthand for minhash.threshold")
     lines: LineDedupConfig = Field(default_factory=LineDedupConfig, description="line/paragraph-level exact dedup across documents")
-    batch_bytes: int = Field(8 << 20, ge=1 << 16, description="text bytes hashed per numpy batch (bounds memory per worker)")
+    batch_bytes: int = Field(2 << 20, ge=1 << 16, description="text bytes hashed per numpy batch (bounds memory per worker)")
+    executor: Literal["threads", "processes"] = Field(
+        "threads", description="how `workers` run the per-shard phases: threads of one process (less memory) or spawned processes"
+    )
     incremental_index: str | None = Field(
         None, description="folder of a persisted band index (a previous run's dedup_index/) to deduplicate against"
     )

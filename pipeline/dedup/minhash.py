@@ -174,7 +174,7 @@ def _string_buffers(words: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets - offsets[0], data
 
 
-def word_hashes(words: pa.Array, chunk_bytes: int = 1 << 24) -> np.ndarray:
+def word_hashes(words: pa.Array, chunk_bytes: int = 1 << 18) -> np.ndarray:
     """word_hash64 of every word of a string array, vectorized (chunks bound the temporaries)."""
     offsets, data = _string_buffers(words)
     n = len(offsets) - 1
@@ -349,12 +349,33 @@ class Signer:
 
 # ----------------------------------------------------------------------------- LSH helpers
 
+def _integral(f, lo: float, hi: float, n: int = 2001) -> float:
+    """Simpson's rule; the integrands are smooth polynomials in s, so 2,000 intervals are plenty."""
+    if hi <= lo:
+        return 0.0
+    x = np.linspace(lo, hi, n)
+    y = f(x)
+    h = (hi - lo) / (n - 1)
+    return float(h / 3 * (y[0] + y[-1] + 4 * y[1:-1:2].sum() + 2 * y[2:-1:2].sum()))
+
+
 @lru_cache(maxsize=64)
 def optimal_bands_rows(threshold: float, num_perm: int, false_positive_weight: float) -> tuple[int, int]:
-    """datasketch's optimisation: the (bands, rows) minimising the weighted FP + FN probability."""
-    from datasketch.lsh import _optimal_param
+    """datasketch's optimisation (`datasketch.lsh._optimal_param`), without importing scipy.
 
-    return tuple(_optimal_param(threshold, num_perm, false_positive_weight, 1.0 - false_positive_weight))
+    Minimises fp_weight * P(candidate | J < threshold) + fn_weight * P(not candidate | J >= threshold),
+    each integrated over J, over all bands x rows <= num_perm.
+    """
+    fn_weight = 1.0 - false_positive_weight
+    best, opt = float("inf"), (0, 0)
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            fp = _integral(lambda s: 1 - (1 - s**r) ** b, 0.0, threshold)
+            fn = _integral(lambda s: (1 - s**r) ** b, threshold, 1.0)
+            err = fp * false_positive_weight + fn * fn_weight
+            if err < best:
+                best, opt = err, (b, r)
+    return opt
 
 
 def detection_probability(similarity, bands: int, rows: int):

@@ -27,13 +27,12 @@ import logging
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -128,6 +127,17 @@ def _batches_by_bytes(texts: pa.Array, batch_bytes: int) -> list[tuple[int, int]
     return out
 
 
+def _rows_per_batch(pf: pq.ParquetFile, batch_bytes: int) -> int:
+    """Rows per record batch for about batch_bytes of text, from the Parquet metadata."""
+    md = pf.metadata
+    if md.num_rows == 0:
+        return 1024
+    idx = pf.schema_arrow.get_field_index("text")
+    text_bytes_total = sum(md.row_group(i).column(idx).total_uncompressed_size for i in range(md.num_row_groups))
+    avg = max(text_bytes_total / md.num_rows, 1.0)
+    return int(min(max(batch_bytes / avg, 16), 1 << 16))
+
+
 def _read(path: Path, columns: list[str]) -> pa.Table:
     t = pq.read_table(path, columns=[c for c in columns if c in pq.read_schema(path).names])
     for c in columns:
@@ -136,45 +146,69 @@ def _read(path: Path, columns: list[str]) -> pa.Table:
     return t
 
 
+# Scratch files are not fsynced: a killed run starts its dedup_work/ from scratch anyway.
 def _save_npy(arr: np.ndarray, path: Path):
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.save(f, arr)
+
+
+def _scratch_parquet(table: pa.Table, path: Path, row_group_size: int | None = None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd", row_group_size=row_group_size)
 
 
 # ----------------------------------------------------------------------------- phase 1: sign
 
 def sign_shard(path: Path, first_doc: int, work: Path, cfg: DedupConfig, params: Params) -> dict:
-    """Exact hashes, signatures and band keys of one shard; written under `work`."""
+    """Exact keys, signatures and band keys of one shard; written under `work`.
+
+    The shard is streamed in record batches of about `batch_bytes` of text, so a worker holds the
+    shard's ids and per-document arrays but only one batch of text and its temporaries.
+    """
     t0 = time.perf_counter()
-    table = _read(path, ["id", "text", "url"])
-    n = table.num_rows
-    texts = table.column("text").combine_chunks()
+    pf = pq.ParquetFile(path)
+    n = pf.metadata.num_rows
+    names = pf.schema_arrow.names
+    rows_per_batch = _rows_per_batch(pf, cfg.batch_bytes)
     hi = np.empty(n, np.uint64)
     lo = np.empty(n, np.uint64)
     sig = np.empty((n, params.num_perm), np.uint32) if params.minhash else None
     n_sh = np.zeros(n, np.int64)
     cjk = np.zeros(n, bool)
+    empty = 0
+    bytes_in = 0
+    ids, urls = [], []
     signer = params.signer()
-    for s, e in _batches_by_bytes(texts, cfg.batch_bytes):
-        batch = normalize(texts.slice(s, e - s), cfg.normalize)
+    s = 0
+    for rb in pf.iter_batches(batch_size=rows_per_batch, columns=[c for c in ("id", "text", "url") if c in names]):
+        e = s + rb.num_rows
+        texts = rb.column("text")
+        ids.append(rb.column("id").cast(pa.string()))
+        urls.append(rb.column("url") if "url" in rb.schema.names else pa.nulls(rb.num_rows, pa.string()))
+        bytes_in += int(pc.sum(pc.binary_length(texts)).as_py() or 0)
+        batch = normalize(texts, cfg.normalize)
         sig_b, n_sh[s:e], cjk[s:e], hi[s:e], lo[s:e] = signer.process(batch, signatures=params.minhash)
         if sig is not None:
             sig[s:e] = sig_b
+        s = e
+    ids = pa.chunked_array(ids, pa.string()) if ids else pa.chunked_array([], pa.string())
+    urls = pa.chunked_array(urls, pa.string()).combine_chunks() if urls else pa.array([], pa.string())
+    empty = int((n_sh == 0).sum())
     docs = np.arange(first_doc, first_doc + n, dtype=np.int64)
     meta = pa.table(
         {
             "doc": docs,
-            "id": table.column("id").cast(pa.string()),
+            "id": ids,
             "exact_hi": hi,
             "exact_lo": lo,
-            "url_hash": url_hashes(table.column("url").combine_chunks()) if cfg.exact_url else pa.nulls(n, pa.uint64()),
+            "url_hash": url_hashes(urls) if cfg.exact_url else pa.nulls(n, pa.uint64()),
             "n_shingles": n_sh,
             "cjk": cjk,
         }
     )
     name = path.name
-    write_parquet(meta, work / "docs" / name)
+    _scratch_parquet(meta, work / "docs" / name)
     if sig is not None:
         _save_npy(sig, work / "sig" / (name + ".npy"))
         keys = band_keys(sig, params.bands, params.rows)
@@ -187,13 +221,13 @@ def sign_shard(path: Path, first_doc: int, work: Path, cfg: DedupConfig, params:
                 "doc": np.tile(docs[has], params.bands),
             }
         )
-        write_parquet(bands_tab, work / "bands" / name, row_group_size=max(nb, 1))
+        _scratch_parquet(bands_tab, work / "bands" / name, row_group_size=max(nb, 1))
     return {
         "name": name,
         "docs": n,
-        "bytes": text_bytes(table),
+        "bytes": bytes_in,
         "short_docs": int(((n_sh == 1)).sum()) if sig is not None else 0,
-        "empty_docs": int((pc.fill_null(pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(texts, ""))), 0).to_numpy(zero_copy_only=False) == 0).sum()),
+        "empty_docs": empty,
         "cjk_docs": int(cjk.sum()),
         "seconds": time.perf_counter() - t0,
     }
@@ -278,11 +312,18 @@ def write_shard(path: Path, first_doc: int, out_dir: Path, status: np.ndarray, k
 # ----------------------------------------------------------------------------- orchestration
 
 class _Pool:
-    """Run tasks inline (workers=1) or in spawned processes (no fork: polars/arrow threads)."""
+    """Run tasks inline (workers=1), in threads (numpy and Arrow release the GIL in their loops;
+    one process, so the libraries' memory counts once) or in spawned processes (no fork: it
+    would copy polars' and Arrow's thread pools)."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, kind: str = "threads"):
         self.workers = workers
-        self.ex = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+        if workers <= 1:
+            self.ex = None
+        elif kind == "threads":
+            self.ex = ThreadPoolExecutor(workers)
+        else:
+            self.ex = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
 
     def map(self, fn, arg_lists):
         if self.ex is None:
@@ -331,7 +372,7 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
     if n_docs >= PLAN_ABOVE_DOCS:
         log.info("dedup plan: %s", json.dumps(the_plan))
     timings = {}
-    pool = _Pool(workers)
+    pool = _Pool(workers, config.executor)
     try:
         # 1. sign
         t = time.perf_counter()
@@ -342,6 +383,8 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
         status = np.zeros(n_docs, np.int8)
         rep_doc = np.arange(n_docs, dtype=np.int64)  # the document a removal points at (exact/url/id)
         t = time.perf_counter()
+        import polars as pl
+
         docs_lf = pl.scan_parquet([work / "docs" / n for n in names]) if paths else None
         edges_a, edges_b = [], []
         # 2. exact: ids first (ids must be unique downstream), then text, then URL.
@@ -412,8 +455,10 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
     return stats
 
 
-def _mark_groups(lf: pl.LazyFrame, keys: list[str], status, rep_doc, code: int, edges_a, edges_b):
+def _mark_groups(lf, keys: list[str], status, rep_doc, code: int, edges_a, edges_b):
     """Among documents still kept, mark all but the earliest of each group of equal `keys`."""
+    import polars as pl
+
     alive = pl.DataFrame({"doc": np.flatnonzero(status == KEPT).astype(np.int64)}).lazy()
     dups = (
         lf.select(["doc", *keys])
@@ -459,6 +504,8 @@ class _SigStore:
 
 def _candidate_pairs(work: Path, names, params: Params, status, max_bucket: int) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (a < b) of documents sharing a band key, one band at a time (bounded memory)."""
+    import polars as pl
+
     files = [work / "bands" / n for n in names]
     removed = pl.DataFrame({"doc": np.flatnonzero(status != KEPT).astype(np.int64)})
     codes = []
@@ -573,7 +620,9 @@ def _compress(parent: np.ndarray) -> np.ndarray:
         parent = up
 
 
-def _ids_of(docs_lf: pl.LazyFrame, docs: np.ndarray) -> dict[int, str]:
+def _ids_of(docs_lf, docs: np.ndarray) -> dict[int, str]:
+    import polars as pl
+
     want = pl.DataFrame({"doc": np.asarray(docs, np.int64)}).lazy()
     df = docs_lf.select("doc", "id").join(want, on="doc", how="semi").collect()
     return dict(zip(df["doc"].to_list(), df["id"].to_list()))
