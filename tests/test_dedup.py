@@ -163,3 +163,30 @@ def test_exact_only_and_fineweb_preset(tmp_path):
     s = run_dedup(paths, tmp_path / "fw", DedupConfig.model_validate({"minhash": {"preset": "fineweb"}}))
     assert (s["bands"], s["rows"], s["num_perm"], s["verify"]) == (14, 8, 112, "none")
     assert s["near_removed"] >= 9
+
+
+def test_incremental_equals_dedup_of_both(tmp_path):
+    paths, rows, *_ = _corpus(tmp_path, per_shard=20)
+    old_paths, new_paths = paths[:3], paths[3:]  # 60 docs first, then the rest (with their duplicates)
+    together = run_dedup(paths, tmp_path / "together", DedupConfig())
+    first = run_dedup(old_paths, tmp_path / "first", DedupConfig())
+    assert (tmp_path / "first" / "dedup_index" / "index.json").is_file()
+    inc = run_dedup(new_paths, tmp_path / "second", DedupConfig(incremental_index=str(tmp_path / "first" / "dedup_index")))
+    assert inc["indexed_docs"] == first["docs_out"]
+
+    def kept_ids(out, shards):
+        return set().union(*(pq.read_table(out / "dedup" / p.name, columns=["id"]).column("id").to_pylist() for p in shards))
+
+    assert kept_ids(tmp_path / "second", new_paths) == kept_ids(tmp_path / "together", new_paths)
+    assert kept_ids(tmp_path / "first", old_paths) == kept_ids(tmp_path / "together", old_paths)
+    assert first["docs_rejected"] + inc["docs_rejected"] == together["docs_rejected"]
+    rej = _read_dir(tmp_path / "second" / "rejected", "dedup-*.parquet").to_pylist()
+    old_ids = set(r["id"] for r in rows[:60])
+    assert any(r["duplicate_of"] in old_ids for r in rej)  # removed in favour of an indexed document
+    # the index grows: a third run against the second index sees both generations
+    again = run_dedup(new_paths[:1], tmp_path / "third", DedupConfig(incremental_index=str(tmp_path / "second" / "dedup_index")))
+    assert again["indexed_docs"] == first["docs_out"] + inc["docs_out"]
+    assert again["docs_out"] == 0  # every document of that shard is already in the index (same ids)
+    with pytest.raises(ValueError, match="other settings"):
+        run_dedup(new_paths, tmp_path / "bad", DedupConfig(incremental_index=str(tmp_path / "first" / "dedup_index"),
+                                                          minhash={"num_perm": 64}))

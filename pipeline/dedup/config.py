@@ -110,6 +110,7 @@ class DedupConfig(BaseModel):
     incremental_index: str | None = Field(
         None, description="folder of a persisted band index (a previous run's dedup_index/) to deduplicate against"
     )
+    persist_index: bool = Field(True, description="write out_dir/dedup_index/ (kept documents' keys, signatures, band keys) for later incremental runs")
 
     @model_validator(mode="after")
     def _shorthand(self):

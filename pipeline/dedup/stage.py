@@ -352,8 +352,14 @@ def plan(n_docs: int, n_bytes: int, max_shard_bytes: int, max_shard_docs: int, p
     }
 
 
-def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, workers: int = 1) -> dict:
-    """Deduplicate CLEAN shards into `out_dir/dedup/` (same shard names); see the module docstring."""
+def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, workers: int = 1,
+              index_dir: Path | None = None) -> dict:
+    """Deduplicate CLEAN shards into `out_dir/dedup/` (same shard names); see the module docstring.
+
+    With `index_dir` (or `config.incremental_index`): a previous run's `dedup_index/`. Its documents
+    come first in the order, are never removed, and the new shards are deduplicated against them.
+    Every run writes `out_dir/dedup_index/` (the kept documents' keys, signatures and band keys).
+    """
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     paths = [Path(p) for p in input_paths]
@@ -364,12 +370,21 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
     work = out_dir / "dedup_work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    if index_dir is None and config.incremental_index:
+        index_dir = Path(config.incremental_index)
+    old = load_index(Path(index_dir), work, params) if index_dir else IndexParts([], [], [], 0)
+    n_old = old.n_docs
     counts = [pq.ParquetFile(p).metadata.num_rows for p in paths]
-    first = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64) if paths else np.zeros(0, np.int64)
-    n_docs = int(sum(counts))
+    all_names = old.work_names + names
+    all_counts = old.counts + counts
+    all_text = old.text_paths + paths
+    first_all = np.concatenate(([0], np.cumsum(all_counts)[:-1])).astype(np.int64) if all_counts else np.zeros(0, np.int64)
+    first = first_all[len(old.work_names):]
+    n_all = int(sum(all_counts))
+    n_docs = n_all - n_old
     sizes = [p.stat().st_size for p in paths]
-    the_plan = plan(n_docs, int(sum(sizes) * 3), max(sizes, default=0) * 3, max(counts, default=0), params, workers)
-    if n_docs >= PLAN_ABOVE_DOCS:
+    the_plan = plan(n_all, int(sum(sizes) * 3), max(sizes, default=0) * 3, max(counts, default=0), params, workers)
+    if n_all >= PLAN_ABOVE_DOCS:
         log.info("dedup plan: %s", json.dumps(the_plan))
     timings = {}
     pool = _Pool(workers, config.executor)
@@ -380,34 +395,36 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
         timings["sign_s"] = time.perf_counter() - t
         bytes_in = sum(s["bytes"] for s in signed)
 
-        status = np.zeros(n_docs, np.int8)
-        rep_doc = np.arange(n_docs, dtype=np.int64)  # the document a removal points at (exact/url/id)
+        status = np.zeros(n_all, np.int8)
+        rep_doc = np.arange(n_all, dtype=np.int64)  # the document a removal points at (exact/url/id)
         t = time.perf_counter()
         import polars as pl
 
-        docs_lf = pl.scan_parquet([work / "docs" / n for n in names]) if paths else None
+        docs_lf = pl.scan_parquet([work / "docs" / n for n in all_names]) if all_names else None
         edges_a, edges_b = [], []
         # 2. exact: ids first (ids must be unique downstream), then text, then URL.
         if n_docs:
-            _mark_groups(docs_lf, ["id"], status, rep_doc, DUP_ID, None, None)
+            _mark_groups(docs_lf, ["id"], status, rep_doc, DUP_ID, None, None, n_old)
             if config.exact:
-                _mark_groups(docs_lf, ["exact_hi", "exact_lo"], status, rep_doc, EXACT, edges_a, edges_b)
+                _mark_groups(docs_lf, ["exact_hi", "exact_lo"], status, rep_doc, EXACT, edges_a, edges_b, n_old)
             if config.exact_url:
-                _mark_groups(docs_lf.filter(pl.col("url_hash").is_not_null()), ["url_hash"], status, rep_doc, URL, edges_a, edges_b)
+                _mark_groups(docs_lf.filter(pl.col("url_hash").is_not_null()), ["url_hash"], status, rep_doc, URL, edges_a, edges_b, n_old)
         timings["exact_s"] = time.perf_counter() - t
 
         # 3-4. near duplicates
         near_stats = {"candidate_pairs": 0, "verified_pairs": 0}
-        edge_sim = np.zeros(n_docs, np.float32)
+        edge_sim = np.zeros(n_all, np.float32)
         sigs = None
         if params.minhash and n_docs:
-            sigs = _SigStore(work, names, first, counts)
+            sigs = _SigStore(work, all_names, first_all, all_counts)
             t = time.perf_counter()
-            pa_, pb_ = _candidate_pairs(work, names, params, status, config.minhash.max_bucket_pairs)
+            pa_, pb_ = _candidate_pairs(work, all_names, params, status, config.minhash.max_bucket_pairs)
+            new = pb_ >= n_old  # two indexed documents were both kept already
+            pa_, pb_ = pa_[new], pb_[new]
             timings["candidates_s"] = time.perf_counter() - t
             near_stats["candidate_pairs"] = int(len(pa_))
             t = time.perf_counter()
-            sim = _verify(pa_, pb_, params, sigs, pool, paths, first, work, config)
+            sim = _verify(pa_, pb_, params, sigs, pool, all_text, first_all, work, config)
             timings["verify_s"] = time.perf_counter() - t
             ok = sim >= params.threshold - 1e-9
             near_stats["verified_pairs"] = int(ok.sum())
@@ -419,18 +436,22 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
 
         # 5. cluster
         t = time.perf_counter()
-        root, in_cluster = _components(n_docs, edges_a, edges_b)
-        near = in_cluster & (status == KEPT) & (root != np.arange(n_docs))
+        root, in_cluster = _components(n_all, edges_a, edges_b)
+        idx = np.arange(n_all)
+        near = in_cluster & (status == KEPT) & (root != idx) & (idx >= n_old)
         status[near] = NEAR
         kept_doc = np.where(in_cluster, root, rep_doc)
-        similarity = np.ones(n_docs, np.float32)
+        similarity = np.ones(n_all, np.float32)
         if sigs is not None:
-            members = np.flatnonzero(in_cluster & (root != np.arange(n_docs)))
+            members = np.flatnonzero(in_cluster & (root != idx) & (idx >= n_old))
             similarity[members] = sigs.jaccard(members, root[members])
         timings["cluster_s"] = time.perf_counter() - t
 
         # ids of every document a removal points at, and cluster ids
-        need = np.unique(np.concatenate([kept_doc[status != KEPT], rep_doc[status != KEPT], root[in_cluster]]))
+        new_part = slice(n_old, n_all)
+        removed = status[new_part] != KEPT
+        need = np.unique(np.concatenate([kept_doc[new_part][removed], rep_doc[new_part][removed],
+                                         root[new_part][in_cluster[new_part]]]))
         id_of = _ids_of(docs_lf, need) if len(need) else {}
 
         # 6. write
@@ -443,11 +464,18 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
                          params))
         written = pool.map(write_shard, args)
         timings["write_s"] = time.perf_counter() - t
+
+        # 7. persist the band index of everything kept (old parts + this run's kept documents)
+        t = time.perf_counter()
+        if config.persist_index:
+            save_index(out_dir, work, old, names, first, counts, status, params)
+        timings["index_s"] = time.perf_counter() - t
     finally:
         pool.close()
 
-    stats = _stats(signed, written, status, root, in_cluster, id_of, out_dir, names, first, counts, params, bytes_in)
+    stats = _stats(signed, written, status, root, in_cluster, n_old, id_of, out_dir, all_names, first_all, params, bytes_in)
     stats.update(near_stats)
+    stats["indexed_docs"] = n_old
     stats["plan"] = the_plan
     stats["timings"] = {k: round(v, 3) for k, v in timings.items()}
     stats["seconds"] = round(time.perf_counter() - t_start, 3)
@@ -455,8 +483,110 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
     return stats
 
 
-def _mark_groups(lf, keys: list[str], status, rep_doc, code: int, edges_a, edges_b):
-    """Among documents still kept, mark all but the earliest of each group of equal `keys`."""
+# ----------------------------------------------------------------------------- persisted band index
+
+INDEX_VERSION = 1
+
+
+@dataclass
+class IndexParts:
+    """The parts of a persisted index, linked into a run's work folder (they come first in the order)."""
+
+    work_names: list[str]
+    counts: list[int]
+    text_paths: list[Path]
+    n_docs: int
+    generation: int = 0
+    entries: list | None = None  # index.json "parts" entries, for the next index
+    folder: Path | None = None
+
+
+def _index_params(params: Params) -> dict:
+    d = dataclasses.asdict(params)
+    return {k: d[k] for k in ("ngram", "num_perm", "bands", "rows", "seed", "hash", "cjk", "cjk_min_ratio", "norm", "minhash")}
+
+
+def _link_or_copy(src: Path, dst: Path):
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def load_index(folder: Path, work: Path, params: Params) -> IndexParts:
+    """Link a persisted index's parts into `work` so the phases see them as leading shards."""
+    meta_path = folder / "index.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"dedup: incremental index {folder} has no index.json (is it a dedup_index/ folder?)")
+    meta = json.loads(meta_path.read_text())
+    want = _index_params(params)
+    if meta.get("params") != want:
+        diff = {k: (meta.get("params", {}).get(k), v) for k, v in want.items() if meta.get("params", {}).get(k) != v}
+        raise ValueError(f"dedup: index {folder} was built with other settings (index, now): {diff}")
+    names, counts, texts = [], [], []
+    for k, part in enumerate(meta["parts"]):
+        wname = f"index~{k:05d}~{part['name']}"
+        for sub, suffix in (("docs", ""), ("sig", ".npy"), ("bands", "")):
+            src = folder / sub / (part["name"] + suffix)
+            if src.exists():
+                _link_or_copy(src, work / sub / (wname + suffix))
+        names.append(wname)
+        counts.append(int(part["docs"]))
+        texts.append(Path(part["text"]))
+    return IndexParts(names, counts, texts, int(sum(counts)), int(meta.get("generation", 0)), meta["parts"], folder)
+
+
+def save_index(out_dir: Path, work: Path, old: IndexParts, names, first, counts, status, params: Params):
+    """Write out_dir/dedup_index/: the old parts plus this run's kept documents, renumbered densely."""
+    final = out_dir / "dedup_index"
+    tmp = out_dir / "dedup_index.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    gen = old.generation + 1 if old.entries is not None else 0
+    parts = []
+    for entry, wname in zip(old.entries or [], old.work_names):
+        for sub, suffix in (("docs", ""), ("sig", ".npy"), ("bands", "")):
+            src = work / sub / (wname + suffix)
+            if src.exists():
+                _link_or_copy(src, tmp / sub / (entry["name"] + suffix))
+        parts.append(entry)
+    next_doc = old.n_docs
+    for name, f, c in zip(names, first, counts):
+        keep = status[int(f) : int(f) + c] == KEPT
+        new_doc = np.full(c, -1, np.int64)
+        new_doc[keep] = next_doc + np.arange(int(keep.sum()))
+        pname = f"g{gen:03d}-{name}"
+        docs = pq.read_table(work / "docs" / name).filter(pa.array(keep))
+        docs = docs.set_column(0, "doc", pa.array(new_doc[keep]))
+        _scratch_parquet(docs, tmp / "docs" / pname)
+        if params.minhash:
+            sig = np.load(work / "sig" / (name + ".npy"))[keep]
+            _save_npy(sig, tmp / "sig" / (pname + ".npy"))
+            bands = pq.read_table(work / "bands" / name)
+            d = bands.column("doc").to_numpy()
+            m = keep[d - int(f)]
+            nb = int(keep.sum() and (m.sum() // max(params.bands, 1)))
+            bands = bands.filter(pa.array(m)).set_column(2, "doc", pa.array(new_doc[d[m] - int(f)]))
+            _scratch_parquet(bands, tmp / "bands" / pname, row_group_size=max(nb, 1))
+        parts.append({"name": pname, "docs": int(keep.sum()), "text": str((out_dir / "dedup" / name).resolve())})
+        next_doc += int(keep.sum())
+    tmp.mkdir(parents=True, exist_ok=True)
+    write_json({"version": INDEX_VERSION, "generation": gen, "params": _index_params(params), "docs": next_doc, "parts": parts},
+               tmp / "index.json")
+    # Swap in: a reader sees the old complete index or the new complete one.
+    if final.exists():
+        trash = out_dir / "dedup_index.old"
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def _mark_groups(lf, keys: list[str], status, rep_doc, code: int, edges_a, edges_b, n_old: int = 0):
+    """Among documents still kept, mark all but the earliest of each group of equal `keys`
+    (indexed documents, doc < n_old, are never marked)."""
     import polars as pl
 
     alive = pl.DataFrame({"doc": np.flatnonzero(status == KEPT).astype(np.int64)}).lazy()
@@ -464,7 +594,7 @@ def _mark_groups(lf, keys: list[str], status, rep_doc, code: int, edges_a, edges
         lf.select(["doc", *keys])
         .join(alive, on="doc", how="semi")
         .with_columns(pl.col("doc").min().over(keys).alias("rep"))
-        .filter(pl.col("doc") != pl.col("rep"))
+        .filter((pl.col("doc") != pl.col("rep")) & (pl.col("doc") >= n_old))
         .select("doc", "rep")
         .collect()
     )
@@ -628,10 +758,15 @@ def _ids_of(docs_lf, docs: np.ndarray) -> dict[int, str]:
     return dict(zip(df["doc"].to_list(), df["id"].to_list()))
 
 
-def _stats(signed, written, status, root, in_cluster, id_of, out_dir, names, first, counts, params: Params, bytes_in) -> dict:
-    n = len(status)
+def _stats(signed, written, status, root, in_cluster, n_old, id_of, out_dir, names, first, params: Params, bytes_in) -> dict:
+    new_status = status[n_old:]
+    n = len(new_status)
     docs_out = sum(w["docs_out"] for w in written)
-    sizes = np.bincount(root[in_cluster]) if in_cluster.any() else np.zeros(0, np.int64)
+    # clusters that hold at least one document of this run (sizes count indexed members too)
+    touched = np.zeros(len(status), bool)
+    touched[root[n_old:][in_cluster[n_old:]]] = True
+    sizes = np.bincount(root[in_cluster], minlength=len(status)) if in_cluster.any() else np.zeros(len(status), np.int64)
+    sizes = np.where(touched, sizes, 0)
     sizes_nz = sizes[sizes > 1]
     hist: dict[str, int] = {}
     for s in sizes_nz.tolist():
@@ -643,9 +778,10 @@ def _stats(signed, written, status, root, in_cluster, id_of, out_dir, names, fir
         if sizes[r] < 2:
             break
         members = np.flatnonzero(root == r)
-        largest.append({"cluster_id": id_of.get(int(r), "?"), "size": int(sizes[r]),
+        largest.append({"cluster_id": id_of.get(int(r)) or _id_lookup(out_dir, names, first, int(r)), "size": int(sizes[r]),
                         "members": [id_of.get(int(m)) or _id_lookup(out_dir, names, first, int(m)) for m in members[:10]],
                         "excerpt": _excerpt(out_dir, names, first, int(r))})
+    status = new_status
     return {
         "docs_in": n,
         "docs_out": docs_out,
@@ -685,6 +821,8 @@ def _id_lookup(out_dir: Path, names, first, doc: int) -> str:
 
 def _excerpt(out_dir: Path, names, first, doc: int, chars: int = 160) -> str:
     name, row = _locate(names, first, doc)
+    if name.startswith("index~"):
+        return "(a document of the incremental index)"
     t = pq.read_table(out_dir / "dedup" / name, columns=["id", "text"])
     want = _id_lookup(out_dir, names, first, doc)
     for i, t_id in enumerate(t.column("id").to_pylist()):
