@@ -269,7 +269,8 @@ def _funnel(f: dict, charts: dict, prefix: str | None) -> list[str]:
         out += [f"Filters of `{stage}` that removed nothing: " + ", ".join(f"`{n}`" for n in names) + ".", ""]
     with_ex = [x for x in filters if x.get("examples")]
     if with_ex:
-        out += ["### Examples of removed documents", ""]
+        out += ["### Examples of removed documents", "",
+                "Truncated, with e-mail addresses, public IP addresses and phone numbers replaced by placeholders.", ""]
         for x in with_ex:
             out += [f"<details><summary>{x['stage']} / <code>{x['filter']}</code>: {x['docs']:,} removed, "
                     f"{len(x['examples'])} example(s)</summary>", ""]

@@ -29,9 +29,18 @@ HASH_LIMIT_BYTES = 256 << 20
 FIGURES_VERSION = 1
 
 
+def _scrubber():
+    from pipeline.clean.pii import PIIScrubber
+
+    return PIIScrubber("<EMAIL_ADDRESS>", "<IP_ADDRESS>", "<PHONE_NUMBER>")
+
+
 def truncate(text: str | None, n: int = EXAMPLE_CHARS) -> str | None:
+    """An example for the card: PII replaced (a card is published, and a record removed
+    before the clean stage's replacement keeps its text as read), one line, at most n characters."""
     if text is None:
         return None
+    text = _scrubber()(text[: 4 * n])
     text = " ".join(text.split())  # one line: examples sit in tables
     return text if len(text) <= n else text[: n - 1].rstrip() + "…"
 

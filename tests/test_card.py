@@ -198,6 +198,13 @@ def test_pii_and_limitations(built):
     assert "Small corpus" in limits
     for note in f["limitations"]:
         assert f"- {note}" in text
+    # examples of removed documents show no PII (whatever the stage that removed them did)
+    email = re.compile(r"[\w.%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}")
+    assert not email.findall(text)
+    from pipeline.card_stats import truncate
+
+    shown = truncate("Write to webmaster@atlantis-fleet.org or call +1 202 555 0143.   Thanks.")
+    assert shown == "Write to <EMAIL_ADDRESS> or call <PHONE_NUMBER>. Thanks."
 
 
 def test_metadata_passes_huggingface_hub(built):
@@ -383,10 +390,12 @@ def test_terminal_summary(built):
     assert "Duplicates" in text and "Funnel" in text
 
 
-def test_diff_of_two_corpora(built, tmp_path):
-    from pipeline.card import diff_cards
+def test_diff_of_two_corpora(built, tiny_run, tmp_path):
+    from pipeline.card import add_model_entry, diff_cards
 
     out, _, _ = built
+    run_dir, result = tiny_run
+    add_model_entry(run_dir)
     shared = require_shared()
     recipe = card_recipe(shared, tmp_path, name="card-test-b")
     recipe["sources"] = [s for s in recipe["sources"] if s["name"] in ("mirror", "sentences")]
@@ -402,6 +411,8 @@ def test_diff_of_two_corpora(built, tmp_path):
     assert fb["duplicates"]["near_removed"] == 0
     row = next(line for line in text.splitlines() if line.startswith("| near removed |"))
     assert f"{fa['duplicates']['near_removed']:,} (" in row and "| 0 (0.00%) |" in row
+    row = next(line for line in text.splitlines() if line.startswith("| cpu-tiny |"))  # A's model, none on B
+    assert f"| tiny | {result['tokens_seen']:,} | {result['val_loss']:.4f} | {result['val_bits_per_byte']:.4f} | — |" in row
 
 
 def test_cli_card_summary_html_write_and_diff(built, tmp_path, capsys):
