@@ -190,3 +190,33 @@ def test_incremental_equals_dedup_of_both(tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         run_dedup(new_paths, tmp_path / "bad", DedupConfig(incremental_index=str(tmp_path / "first" / "dedup_index"),
                                                           minhash={"num_perm": 64}))
+
+
+def test_line_dedup_matches_dolma_paragraph_spans(tmp_path):
+    """Dolma's own expected output: its "paragraphs" are lines; the first occurrence is kept."""
+    import gzip
+    import json
+
+    folder = require_shared() / "dedup" / "dolma_deduper"
+    docs = [json.loads(x) for x in gzip.open(folder / "documents_000.json.gz")]
+    expected = {json.loads(x)["id"]: json.loads(x)["attributes"]["bff_duplicate_paragraph_spans"]
+                for x in gzip.open(folder / "expected_dedupe-paragraphs.json.gz")}
+    rows = [{"id": d["id"], "text": d["text"], "source": "dolma", "kind": "prose"} for d in docs]
+    paths = _shards(tmp_path, rows, per_shard=4)
+    cfg = DedupConfig.model_validate({"lines": {"enabled": True, "unit": "line", "min_chars": 1}})
+    stats = run_dedup(paths, tmp_path, cfg)
+    kept = {r["id"]: r["text"] for r in _read_dir(tmp_path / "dedup").to_pylist()}
+    assert stats["docs_out"] == len(docs) and stats["units_removed"] > 0
+    for d in docs:
+        spans = expected[d["id"]]
+        removed_expected = [d["text"][s:e].rstrip("\n") for s, e, _ in spans]
+        remaining = d["text"]
+        if not spans:
+            assert kept[d["id"]] == d["text"], d["id"]
+            continue
+        lines = d["text"].split("\n")
+        kept_lines = kept[d["id"]].split("\n")
+        removed = [x for x in lines if x not in kept_lines or lines.count(x) > kept_lines.count(x)]
+        assert sorted(set(x.strip() for x in removed) - {""}) == sorted(set(x.strip() for x in removed_expected) - {""}), d["id"]
+        assert len(kept_lines) < len(lines) and remaining
+    assert DedupConfig().lines.enabled is False

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.exact import normalize, url_hashes
+from pipeline.dedup.lines import drop_units, duplicate_units, unit_hashes_shard
 from pipeline.dedup.minhash import (
     Signer,
     band_keys,
@@ -52,8 +53,8 @@ from pipeline.schema import CLEAN_SCHEMA, REJECTED_SCHEMA, conform, rejected_tab
 log = logging.getLogger("opencorpus.dedup")
 
 STAGE = "dedup"
-KEPT, DUP_ID, EXACT, URL, NEAR = 0, 1, 2, 3, 4
-FILTERS = {DUP_ID: "duplicate_id", EXACT: "exact_duplicate", URL: "duplicate_url", NEAR: "near_duplicate"}
+KEPT, DUP_ID, EXACT, URL, NEAR, LINES = 0, 1, 2, 3, 4, 5
+FILTERS = {DUP_ID: "duplicate_id", EXACT: "exact_duplicate", URL: "duplicate_url", NEAR: "near_duplicate", LINES: "duplicate_lines"}
 METHODS = {EXACT: "exact", URL: "url", NEAR: "minhash"}
 CLUSTERS_SCHEMA = pa.schema(
     [
@@ -252,10 +253,27 @@ def shingle_sets_shard(path: Path, first_doc: int, rows: np.ndarray, work: Path,
 
 def write_shard(path: Path, first_doc: int, out_dir: Path, status: np.ndarray, kept_doc: np.ndarray,
                 similarity: np.ndarray, edge_sim: np.ndarray, in_cluster: np.ndarray, rep_doc: np.ndarray,
-                id_of: dict, params: Params) -> dict:
-    """Write the kept documents, the rejections and the cluster rows of one shard."""
+                id_of: dict, params: Params, unit_drops: dict | None = None, unit: str = "line") -> dict:
+    """Write the kept documents, the rejections and the cluster rows of one shard.
+
+    `unit_drops` (line/paragraph dedup): row -> indices of the units to remove from its text; a
+    document left without text is rejected as "duplicate_lines".
+    """
     table = conform(pq.read_table(path), CLEAN_SCHEMA)
     name = path.name
+    status = status.copy()
+    units_removed = unit_bytes_removed = 0
+    if unit_drops:
+        texts = table.column("text").to_pylist()
+        for row, drop in unit_drops.items():
+            before = texts[row]
+            texts[row] = drop_units(before, set(drop), unit)
+            units_removed += len(drop)
+            unit_bytes_removed += len(before.encode("utf-8")) - len(texts[row].encode("utf-8"))
+            if not texts[row].strip():
+                status[row] = LINES
+        idx = table.schema.get_field_index("text")
+        table = table.set_column(idx, table.schema.field(idx), pa.array(texts, pa.string()))
     keep = status == KEPT
     kept_table = table.filter(pa.array(keep))
     write_parquet(kept_table, out_dir / "dedup" / name)
@@ -277,6 +295,9 @@ def write_shard(path: Path, first_doc: int, out_dir: Path, status: np.ndarray, k
             reasons.append(f"exact duplicate of {k_id}{via}: the same words after normalization ({params.norm})")
         elif st == URL:
             reasons.append(f"same URL as {k_id}, which is kept")
+        elif st == LINES:
+            dup_of[-1] = None
+            reasons.append(f"every {unit} of at least the minimum length already appears in earlier documents; nothing left")
         else:
             edge = f"; linked by a pair with {params.verify if params.verify != 'none' else 'LSH'} Jaccard {edge_sim[r]:.3f}" if edge_sim[r] > 0 else ""
             reasons.append(
@@ -306,7 +327,9 @@ def write_shard(path: Path, first_doc: int, out_dir: Path, status: np.ndarray, k
         schema=CLUSTERS_SCHEMA,
     )
     write_parquet(clusters, out_dir / "clusters" / name)
-    return {"name": name, "docs_out": kept_table.num_rows, "bytes_out": text_bytes(kept_table), "docs_rejected": len(rej_rows)}
+    return {"name": name, "docs_out": kept_table.num_rows, "bytes_out": text_bytes(kept_table), "docs_rejected": len(rej_rows),
+            "emptied_rows": np.flatnonzero(status == LINES).tolist(), "units_removed": units_removed,
+            "unit_bytes_removed": unit_bytes_removed}
 
 
 # ----------------------------------------------------------------------------- orchestration
@@ -454,15 +477,32 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
                                          root[new_part][in_cluster[new_part]]]))
         id_of = _ids_of(docs_lf, need) if len(need) else {}
 
+        # 5b. line/paragraph dedup over the kept documents (optional)
+        drops = [None] * len(paths)
+        if config.lines.enabled and n_docs:
+            t = time.perf_counter()
+            pool.map(unit_hashes_shard, [(p, int(f), status[int(f) : int(f) + c] == KEPT, work, config.lines)
+                                         for p, f, c in zip(paths, first, counts)])
+            d_doc, d_unit = duplicate_units(work, names)
+            for k, (f, c) in enumerate(zip(first, counts)):
+                m = (d_doc >= f) & (d_doc < f + c)
+                per: dict[int, list[int]] = {}
+                for doc, u in zip((d_doc[m] - f).tolist(), d_unit[m].tolist()):
+                    per.setdefault(doc, []).append(u)
+                drops[k] = per
+            timings["lines_s"] = time.perf_counter() - t
+
         # 6. write
         t = time.perf_counter()
         args = []
-        for p, f, c in zip(paths, first, counts):
+        for k, (p, f, c) in enumerate(zip(paths, first, counts)):
             sl = slice(int(f), int(f) + c)
             args.append((p, int(f), out_dir, status[sl], kept_doc[sl], similarity[sl], edge_sim[sl], in_cluster[sl],
                          rep_doc[sl], {d: id_of[d] for d in np.unique(np.concatenate([kept_doc[sl], rep_doc[sl]])).tolist() if d in id_of},
-                         params))
+                         params, drops[k], config.lines.unit))
         written = pool.map(write_shard, args)
+        for w, f in zip(written, first):
+            status[np.asarray(w["emptied_rows"], np.int64) + f] = LINES
         timings["write_s"] = time.perf_counter() - t
 
         # 7. persist the band index of everything kept (old parts + this run's kept documents)
@@ -792,6 +832,9 @@ def _stats(signed, written, status, root, in_cluster, n_old, id_of, out_dir, nam
         "exact_removed": int((status == EXACT).sum()),
         "url_removed": int((status == URL).sum()),
         "near_removed": int((status == NEAR).sum()),
+        "lines_emptied": int((status == LINES).sum()),
+        "units_removed": int(sum(w["units_removed"] for w in written)),
+        "unit_bytes_removed": int(sum(w["unit_bytes_removed"] for w in written)),
         "clusters": int(len(sizes_nz)),
         "cluster_sizes": dict(sorted(hist.items(), key=lambda kv: (len(kv[0]) > 2, kv[0]))),
         "largest_clusters": largest,
