@@ -208,30 +208,47 @@ def _funnel_stages(manifest: dict) -> list[dict]:
     return rows
 
 
-def _rejected(corpus_dir: Path | None) -> pl.DataFrame | None:
-    if corpus_dir is None:
-        return None
-    paths = list_shards(corpus_dir / "rejected", "*.parquet")
-    if not paths:
-        return None
-    lf = pl.scan_parquet([str(p) for p in paths])
-    cols = _columns(lf)
-    want = [c for c in ("id", "source", "stage", "filter", "reason", "text", "duplicate_of") if c in cols]
-    return lf.select(want).with_columns(pl.col("text").str.len_bytes().fill_null(0).alias("bytes")).collect()
+class Rejected:
+    """rejected/ read lazily: counts and bytes per (stage, filter) and a few examples each,
+    without ever holding every rejected text in memory (a web crawl rejects most of itself)."""
+
+    def __init__(self, lf: pl.LazyFrame):
+        cols = _columns(lf)
+        self.lf = lf.select(
+            [pl.col(c) if c in cols else pl.lit(None, dtype=pl.String).alias(c)
+             for c in ("id", "source", "stage", "filter", "reason", "text")])
+        self.counts = (self.lf.group_by("stage", "filter")
+                       .agg(pl.len().alias("docs"), pl.col("text").str.len_bytes().fill_null(0).sum().alias("bytes"))
+                       .collect(engine="streaming"))
+
+    @classmethod
+    def open(cls, corpus_dir: Path | None) -> "Rejected | None":
+        paths = list_shards(corpus_dir / "rejected", "*.parquet") if corpus_dir is not None else []
+        return cls(pl.scan_parquet([str(p) for p in paths])) if paths else None
+
+    def examples(self, k: int) -> pl.DataFrame:
+        """The k smallest ids of every (stage, filter), with their records."""
+        keys = self.lf.select("stage", "filter", "id").collect(engine="streaming")
+        pick = keys.sort("stage", "filter", "id").group_by("stage", "filter", maintain_order=True).head(k)
+        rows = self.lf.filter(pl.col("id").is_in(pick["id"].implode())).collect(engine="streaming")
+        return rows.join(pick, on=["stage", "filter", "id"], how="semi").unique(["stage", "filter", "id"], keep="first")
+
+    def records(self, ids: list[str], stage: str) -> pl.DataFrame:
+        return self.lf.filter(pl.col("id").is_in(ids) & (pl.col("stage") == stage)).collect(engine="streaming")
 
 
-def _filters(manifest: dict, rejected: pl.DataFrame | None) -> list[dict]:
+def _filters(manifest: dict, rejected: Rejected | None) -> list[dict]:
     """Documents removed per (stage, filter), with a few truncated examples.
 
     Exact counts and examples come from rejected/; without it, from the stage stats."""
     rows = []
-    if rejected is not None and rejected.height:
+    if rejected is not None and rejected.counts.height:
         order = {name: i for i, name in enumerate((manifest.get("stages") or {}).keys())}
-        agg = rejected.group_by(["stage", "filter"]).agg(pl.len().alias("docs"), pl.col("bytes").sum().alias("bytes"))
-        agg = agg.with_columns(pl.col("stage").replace_strict(order, default=len(order)).alias("_o")).sort(["_o", "docs", "filter"], descending=[False, True, False])
+        agg = rejected.counts.with_columns(pl.col("stage").replace_strict(order, default=len(order)).alias("_o"))
+        agg = agg.sort(["_o", "docs", "filter"], descending=[False, True, False])
+        examples = rejected.examples(EXAMPLES_PER_FILTER)
         for r in agg.iter_rows(named=True):
-            ex = (rejected.filter((pl.col("stage") == r["stage"]) & (pl.col("filter") == r["filter"]))
-                  .sort("id").head(EXAMPLES_PER_FILTER))
+            ex = examples.filter((pl.col("stage") == r["stage"]) & (pl.col("filter") == r["filter"])).sort("id")
             rows.append({
                 "stage": r["stage"], "filter": r["filter"], "docs": int(r["docs"]), "bytes": int(r["bytes"]),
                 "examples": [{"id": e["id"], "source": e.get("source"), "reason": e["reason"], "text": truncate(e.get("text"))}
@@ -277,7 +294,7 @@ def _final_docs(corpus_dir: Path | None) -> pl.DataFrame | None:
     exprs = [pl.col("id"), pl.col("text").str.len_bytes().alias("bytes")]
     for c in ("source", "license", "language", "kind"):
         exprs.append(pl.col(c) if c in cols else pl.lit(None, dtype=pl.String).alias(c))
-    return lf.select(exprs).collect()
+    return lf.select(exprs).collect(engine="streaming")
 
 
 def _tokens(corpus_dir: Path | None) -> pl.DataFrame | None:
@@ -290,7 +307,7 @@ def _tokens(corpus_dir: Path | None) -> pl.DataFrame | None:
         if lf is None:
             continue
         n = pl.col("n_tokens").cast(pl.Int64) if "n_tokens" in _columns(lf) else pl.col("input_ids").list.len().cast(pl.Int64).alias("n_tokens")
-        frames.append(lf.select(pl.col("id"), n, pl.lit(split).alias("split")).collect())
+        frames.append(lf.select(pl.col("id"), n, pl.lit(split).alias("split")).collect(engine="streaming"))
     return pl.concat(frames) if frames else None
 
 
@@ -355,7 +372,7 @@ def _token_figures(manifest: dict, final: pl.DataFrame | None, tok: pl.DataFrame
 # ---------------------------------------------------------------- duplicates
 
 
-def _duplicates(manifest: dict, corpus_dir: Path | None, rejected: pl.DataFrame | None) -> dict:
+def _duplicates(manifest: dict, corpus_dir: Path | None, rejected: Rejected | None) -> dict:
     d = _stage(manifest, "dedup")
     docs_in = _num(d.get("docs_in"))
     out = {
@@ -369,9 +386,9 @@ def _duplicates(manifest: dict, corpus_dir: Path | None, rejected: pl.DataFrame 
     }
     if isinstance(d.get("cluster_sizes"), dict):
         out["cluster_sizes"] = {str(k): int(v) for k, v in d["cluster_sizes"].items()}
-    if rejected is not None and rejected.height and "stage" in rejected.columns:
-        dr = rejected.filter(pl.col("stage") == "dedup")
-        counts = {r["filter"]: int(r["len"]) for r in dr.group_by("filter").len().iter_rows(named=True)}
+    if rejected is not None and rejected.counts.height:
+        dr = rejected.counts.filter(pl.col("stage") == "dedup")
+        counts = {r["filter"]: int(r["docs"]) for r in dr.iter_rows(named=True)}
         exact = sum(n for f, n in counts.items() if "exact" in f.lower() and "url" not in f.lower())
         near = sum(n for f, n in counts.items() if any(w in f.lower() for w in ("near", "minhash", "fuzzy")))
         out["exact_removed"], out["near_removed"] = exact, near
@@ -433,15 +450,15 @@ def _largest_from_stats(clusters) -> list[dict]:
     return out[:LARGEST_CLUSTERS]
 
 
-def _texts_for(corpus_dir: Path, rejected: pl.DataFrame | None, ids: list[str]) -> dict[str, dict]:
+def _texts_for(corpus_dir: Path, rejected: Rejected | None, ids: list[str]) -> dict[str, dict]:
     """Text and source of the given ids: kept ones from dedup/, removed ones from rejected/."""
     found: dict[str, dict] = {}
     lf = _scan(list_shards(corpus_dir / "dedup"))
     if lf is not None:
-        for r in lf.filter(pl.col("id").is_in(ids)).select("id", "source", "text").collect().iter_rows(named=True):
+        for r in lf.filter(pl.col("id").is_in(ids)).select("id", "source", "text").collect(engine="streaming").iter_rows(named=True):
             found.setdefault(r["id"], r)
-    if rejected is not None and "text" in rejected.columns:
-        for r in rejected.filter(pl.col("id").is_in(ids) & (pl.col("stage") == "dedup")).iter_rows(named=True):
+    if rejected is not None:
+        for r in rejected.records(ids, "dedup").iter_rows(named=True):
             found.setdefault(r["id"], r)
     return found
 
@@ -499,7 +516,7 @@ def collect_figures(corpus_dir: str | Path | None, manifest: dict | None = None)
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     final = _final_docs(corpus_dir)
     tok = _tokens(corpus_dir)
-    rejected = _rejected(corpus_dir)
+    rejected = Rejected.open(corpus_dir)
     tokens = _token_figures(manifest, final, tok)
     dedup = _stage(manifest, "dedup")
     summary = {
