@@ -102,6 +102,7 @@ def test_dedup_end_to_end(tmp_path):
     assert stats["bands"] * stats["rows"] <= stats["num_perm"]
     assert stats["largest_clusters"][0]["size"] == 2 and stats["largest_clusters"][0]["excerpt"]
     assert not (tmp_path / "dedup_work").exists()
+    assert stats["plan"]["ram_bytes_estimate"] > 0 and stats["plan"]["docs"] == len(rows)
 
 
 def test_deterministic_whatever_the_workers(tmp_path):

@@ -359,20 +359,31 @@ class _Pool:
             self.ex.shutdown()
 
 
-def plan(n_docs: int, n_bytes: int, max_shard_bytes: int, max_shard_docs: int, params: Params, workers: int) -> dict:
-    """RAM, disk and time estimate of a run, from the sizes alone (see docs/dedup.md for the formula)."""
-    per_doc_main = 48 + (16 if params.minhash else 0)  # union-find + status arrays; one band of keys
-    worker_ram = 3 * max_shard_bytes + max_shard_docs * (params.num_perm * 4 + params.bands * 8 + 64) + 200 * 2**20
-    main_ram = n_docs * per_doc_main + 300 * 2**20
-    disk = n_docs * (params.num_perm * 4 + params.bands * 18 + 40) + n_bytes  # scratch + output
+def plan(n_docs: int, n_bytes: int, max_shard_docs: int, params: Params, workers: int, batch_bytes: int,
+         dup_share: float = 0.15) -> dict:
+    """RAM, disk and time estimate of a run from the sizes alone (the formula is in docs/dedup.md)."""
+    base = 200 * 2**20  # interpreter, numpy, Arrow, polars, thread pools
+    per_worker = 45 * batch_bytes + max_shard_docs * (4 * params.num_perm + 16 * params.bands + 64)
+    per_doc = 150  # union-find, status and similarity arrays, one band of keys in polars, exact keys
+    pairs = n_docs * dup_share * 4 * 24  # candidate pairs, a few per duplicate
+    ram = base + workers * per_worker + n_docs * per_doc + pairs
+    scratch = n_docs * (4 * params.num_perm + 18 * params.bands + 64)
+    disk = 2 * scratch + n_bytes  # scratch + persisted index (kept docs) + output shards (about the input)
     secs = n_docs / (PLAN_DOCS_PER_S_PER_WORKER * max(workers, 1))
-    return {
-        "docs": n_docs,
-        "text_bytes": n_bytes,
-        "ram_bytes_estimate": int(main_ram + workers * worker_ram),
-        "disk_bytes_estimate": int(disk),
-        "seconds_estimate": round(secs, 1),
-    }
+    return {"docs": n_docs, "text_bytes": n_bytes, "ram_bytes_estimate": int(ram), "disk_bytes_estimate": int(disk),
+            "seconds_estimate": round(secs, 1)}
+
+
+def plan_dedup(input_paths: list[Path], config: DedupConfig, workers: int = 1) -> dict:
+    """The plan `run_dedup` logs before a large run, from Parquet metadata only (nothing is read)."""
+    params = Params.from_config(config)
+    counts, text = [], 0
+    for p in input_paths:
+        pf = pq.ParquetFile(p)
+        counts.append(pf.metadata.num_rows)
+        idx = pf.schema_arrow.get_field_index("text")
+        text += sum(pf.metadata.row_group(i).column(idx).total_uncompressed_size for i in range(pf.metadata.num_row_groups))
+    return plan(sum(counts), text, max(counts, default=0), params, workers, config.batch_bytes)
 
 
 def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, workers: int = 1,
@@ -405,10 +416,9 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
     first = first_all[len(old.work_names):]
     n_all = int(sum(all_counts))
     n_docs = n_all - n_old
-    sizes = [p.stat().st_size for p in paths]
-    the_plan = plan(n_all, int(sum(sizes) * 3), max(sizes, default=0) * 3, max(counts, default=0), params, workers)
+    the_plan = plan_dedup(paths, config, workers)
     if n_all >= PLAN_ABOVE_DOCS:
-        log.info("dedup plan: %s", json.dumps(the_plan))
+        log.info("dedup plan: %s", _plan_line(the_plan))
     timings = {}
     pool = _Pool(workers, config.executor)
     try:
@@ -521,6 +531,11 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
     stats["seconds"] = round(time.perf_counter() - t_start, 3)
     shutil.rmtree(work, ignore_errors=True)
     return stats
+
+
+def _plan_line(p: dict) -> str:
+    return (f"{p['docs']:,} docs, {p['text_bytes'] / 2**20:,.0f} MiB of text: about {p['ram_bytes_estimate'] / 2**20:,.0f} MiB RAM, "
+            f"{p['disk_bytes_estimate'] / 2**20:,.0f} MiB disk, {p['seconds_estimate']:,.0f} s")
 
 
 # ----------------------------------------------------------------------------- persisted band index
