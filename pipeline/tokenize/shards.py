@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io import PARQUET_COMPRESSION, sha256_file
+from pipeline.io import sha256_file
 
 
 def packed_schema(vocab_size: int) -> pa.Schema:
@@ -41,8 +41,18 @@ class ShardWriter:
     likewise at `row_group_tokens`.
     """
 
-    def __init__(self, folder: Path, root: Path, split: str, schema: pa.Schema, shard_tokens: int, row_group_tokens: int):
+    def __init__(
+        self,
+        folder: Path,
+        root: Path,
+        split: str,
+        schema: pa.Schema,
+        shard_tokens: int,
+        row_group_tokens: int,
+        zstd_level: int = 3,
+    ):
         self.folder, self.root, self.split, self.schema = folder, root, split, schema
+        self.zstd_level = zstd_level
         self.shard_tokens, self.row_group_tokens = shard_tokens, row_group_tokens
         self.shards: list[dict] = []  # index entries of closed shards
         self._writer: pq.ParquetWriter | None = None
@@ -80,7 +90,16 @@ class ShardWriter:
         if self._writer is None:
             self._path = self.folder / f"part-{len(self.shards):05d}.parquet"
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self._path, self.schema, compression=PARQUET_COMPRESSION)
+            # Plain encoding, no dictionary: token ids are near-uniform over the vocabulary, so a
+            # dictionary buys nothing zstd does not, and plain pages read back fastest.
+            self._writer = pq.ParquetWriter(
+                self._path,
+                self.schema,
+                compression="zstd",
+                compression_level=self.zstd_level,
+                use_dictionary=False,
+                write_statistics=["n_tokens"],
+            )
         table = pa.concat_tables(self._buffer).combine_chunks()
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
         self._buffer, self._buffered_tokens = [], 0

@@ -130,13 +130,14 @@ def tokenize_corpus(
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}.", dir=out_dir.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the corpus folder is meant to be shared
     try:
-        writers = {s: ShardWriter(staging / s, staging, s, schema, config.shard_tokens, config.row_group_tokens) for s in SPLITS}
+        sizes = (config.shard_tokens, config.row_group_tokens, config.zstd_level)
+        writers = {s: ShardWriter(staging / s, staging, s, schema, *sizes) for s in SPLITS}
         packers = {}
         if config.pack_length:
             pschema = packed_schema(vocab_size)
             packers = {
                 s: SequencePacker(
-                    ShardWriter(staging / "packed" / s, staging, s, pschema, config.shard_tokens, config.row_group_tokens),
+                    ShardWriter(staging / "packed" / s, staging, s, pschema, *sizes),
                     config.pack_length,
                     specials["pad_id"],
                     encoder.dtype,
