@@ -345,8 +345,8 @@ def _duplicates(f: dict, charts: dict, prefix: str | None) -> list[str]:
         out += ["### Largest clusters", ""]
         for c in d["largest"]:
             out += [f"**Cluster `{c.get('cluster_id')}`: {c.get('size')} documents, kept `{c.get('kept')}`**", ""]
-            rows = [[m.get("id"), "kept" if m.get("kept") else "removed", m.get("source") or "", m.get("text") or ""]
-                    for m in c.get("members", [])]
+            rows = [[m.get("id"), "kept" if m.get("kept") else ("removed: " + m["reason"] if m.get("reason") else "removed"),
+                     m.get("source") or "", m.get("text") or ""] for m in c.get("members", [])]
             out += _table(["Id", "", "Source", "Text (truncated)"], rows, "llll") + [""]
     return out
 

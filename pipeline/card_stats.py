@@ -427,6 +427,7 @@ def _duplicates(manifest: dict, corpus_dir: Path | None, rejected: Rejected | No
             largest.append({
                 "cluster_id": r["cluster_id"], "size": int(r["size"]), "kept": kept[0] if kept else None,
                 "members": [{"id": x["id"], "kept": bool(x["kept"]), "source": texts.get(x["id"], {}).get("source"),
+                             "reason": None if x["kept"] else texts.get(x["id"], {}).get("reason"),
                              "text": truncate(texts.get(x["id"], {}).get("text"))}
                             for x in m.head(MEMBERS_PER_CLUSTER).iter_rows(named=True)],
             })
