@@ -29,14 +29,22 @@ def e2e_recipe(tmp_path_factory, shared_corpora) -> Path:
             {"name": "wt2", "type": "text", "license": "CC-BY-SA-3.0", "paths": [str(classic / "wikitext-2_valid.txt")],
              "separator_regex": r"^ = [^=].* = $"},
             {"name": "wt103", "type": "text", "license": "CC-BY-SA-3.0", "paths": [str(classic / "wikitext-103_valid.txt")],
-             "separator_regex": r"^ = [^=].* = $"},
+             "separator_regex": r'^"? = [^=].* = $'},  # this copy is CSV-quoted
             {"name": "botchan", "type": "text", "license": "public-domain", "paths": [str(classic / "botchan_en.txt")],
-             "separator": "\n\n\n"},
+             "separator_regex": "^CHAPTER "},
             {"name": "botchan_copy", "type": "text", "license": "public-domain", "paths": [str(classic / "botchan_en.txt")],
-             "separator": "\n\n\n"},
+             "separator_regex": "^CHAPTER "},
             {"name": "cc", "type": "jsonl", "license": "CC-ToU", "paths": [str(shared_corpora / "web" / "dolma_cc_en_head-0091.jsonl.gz")]},
         ],
         "ingest": {"shard_docs": 40},
+        # WikiText's tokenized punctuation (" @-@ ", " , ") puts ~25% of its words below
+        # Gopher's 80% alphabetic-word threshold: relax that one rule for this corpus.
+        # The WikiText-103 copy is CSV-quoted, so its blank lines are repeated '""' lines
+        # that Gopher's repetition rule rejects: that rule set is off for this corpus.
+        "clean": {"gopher_quality": {"min_alpha_words_ratio": 0.6}, "gopher_repetition": {"enabled": False}},
+        # The two WikiText editions differ by <unk> masking and CSV quoting: their article
+        # pairs have word 5-gram Jaccard 0.32-0.69 (median ~0.55), so ask for 0.5.
+        "dedup": {"threshold": 0.5},
         "tokenize": {"vocab_size": 2048, "val_fraction": 0.1, "seed": 7},
     }
     path = root / "recipe.yaml"
@@ -93,10 +101,15 @@ def test_known_duplicates_removed(corpus):
     exact = dedup_rej.filter(pl.col("filter") == "exact_duplicate")
     assert exact.height >= len(chapters)
     assert set(exact["duplicate_of"]) <= kept_ids
-    # WikiText-103 repeats WikiText-2's articles (different <unk> masking): near duplicates found.
+    # WikiText-103 repeats WikiText-2's articles (other <unk> masking, CSV quoting): the
+    # pairs at or above the 0.5 threshold are removed as near duplicates of the other edition.
     near = dedup_rej.filter(pl.col("filter") == "near_duplicate")
-    wt_pairs = near.filter(pl.col("id").str.starts_with("wt") & pl.col("duplicate_of").str.starts_with("wt"))
-    assert wt_pairs.height >= 10
+    wt_pairs = near.filter(
+        (pl.col("id").str.starts_with("wt103/") & pl.col("duplicate_of").str.starts_with("wt2/"))
+        | (pl.col("id").str.starts_with("wt2/") & pl.col("duplicate_of").str.starts_with("wt103/"))
+    )
+    assert wt_pairs.height >= 30
+    assert set(near["duplicate_of"]) <= kept_ids
 
 
 def test_token_shards_readable_everywhere(corpus):
@@ -110,7 +123,7 @@ def test_token_shards_readable_everywhere(corpus):
     lf = pl.scan_parquet(train)
     total = lf.select(pl.col("n_tokens").sum()).collect().item()
     assert total == sum(len(x) for x in ds["train"]["input_ids"])
-    n = duckdb.sql(f"select count(*) from read_parquet({train!r})").fetchone()[0]
+    n = duckdb.connect().execute(f"select count(*) from read_parquet({train!r})").fetchall()[0][0]
     assert n == ds["train"].num_rows
     # train and val are disjoint and together hold every kept document
     kept = set(pl.read_parquet(list_shards(corpus / "dedup"), columns=["id"])["id"])
@@ -137,7 +150,12 @@ def test_data_card_written(corpus):
     assert card.startswith("---\n")
     for section in ("## Sources", "## Processing funnel", "e2e-small", "opencorpus run"):
         assert section in card
-    assert (corpus.parent / "cards" / "e2e-small.md").read_text() == card
+    import re
+
+    copy = corpus.parent / "cards" / "e2e-small.md"
+    # the copy in the cards folder links its own copies of the charts
+    for link in re.findall(r"\]\(([^)]+\.png)\)", copy.read_text()):
+        assert (copy.parent / link).is_file(), link
 
 
 def test_short_training_run_loss_falls(corpus, tmp_path):
