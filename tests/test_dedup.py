@@ -221,3 +221,24 @@ def test_line_dedup_matches_dolma_paragraph_spans(tmp_path):
         assert sorted(set(x.strip() for x in removed) - {""}) == sorted(set(x.strip() for x in removed_expected) - {""}), d["id"]
         assert len(kept_lines) < len(lines) and remaining
     assert DedupConfig().lines.enabled is False
+
+
+def test_defaults_find_license_texts_and_vendored_copies(tmp_path):
+    """The project's default corpus (Python packages) repeats license texts with other copyright lines."""
+    import glob
+    import sysconfig
+
+    site = sysconfig.get_paths()["purelib"]
+    files = sorted(f for f in glob.glob(f"{site}/*.dist-info/**/LICENSE*", recursive=True) if Path(f).is_file())
+    texts = {f: Path(f).read_text(encoding="utf-8", errors="replace") for f in files}
+    mit = [f for f, t in texts.items() if "Permission is hereby granted, free of charge" in t and len(t) < 1400]
+    if len(mit) < 5:
+        pytest.skip("fewer than 5 MIT license files in this environment")
+    rows = [{"id": f, "text": t, "source": "site-packages", "kind": "prose"} for f, t in texts.items()]
+    stats = run_dedup(_shards(tmp_path, rows, per_shard=100), tmp_path, DedupConfig())
+    clusters = _read_dir(tmp_path / "clusters").to_pylist()
+    cluster_of = {r["id"]: r["cluster_id"] for r in clusters}
+    biggest = max(set(cluster_of[f] for f in mit if f in cluster_of), key=lambda c: sum(cluster_of.get(f) == c for f in mit))
+    share = sum(cluster_of.get(f) == biggest for f in mit) / len(mit)
+    assert share >= 0.8, f"only {share:.0%} of {len(mit)} MIT licenses in one cluster"
+    assert stats["near_removed"] > 0 and stats["exact_removed"] > 0
