@@ -132,6 +132,10 @@ def test_existing_tokenizer_is_copied_and_gets_missing_specials(corpus, tmp_path
     assert set(special_ids(tok)) == {"eot_id", "pad_id", "mask_id"}
     assert special_ids(load_tokenizer(tmp_path / "fixed.json"))["eot_id"] == bare.token_to_id(EOT)
 
+    # A relative path resolves against the recipe's folder when the caller gives it.
+    rel = train_tokenizer([], tmp_path / "rel.json", CONFIG.model_copy(update={"tokenizer": "bare.json"}), base_dir=tmp_path)
+    assert rel.get_vocab_size() == tok.get_vocab_size()
+
     with pytest.raises(FileNotFoundError, match="nope.json"):
         train_tokenizer([], tmp_path / "x.json", CONFIG.model_copy(update={"tokenizer": str(tmp_path / "nope.json")}))
 
@@ -312,6 +316,7 @@ def test_rerun_replaces_output_and_leaves_no_temporaries(corpus, tmp_path):
     out = tmp_path / "tokens"
     (out / "train").mkdir(parents=True)
     (out / "train" / "part-09999.parquet").write_bytes(b"stale")
+    (tmp_path / ".tmp-tokens.killed-run").mkdir()  # staging folder of a killed run
     tokenize_corpus(corpus["shards"][:1], corpus["tokenizer"], out, CONFIG)
     assert not (out / "train" / "part-09999.parquet").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
