@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.card_stats import collect_figures, limitations, read_models
+from pipeline.card_stats import collect_figures, funnel_stages, kept_share, limitations, read_models
 from pipeline.io import write_json, write_text
 
 FIGURES_FILE = "card.json"
@@ -166,10 +166,10 @@ def _license_atoms(source: dict) -> list[str]:
 def funnel_markdown(manifest_or_figures: dict) -> str:
     """The per-stage funnel table (also the flow's Prefect artifact)."""
     stages = (manifest_or_figures["funnel"]["stages"] if "funnel" in manifest_or_figures
-              else collect_figures(None, manifest_or_figures)["funnel"]["stages"])
+              else funnel_stages(manifest_or_figures))
     rows = []
     for s in stages:
-        kept = s["docs_out"] / s["docs_in"] if s.get("docs_in") else None
+        kept = kept_share(s)
         rows.append([s["stage"], _int(s["docs_in"]), _int(s["docs_out"]), _int(s["docs_rejected"]), _pct(kept),
                      _mb(s["bytes_in"]), _mb(s["bytes_out"]),
                      "n/a" if s.get("seconds") is None else f"{s['seconds']:.1f}"])

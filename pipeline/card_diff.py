@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from pipeline.card import _cell, _int, _mb, _pct, load_figures
+from pipeline.card_stats import kept_share
 
 TOP_LANGUAGES = 12
 
@@ -106,7 +107,7 @@ def _funnel(a: dict, b: dict) -> list[str]:
     out = ["## Funnel", ""] + _head(["Stage", "A in → out", "A kept", "B in → out", "B kept", "Kept, B − A"], "lrrrrr")
 
     def kept(s):
-        return s["docs_out"] / s["docs_in"] if s and s.get("docs_in") else None
+        return kept_share(s) if s else None
 
     for stage in list(dict.fromkeys(list(sa) + list(sb))):
         x, y = sa.get(stage), sb.get(stage)

@@ -137,7 +137,7 @@ def _sources(manifest: dict, corpus_dir: Path | None, final: pl.DataFrame | None
     by_source_dl: dict[str, list[dict]] = {}
     for row in downloaded_rows:
         by_source_dl.setdefault(str(row.get("source")), []).append(row)
-    hash_budget = [4 * HASH_LIMIT_BYTES]
+    hash_budget = [4 * HASH_LIMIT_BYTES if corpus_dir is not None else 0]  # a manifest-only view hashes nothing
     out = []
     names = list((ingest.get("sources") or {}).keys()) or list(recipe_sources)
     for name in names:
@@ -199,7 +199,13 @@ def _where(recipe_source: dict) -> str | None:
 # ---------------------------------------------------------------- funnel
 
 
-def _funnel_stages(manifest: dict) -> list[dict]:
+def kept_share(stage: dict) -> float | None:
+    """docs_out / docs_in of a funnel row, None when either is unknown."""
+    i, o = stage.get("docs_in"), stage.get("docs_out")
+    return o / i if isinstance(i, (int, float)) and isinstance(o, (int, float)) and i else None
+
+
+def funnel_stages(manifest: dict) -> list[dict]:
     rows = []
     for name, s in (manifest.get("stages") or {}).items():
         if not isinstance(s, dict) or "docs_in" not in s:
@@ -540,7 +546,7 @@ def collect_figures(corpus_dir: str | Path | None, manifest: dict | None = None)
         "versions": manifest.get("versions") or {},
         "summary": summary,
         "sources": _sources(manifest, corpus_dir, final, tokens.get("per_source") or {}),
-        "funnel": {"stages": _funnel_stages(manifest), "filters": _filters(manifest, rejected), "idle_filters": _idle_filters(manifest)},
+        "funnel": {"stages": funnel_stages(manifest), "filters": _filters(manifest, rejected), "idle_filters": _idle_filters(manifest)},
         "languages": _languages(final, manifest, tok),
         "lengths": {"unit": "UTF-8 bytes per document",
                     "histogram": _log2_histogram(final["bytes"].to_numpy()) if final is not None and final.height else None},

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.card import _int, _mb, _pct, load_figures
+from pipeline.card_stats import kept_share
 
 TOP = 10
 
@@ -40,7 +41,7 @@ def summary_tables(figures: dict) -> list[Table]:
 
     t = _table("Funnel", ["stage", "docs in", "docs out", "rejected", "kept", "text in", "text out", "seconds"])
     for st in f["funnel"]["stages"]:
-        kept = st["docs_out"] / st["docs_in"] if st.get("docs_in") else None
+        kept = kept_share(st)
         t.add_row(st["stage"], _int(st["docs_in"]), _int(st["docs_out"]), _int(st["docs_rejected"]), _pct(kept),
                   _mb(st["bytes_in"]), _mb(st["bytes_out"]), "n/a" if st.get("seconds") is None else f"{st['seconds']:.1f}")
     out.append(t)

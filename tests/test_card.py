@@ -463,3 +463,29 @@ def test_downloaded_sources_show_url_sha256_and_fetch_time(tmp_path):
     assert fetched in row
     for heading in ("## Duplicates", "## PII replaced", "### Tokens"):
         assert text.split(heading, 1)[1].lstrip().startswith("_Not recorded"), heading
+
+
+def test_partial_corpus_and_odd_stats_still_get_a_card(built, tmp_path):
+    """Stage stats change shape and folders go missing: the card says what it lacks, never crashes."""
+    from rich.console import Console
+
+    from pipeline.card import diff_cards, print_summary, write_card
+
+    out, _, manifest = built
+    part = tmp_path / "partial"
+    shutil.copytree(out, part, ignore=shutil.ignore_patterns("tokens", "clusters", "rejected", "models.json"))
+    m = json.loads(json.dumps(manifest))
+    m["stages"]["clean"].update(pii=None, languages=None, filters={"odd": 3})
+    m["stages"]["dedup"] = {"docs_in": 5}
+    m["stages"]["tokenize"] = {}
+    m["stages"]["ingest"]["sources"]["web"]["provenance"] = None
+    write_card(part, m)
+    text = _card(part)
+    for heading in ("## PII replaced", "### Tokens"):
+        assert text.split(heading, 1)[1].lstrip().startswith("_Not recorded"), heading
+    assert "| dedup | 5 | n/a | n/a | n/a |" in text
+    assert "| clean | `odd` | 3 |" in text  # filter counts from the stats when rejected/ is gone
+    console = Console(record=True, width=120)
+    print_summary(part, console)
+    assert "Funnel" in console.export_text()
+    assert "## Sizes" in diff_cards(part, out)
