@@ -9,6 +9,8 @@ WORKERS ?= 2
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
+# The temporary API server can take longer than its default 20 s to start on a busy 2-core machine.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 NAME = $(shell $(BIN)/python -c "import yaml,sys; print(yaml.safe_load(open('$(RECIPE)'))['name'])")
 
 .PHONY: venv corpus train eval test test-fast serve clean-data
@@ -37,7 +39,11 @@ test: venv
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Local Prefect server and UI (http://127.0.0.1:4200). In another terminal, point runs and
+# scheduled deployments at it:
+#   PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/opencorpus deploy $(RECIPE) --cron "0 3 * * *"
 serve: venv
+	@echo "Prefect UI: http://127.0.0.1:4200  (runs use it with PREFECT_API_URL=http://127.0.0.1:4200/api)"
 	$(BIN)/prefect server start
 
 clean-data:
