@@ -23,6 +23,8 @@ def _quiet_prefect_defaults():
     # No network here and nothing to report to: keep Prefect's telemetry off by default.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # Prefect's temporary API server may need more than its default 20 s on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def cmd_run(args) -> int:
