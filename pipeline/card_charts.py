@@ -47,20 +47,27 @@ def _funnel(figures: dict, path: Path) -> Path | None:
 
 
 def _filters(figures: dict, path: Path) -> Path | None:
-    rows = [f for f in figures["funnel"]["filters"] if f.get("docs")]
+    rows = [f for f in figures["funnel"]["filters"] if f.get("docs")][:25]
     if not rows:
         return None
-    rows = rows[:25]
-    fig, ax = plt.subplots(layout="constrained", figsize=(8, 0.35 * len(rows) + 1.2))
+    with_bytes = all(r.get("bytes") is not None for r in rows)
+    fig, axes = plt.subplots(1, 2 if with_bytes else 1, sharey=True, layout="constrained",
+                             figsize=(11 if with_bytes else 8, 0.35 * len(rows) + 1.2))
+    axes = list(axes) if with_bytes else [axes]
     labels = [f"{r['stage']}: {r['filter']}" for r in rows]
-    ax.barh(range(len(rows)), [r["docs"] for r in rows], color=ORANGE)
-    ax.set_yticks(range(len(rows)), labels)
-    ax.invert_yaxis()
-    ax.set_xlabel("documents removed")
-    ax.set_title("Documents removed per filter")
-    for i, r in enumerate(rows):
-        ax.text(r["docs"], i, f" {r['docs']:,}", va="center", fontsize=8)
-    ax.spines[["top", "right"]].set_visible(False)
+    panels = [("documents removed", [r["docs"] for r in rows], lambda v: f" {v:,}")]
+    if with_bytes:
+        unit, scale = ("MB", 1e6) if max(r["bytes"] for r in rows) >= 1e6 else ("kB", 1e3)
+        panels.append((f"{unit} of text removed", [r["bytes"] / scale for r in rows], lambda v: f" {v:,.1f}"))
+    for ax, (xlabel, values, fmt) in zip(axes, panels):
+        ax.barh(range(len(rows)), values, color=ORANGE)
+        ax.set_xlabel(xlabel)
+        for i, v in enumerate(values):
+            ax.text(v, i, fmt(v), va="center", fontsize=8)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_yticks(range(len(rows)), labels)
+    axes[0].invert_yaxis()
+    fig.suptitle("Removed per filter")
     return _save(fig, path)
 
 
