@@ -95,9 +95,12 @@ def clean_task(shard: str, root: str, config, key: str) -> dict:
     return _record(StateStore(root).write("clean", name, key, [p for p in (out, rejected) if p.exists()], stats))
 
 
-def _dedup_outputs(root: Path) -> list[Path]:
-    return (list_shards(root / "dedup") + list_shards(root / "clusters")
-            + list_shards(root / "rejected", "dedup-*.parquet"))
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
+
+def _dedup_shards(root: Path) -> list[Path]:
+    return list_shards(root / "dedup") + list_shards(root / "clusters") + list_shards(root / "rejected", "dedup-*.parquet")
 
 
 @task(name="dedup")
@@ -105,9 +108,9 @@ def dedup_task(shards: list[str], root: str, config, workers: int, key: str) -> 
     from pipeline.dedup import run_dedup
 
     root = Path(root)
-    _unlink(_dedup_outputs(root))
+    _unlink(_dedup_shards(root))  # dedup_index/ is swapped in by run_dedup itself
     stats = run_dedup([root / s for s in shards], root, config, workers=workers)
-    return _record(StateStore(root).write("dedup", "all", key, _dedup_outputs(root), stats))
+    return _record(StateStore(root).write("dedup", "all", key, _dedup_shards(root) + _files(root / "dedup_index"), stats))
 
 
 @task(name="train-tokenizer")
@@ -122,8 +125,7 @@ def tokenizer_task(shards: list[str], root: str, config, key: str) -> dict:
 
 
 def _token_outputs(root: Path) -> list[Path]:
-    tokens = [p for p in (root / "tokens").rglob("*") if p.is_file()] if (root / "tokens").is_dir() else []
-    return tokens + list_shards(root / "rejected", "tokenize-*.parquet")
+    return _files(root / "tokens") + list_shards(root / "rejected", "tokenize-*.parquet")
 
 
 @task(name="tokenize")
@@ -247,6 +249,10 @@ class CorpusBuild:
         shards = sorted(o for r in cleaned for o in r["outputs"] if o.startswith("clean/"))
         inputs = {s: h for r in cleaned for s, h in r["outputs"].items() if s.startswith("clean/")}
         cfg = self.recipe.dedup.model_dump(mode="json")
+        if self.recipe.dedup.incremental_index:  # deduplicating against an earlier index: its files are inputs too
+            index = Path(self.recipe.dedup.incremental_index)
+            index = index if index.is_absolute() else self.recipe.base_dir / index
+            cfg["incremental_index_files"] = {p.relative_to(index).as_posix(): self.hashes.sha256(p) for p in _files(index)}
         key = unit_key("dedup", inputs, cfg)
         total = sum(r["stats"]["docs_out"] for r in cleaned)
         return self._global("dedup", dedup_task, key, total, shards=shards, root=str(self.root),

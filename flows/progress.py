@@ -143,24 +143,26 @@ def _duration(seconds: float | None) -> str:
 
 
 def render(rows: list[StageProgress], run: dict, now: float | None = None):
-    """A rich Table of the stages."""
+    """A rich Table of the stages (fits 80 columns)."""
+    from rich import box
     from rich.table import Table
 
     now = now or time.time()
     title = f"corpus {run.get('recipe') or ''}: {run.get('status')}"
-    table = Table(title=title, title_justify="left")
-    for col, justify in (("stage", "left"), ("status", "left"), ("units", "right"), ("documents", "right"),
-                         ("%", "right"), ("reused", "right"), ("docs/s", "right"), ("elapsed", "right"), ("ETA", "right")):
-        table.add_column(col, justify=justify)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("stage", "units", "documents", "%", "reused", "docs/s", "elapsed", "ETA"):
+        table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
     for s in rows:
+        if s.status == "pending":
+            table.add_row(s.stage, "", "", "", "", "", "", "")
+            continue
         total = f"{s.total_docs:,}" if s.total_docs is not None else "?"
-        pct = f"{100 * s.docs_done / s.total_docs:.0f}" if s.total_docs else ("100" if s.status == "done" else "-")
+        pct = f"{100 * s.docs_done / s.total_docs:.0f}" if s.total_docs else ("100" if s.status == "done" else "")
         rate = s.rate(now)
         table.add_row(
-            s.stage, s.status, f"{s.units_done}/{s.units}" if s.units else "-",
-            f"{s.docs_done:,} / {total}" if s.status != "pending" else "-", pct,
-            f"{s.cached_docs:,}" if s.cached_docs else "", f"{rate:,.0f}" if rate else "-",
-            _duration(s.elapsed(now)) if s.started else "-", _duration(s.eta(now)) if s.status == "running" else "",
+            s.stage, f"{s.units_done}/{s.units}", f"{s.docs_done:,} / {total}", pct,
+            f"{s.cached_docs:,}" if s.cached_docs else "", f"{rate:,.0f}" if rate else "",
+            _duration(s.elapsed(now)), _duration(s.eta(now)) if s.status == "running" else "done",
         )
     return table
 

@@ -45,13 +45,21 @@ def small_recipe(folder: Path, shared: Path, name: str = "flow-small", **overrid
     return path
 
 
-def snapshot(root: Path) -> dict[str, str]:
-    """sha256 of every output file, by path relative to `root` (run-specific files left out)."""
+def snapshot(root: Path, normalize: bool = True) -> dict[str, str]:
+    """sha256 of every output file, by path relative to `root` (run-specific files left out).
+
+    JSON files may name the folder itself (dedup_index/index.json holds absolute paths of
+    its shards): the folder's own path is replaced by a placeholder before hashing, so
+    two builds in different folders compare equal exactly when nothing else differs."""
+    root = Path(root)
     out = {}
-    for p in sorted(Path(root).rglob("*")):
+    for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
         if p.is_file() and not rel.startswith(RUN_SPECIFIC) and rel not in RUN_SPECIFIC:
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+            data = p.read_bytes()
+            if normalize and p.suffix == ".json":
+                data = data.replace(str(root.resolve()).encode(), b"<root>").replace(str(root).encode(), b"<root>")
+            out[rel] = hashlib.sha256(data).hexdigest()
     return out
 
 

@@ -96,3 +96,21 @@ def test_progress_summary_counts_rates_and_eta(tmp_path):
     assert clean.rate(now) == pytest.approx(5.0)  # 25 documents processed (not reused) in 5 s
     assert clean.eta(now) == pytest.approx(10.0)  # 50 left at 5/s
     assert by["dedup"].status == "pending"
+
+
+def test_progress_command_prints_the_table(tmp_path, capsys):
+    from flows.cli import main
+
+    log = ProgressLog(tmp_path)
+    log.run_start("demo")
+    log.stage_start("ingest", units=1, total_docs=None)
+    log.unit_done("ingest", "a", 1234)
+    log.stage_end("ingest", 1234)
+    log.stage_start("clean", units=2, total_docs=1234)
+    log.unit_done("clean", "s1", 600)
+    assert main(["progress", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "corpus demo: running" in out
+    assert "1,234 / 1,234" in out and "600 / 1,234" in out
+    log.run_end("failed")
+    assert main(["progress", str(tmp_path)]) == 1
