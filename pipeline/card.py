@@ -371,11 +371,14 @@ def _models(f: dict, card_dir: Path | None) -> list[str]:
         rows = []
         for m in models:
             note = "" if m.get("same_build", True) else " (earlier build)"
-            rows.append([m.get("run") + note, m.get("preset") or "", _int(m.get("n_params")), _int(m.get("tokens_seen")),
+            rows.append([m.get("run") + note, m.get("preset") or "", m.get("objective") or "clm", _int(m.get("n_params")),
+                         _int(m.get("tokens_seen")),
                          _fmt(m.get("val_loss"), 4), _fmt(m.get("val_perplexity"), 2), _fmt(m.get("val_bits_per_byte"), 4),
                          _Raw(_link("report", m.get("report"), card_dir))])
-        out += _table(["Run", "Preset", "Parameters", "Tokens seen", "Val loss", "Perplexity", "Bits per byte", "Report"],
-                      rows, "llrrrrrl") + [""]
+        out += _table(["Run", "Preset", "Objective", "Parameters", "Tokens seen", "Val loss", "Perplexity", "Bits per byte",
+                       "Report"], rows, "lllrrrrrl") + [""]
+        if any(m.get("objective") == "mlm" for m in models):
+            out += ["Masked-LM runs (`mlm`) report the loss on masked tokens: not comparable with next-token (`clm`) loss.", ""]
         if any(not m.get("same_build", True) for m in models):
             out += ["_(earlier build)_: the run recorded a different manifest than this corpus has now.", ""]
     if finetunes:
@@ -549,6 +552,8 @@ def add_model_entry(run_dir: str | Path, data_cards_dir: str | Path | None = Non
         "run": run_dir.name,
         "run_dir": str(run_dir),
         "preset": run.get("preset"),
+        # a masked-LM loss is not a next-token loss: the card keeps them apart
+        "objective": ev.get("objective") or (run.get("config") or {}).get("objective") or "clm",
         "n_params": ev.get("n_params") or run.get("n_params"),
         "step": ev.get("step") or run.get("final_step"),
         "tokens_seen": ev.get("tokens_seen") or run.get("tokens_seen"),

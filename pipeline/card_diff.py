@@ -170,20 +170,24 @@ def _models(a: dict, b: dict) -> list[str]:
         return out + ["No evaluated model on either corpus yet (`opencorpus eval RUN_DIR` records one).", ""]
 
     def best(models, preset):
-        ms = [m for m in models if m.get("preset") == preset and isinstance(m.get("val_bits_per_byte"), (int, float))]
-        return min(ms, key=lambda m: m["val_bits_per_byte"]) if ms else None
+        # lowest bits per byte, or lowest loss where bits per byte is not measured (masked LM)
+        ms = [m for m in models if (m.get("preset"), m.get("objective") or "clm") == preset
+              and isinstance(m.get("val_bits_per_byte", m.get("val_loss")), (int, float))]
+        key = lambda m: (m.get("val_bits_per_byte") if m.get("val_bits_per_byte") is not None else float("inf"), m.get("val_loss") or 0)  # noqa: E731
+        return min(ms, key=key) if ms else None
 
     def fmt(x, d=4):
         return "n/a" if not isinstance(x, (int, float)) else f"{x:.{d}f}"
 
-    out += ["Best run per preset (lowest validation bits per byte; bits per byte compares across tokenizers, "
-            "loss only within one):", ""]
+    out += ["Best run per preset and objective (lowest validation bits per byte; bits per byte compares across "
+            "tokenizers, loss only within one):", ""]
     out += _head(["Preset", "A run", "A tokens seen", "A val loss", "A bits/byte", "B run", "B tokens seen", "B val loss",
                   "B bits/byte", "Bits/byte, B − A"], "llrrrlrrrr")
-    for preset in sorted({m.get("preset") for m in ma + mb if m.get("preset")}):
+    for preset in sorted({(m.get("preset"), m.get("objective") or "clm") for m in ma + mb if m.get("preset")}):
         x, y = best(ma, preset), best(mb, preset)
-        d = (f"{y['val_bits_per_byte'] - x['val_bits_per_byte']:+.4f}" if x and y else "n/a")
-        out.append(_row([preset, (x or {}).get("run", "—"), _int((x or {}).get("tokens_seen")), fmt((x or {}).get("val_loss")),
+        both = x and y and x.get("val_bits_per_byte") is not None and y.get("val_bits_per_byte") is not None
+        d = f"{y['val_bits_per_byte'] - x['val_bits_per_byte']:+.4f}" if both else "n/a"
+        out.append(_row([preset[0] if preset[1] == "clm" else f"{preset[0]} ({preset[1]})", (x or {}).get("run", "—"), _int((x or {}).get("tokens_seen")), fmt((x or {}).get("val_loss")),
                          fmt((x or {}).get("val_bits_per_byte")), (y or {}).get("run", "—"), _int((y or {}).get("tokens_seen")),
                          fmt((y or {}).get("val_loss")), fmt((y or {}).get("val_bits_per_byte")), d]))
     out += ["", "Each model is evaluated on its own corpus's validation split: a difference mixes the data's "

@@ -302,7 +302,7 @@ def test_model_entry_is_added_once(built, tiny_run, monkeypatch):
         rows = [line for line in section.splitlines() if line.startswith("| tiny |")]
         assert len(rows) == 1
         assert f"| {result['val_loss']:.4f} |" in rows[0] and f"| {result['val_bits_per_byte']:.4f} |" in rows[0]
-        assert f"| {result['tokens_seen']:,} |" in rows[0] and "| cpu-tiny |" in rows[0]
+        assert f"| {result['tokens_seen']:,} |" in rows[0] and "| cpu-tiny | clm |" in rows[0]
         link = re.search(r"\[report\]\(([^)]+)\)", rows[0]).group(1)
         assert (md_path.parent / link).resolve() == (run_dir / "report.md").resolve()
     assert _figures(out)["models"][0]["run_dir"] == str(run_dir.resolve())
