@@ -26,11 +26,6 @@ from pipeline.card_stats import collect_figures, funnel_stages, kept_share, limi
 from pipeline.io import write_json, write_text
 
 FIGURES_FILE = "card.json"
-
-
-def assets_dir(name: str) -> str:
-    """Folder of a card's charts, next to the card (the same name in DIR and in data_cards/)."""
-    return f"{name}_assets"
 MODELS_FILE = "models.json"
 NOT_RECORDED = "_Not recorded for this corpus._"
 # Fine-tuning results shown in the card, in this order, when a result has them.
@@ -54,6 +49,11 @@ _HF_ALIASES = {"public-domain": "other", "cc0": "cc0-1.0", "gpl-3.0-only": "gpl-
                "agpl-3.0-only": "agpl-3.0", "agpl-3.0-or-later": "agpl-3.0", "gfdl-1.3": "gfdl", "bsd-3": "bsd-3-clause"}
 HF_SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                       (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+
+
+def assets_dir(name: str) -> str:
+    """Folder of a card's charts, next to the card (the same name in DIR and in data_cards/)."""
+    return f"{name}_assets"
 
 
 # ---------------------------------------------------------------- formatting helpers

@@ -64,19 +64,17 @@ def _columns(lf: pl.LazyFrame) -> list[str]:
 
 
 def _log2_histogram(values: np.ndarray) -> dict | None:
-    """Counts over power-of-two bins [2^k, 2^(k+1)); zeros fall in the first bin."""
+    """Counts over power-of-two bins [2^k, 2^(k+1)) (plus [0, 1) when there are zeros)."""
     if values.size == 0:
         return None
-    hi = max(1, int(math.ceil(math.log2(max(int(values.max()), 1) + 1))))
     lo = int(math.floor(math.log2(max(int(values.min()), 1))))
-    edges = [0] + [2**k for k in range(max(lo, 0) + 1, hi + 1)] if lo <= 0 else [2**k for k in range(lo, hi + 1)]
-    edges = sorted(set(edges))
-    if len(edges) < 2:
-        edges = [edges[0], edges[0] + 1]
-    counts, _ = np.histogram(values, bins=np.array(edges + [edges[-1] * 2]))
-    # np.histogram's last bin is closed; edges[-1]*2 exceeds max, so every value is counted once
+    hi = int(math.ceil(math.log2(int(values.max()) + 1)))  # 2^hi > max: every value falls in a bin
+    edges = [2**k for k in range(lo, max(hi, lo + 1) + 1)]
+    if values.min() == 0:
+        edges = [0] + edges
+    counts, _ = np.histogram(values, bins=np.array(edges))
     return {
-        "edges": [int(e) for e in edges] + [int(edges[-1] * 2)],
+        "edges": edges,
         "counts": [int(c) for c in counts],
         "min": int(values.min()),
         "p10": float(np.percentile(values, 10)),
