@@ -147,7 +147,7 @@ class CleanConfig(BaseModel):
     # language identification (prose)
     languages: list[str] | None = Field(None, description="keep only prose in these ISO 639-1 languages; null = any")
     min_language_score: float = Field(0.0, ge=0, le=1, description="reject prose whose language score is below this")
-    language_id_chars: int = Field(2000, ge=1, description="language is identified on the first this many characters")
+    language_id_bytes: int = Field(600, ge=1, description="language is identified on the first this many UTF-8 bytes (the cost grows with it)")
 
     # word counting
     script_aware_words: bool = Field(

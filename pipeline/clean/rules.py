@@ -11,14 +11,16 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from operator import methodcaller
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.clean.config import C4Config, CodeConfig, FineWebConfig, GopherQualityConfig, GopherRepetitionConfig
-from pipeline.clean.text import SENTENCE_END, count_sentences, is_nospace_word, split_words
+from pipeline.clean.text import SENTENCE_END, count_alnum, count_sentences, has_nospace_text, is_nospace_word, split_words
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,16 @@ class Doc:
 
     @cached_property
     def words(self) -> list[str]:
-        return split_words(self.text, self.script_aware)
+        return split_words(self.text, self.script_aware, self.has_nospace)
+
+    @cached_property
+    def has_nospace(self) -> bool:
+        """Whether the text has Chinese/Japanese/Thai, whose words are counted per character."""
+        return self.script_aware and has_nospace_text(self.text)
+
+    @cached_property
+    def word_counts(self) -> Counter:
+        return Counter(self.words)
 
     @cached_property
     def lines(self) -> list[str]:
@@ -114,8 +125,10 @@ class GopherQuality(RuleSet):
     def check(self, doc: Doc) -> Rejection | None:
         c, text, words = self.c, doc.text, doc.words
         n_words = len(words)
-        non_symbol = [w for w in words if not is_symbol_word(w)]
-        n_ns = len(non_symbol)
+        # Judge each distinct word once and weigh it by its count.
+        counts = doc.word_counts
+        symbol = [w for w in counts if not w.isalnum() and _is_symbol_word(w)]
+        n_ns = n_words - sum(counts[w] for w in symbol)
         if c.min_doc_words and n_ns < c.min_doc_words:
             return self.reject("short_doc", n_ns, "minimum", c.min_doc_words, "number of words")
         if c.max_doc_words and n_ns > c.max_doc_words:
@@ -123,9 +136,15 @@ class GopherQuality(RuleSet):
         if n_words == 0:
             return Rejection(f"{self.name}.short_doc", "the document has no words")
         # Mean word length means nothing for one-character Chinese/Japanese "words".
-        lengths = [len(w) for w in non_symbol if not (doc.script_aware and is_nospace_word(w))]
-        if lengths:
-            avg = sum(lengths) / len(lengths)
+        symbol_set = set(symbol)
+        nospace = doc.has_nospace
+        n_len = total_len = 0
+        for w, k in counts.items():
+            if w not in symbol_set and not (nospace and is_nospace_word(w)):
+                n_len += k
+                total_len += len(w) * k
+        if n_len:
+            avg = total_len / n_len
             if c.min_avg_word_length and avg < c.min_avg_word_length:
                 return self.reject("avg_word_length_low", avg, "minimum", c.min_avg_word_length, "mean word length")
             if c.max_avg_word_length and avg > c.max_avg_word_length:
@@ -149,11 +168,11 @@ class GopherQuality(RuleSet):
                 return self.reject("ellipsis_lines", r, "maximum", c.max_ellipsis_lines_ratio, "share of lines ending with an ellipsis")
         if c.min_alpha_words_ratio:
             search = _HAS_LETTER.search
-            r = (n_words - sum(1 for w in words if not w.isalpha() and not search(w))) / n_words
+            r = (n_words - sum(k for w, k in counts.items() if not w.isalpha() and not search(w))) / n_words
             if r < c.min_alpha_words_ratio:
                 return self.reject("alpha_words", r, "minimum", c.min_alpha_words_ratio, "share of words with a letter")
         if c.min_stop_words and (self.stop_langs is None or doc.language in self.stop_langs):
-            n = len(self.stop_words.intersection(words))
+            n = len(self.stop_words.intersection(counts))
             if n < c.min_stop_words:
                 return self.reject("stop_words", n, "minimum", c.min_stop_words, "number of distinct stop words")
         return None
@@ -198,12 +217,13 @@ class GopherRepetition(RuleSet):
         words = doc.words
         if len(words) < 2:
             return None
-        vocab: dict[str, int] = {}
-        ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.uint64, count=len(words))
-        if len(vocab) == len(words):
-            return None  # no word repeats, so no n-gram does
+        counts = doc.word_counts
+        vocab = {w: i for i, w in enumerate(counts)}
+        ids = np.array(list(map(vocab.__getitem__, words)), dtype=np.int64)
+        no_repeats = len(vocab) == len(words)  # then no n-gram repeats either
         cum = np.zeros(len(words) + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, words), dtype=np.int64, count=len(words)), out=cum[1:])
+        np.cumsum(np.array(list(map(len, vocab)), dtype=np.int64)[ids], out=cum[1:])
+        ids = ids.astype(np.uint64)
         grams = {1: ids + np.uint64(1)}
         max_n = max([n for n, _ in self.top + self.dup])
         for n in range(2, min(max_n, len(words)) + 1):
@@ -213,18 +233,24 @@ class GopherRepetition(RuleSet):
             h = grams.get(n)
             if h is None or len(h) == 0:
                 continue
-            uniq, first, counts = np.unique(h, return_index=True, return_counts=True)
-            best = int(counts.max())
-            top_i = int(first[counts == best].min())  # ties: the earliest, as Counter.most_common
+            if no_repeats:
+                best, top_i = 1, 0  # every n-gram once: the first counts as the most frequent
+            else:
+                uniq, first, counts = np.unique(h, return_index=True, return_counts=True)
+                best = int(counts.max())
+                top_i = int(first[counts == best].min())  # ties: the earliest, as Counter.most_common
             top_len = int(cum[top_i + n] - cum[top_i]) + n - 1
             r = top_len * int(best) / n_chars
             if r > frac:
                 return self.reject(f"top_{n}_gram", r, "maximum", frac, f"share of characters in the most frequent word {n}-gram")
         for n, frac in self.dup:
             h = grams.get(n)
-            if h is None or len(h) == 0:
-                continue
-            r = _greedy_duplicate_chars(h, cum, n) / n_chars
+            if h is None or len(h) == 0 or no_repeats:
+                break
+            chars = _greedy_duplicate_chars(h, cum, n)
+            if chars < 0:
+                break  # no n-gram repeats, so no longer one does either
+            r = chars / n_chars
             if r > frac:
                 return self.reject(f"dup_{n}_grams", r, "maximum", frac, f"share of characters in repeated word {n}-grams")
         return None
@@ -236,7 +262,7 @@ def _greedy_duplicate_chars(h: np.ndarray, cum: np.ndarray, n: int) -> int:
     _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
     repeats = np.nonzero(first[inverse] != np.arange(len(h)))[0]
     if len(repeats) == 0:
-        return 0
+        return -1  # nothing repeats (callers may skip longer n-grams)
     # Positions between repeats hold first occurrences: they are only added to `seen`, so
     # the scan jumps from one repeat position to the next.
     hl = h.tolist()
@@ -289,7 +315,7 @@ class C4Quality(RuleSet):
         for line in doc.text.splitlines():
             line = line.strip()
             words = line.split()
-            if max_len is not None and any(len(w) > max_len for w in words):
+            if max_len is not None and len(line) > max_len and any(len(w) > max_len for w in words):
                 continue
             if c.remove_citations and "[" in line:
                 line = _CITATION.sub("", line)
@@ -364,16 +390,16 @@ class FineWebQuality(RuleSet):
 
     def check(self, doc: Doc) -> Rejection | None:
         c, text = self.c, doc.text
-        lines = [line for line in text.split("\n") if line.strip() != ""]
+        lines = list(filter(str.strip, text.split("\n")))
         if not lines:
             return Rejection("fineweb.empty", "the document has no non-blank line")
         n = len(lines)
         if c.line_punct_thr is not None:
-            r = sum(1 for line in lines if line.endswith(self.stop_chars)) / n
+            r = sum(map(methodcaller("endswith", self.stop_chars), lines)) / n
             if r < c.line_punct_thr and not (r == 0 and c.line_punct_exclude_zero):
                 return self.reject("line_punct_ratio", r, "minimum", c.line_punct_thr, "share of lines ending in terminal punctuation")
         if c.short_line_thr is not None:
-            r = sum(1 for line in lines if len(line) <= c.short_line_length) / n
+            r = int((np.fromiter(map(len, lines), dtype=np.int64, count=n) <= c.short_line_length).sum()) / n
             if r > c.short_line_thr:
                 return self.reject("short_line_ratio", r, "maximum", c.short_line_thr, f"share of lines of at most {c.short_line_length} characters")
         if c.char_duplicates_ratio is not None:
@@ -391,7 +417,6 @@ class FineWebQuality(RuleSet):
 
 # ----------------------------------------------------------------------------- code
 
-_NON_ALNUM = re.compile(r"[\W_]+")
 _SPDX_TOKEN = re.compile(r"\(|\)|[^\s()]+")
 
 
@@ -422,7 +447,7 @@ class CodeRules(RuleSet):
             if avg > c.max_avg_line_length:
                 return self.reject("avg_line_length", avg, "maximum", c.max_avg_line_length, "mean line length")
         if c.min_alnum_fraction and text:
-            r = (len(text) - sum(map(len, _NON_ALNUM.findall(text)))) / len(text)
+            r = count_alnum(text) / len(text)
             if r < c.min_alnum_fraction:
                 return self.reject("alnum_fraction", r, "minimum", c.min_alnum_fraction, "share of alphanumeric characters")
         if c.autogenerated_scan_lines and self.markers:

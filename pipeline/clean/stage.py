@@ -102,7 +102,7 @@ class Cleaner:
             r = count_symbols(text) / len(text) if text else 0.0
             if r > c.max_symbol_ratio:
                 return text, None, None, Rejection("symbol_ratio", f"share of symbol characters is {r:.3g}, maximum {c.max_symbol_ratio:g}")
-        language, score = identify(text, c.language_id_chars)
+        language, score = identify(text, c.language_id_bytes)
         if self.languages is not None and language not in self.languages:
             return text, language, score, Rejection("language", f"language is {language!r} (score {score:.2f}), not one of {sorted(self.languages)}")
         if c.min_language_score and (score or 0.0) < c.min_language_score:

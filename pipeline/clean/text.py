@@ -41,7 +41,9 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 
 def bad_char_count(text: str) -> int:
     """Control characters (not tab/newline/CR) and U+FFFD: what binary data decoded as text looks like."""
-    return len(_BAD_CHARS.findall(text)) if not text.isprintable() else 0
+    if _BAD_CHARS.search(text) is None:
+        return 0
+    return len(_BAD_CHARS.findall(text))
 
 
 # What ftfy can repair besides mojibake (which `is_bad` detects): terminal escapes, C1
@@ -49,18 +51,30 @@ def bad_char_count(text: str) -> int:
 _FTFY_TRIGGER = re.compile("[\x1b\x80-\x9f\ufb00-\ufb06\u2028\u2029\ufffd]")
 
 
+# UTF-8 read as Latin-1/Windows-1252 leaves a lead character in U+00C2..U+00F4 followed by a
+# continuation character (U+0080..U+00BF or a Windows-1252 extra); other codecs leave box
+# drawing characters. Text without any of these cannot be mojibake, so ftfy's costly
+# `is_bad` scan (about 1 ms per 5 kB) runs only on the few documents that have one.
+_MOJIBAKE_HINT = re.compile(
+    "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc"
+    "\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]|[\u2500-\u259f]"
+)
+
+
 def needs_ftfy(text: str) -> bool:
     """Whether ftfy could change `text` (ASCII never needs it); skips ftfy's per-line work for clean text."""
     if text.isascii():
         return "\x1b" in text
-    return bool(_FTFY_TRIGGER.search(text)) or is_bad(text)
+    if _FTFY_TRIGGER.search(text):
+        return True
+    return _MOJIBAKE_HINT.search(text) is not None and is_bad(text)
 
 
 def repair(text: str, fix_text: bool, normalization: str | None, remove_control: bool, whitespace: bool, code: bool) -> str:
     """ftfy (only where it could change something), control characters, Unicode normal form, whitespace."""
     if fix_text and needs_ftfy(text):
         text = ftfy.fix_text(text, _FTFY)
-    if remove_control and not text.isprintable():
+    if remove_control and _CONTROL.search(text) is not None:
         text = _CONTROL.sub("", text)
     if normalization and not text.isascii():
         text = unicodedata.normalize(normalization, text)
@@ -207,42 +221,82 @@ _NOSPACE = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf
 _THAI_UNIT = 4
 
 
-def split_words(text: str, script_aware: bool = True) -> list[str]:
+def has_nospace_text(text: str) -> bool:
+    """Whether `text` has Chinese/Japanese/Thai characters (all lie above U+0E00: `max` is a fast first test)."""
+    return not text.isascii() and max(text) >= "\u0e00" and _NOSPACE.search(text) is not None
+
+
+def split_words(text: str, script_aware: bool = True, nospace: bool | None = None) -> list[str]:
     """Words as the quality rules count them (see the module docstring)."""
     out: list[str] = []
-    append = out.append
-    nospace = script_aware and not text.isascii() and _NOSPACE.search(text) is not None
+    append, extend = out.append, out.extend
+    if nospace is None:
+        nospace = has_nospace_text(text)
+    nospace = script_aware and nospace
+    # Chunks other than plain words repeat a lot ("," "(" "'s" "。"): split each once per process.
+    cache = _CACHE[script_aware]
+    get = cache.get
     for chunk in text.split():
         if chunk.isalpha() and (not nospace or chunk.isascii()):
             append(chunk)
-        elif len(chunk) > _MAX_AFFIX_CHUNK:
-            append(chunk)  # a 500-character "word" is garbage either way; keep splitting linear
-        elif nospace and _NOSPACE.search(chunk):
-            _split_nospace(chunk, out)
-        elif chunk.isalnum():
-            _split_alnum(chunk, out)
+            continue
+        toks = get(chunk)
+        if toks is None:
+            toks = _chunk_tokens(chunk, script_aware)
+            if len(cache) < _CACHE_SIZE:
+                cache[chunk] = toks
+        if len(toks) == 1:
+            append(toks[0])
         else:
-            m = _SIMPLE.match(chunk)
-            if m is None or chunk in _KEEP_WHOLE or chunk in _EMOTICONS:
-                _split_chunk(chunk, out)
-                continue
-            pre, word, suf = m.groups()
-            if suf[:1] == "." and word + "." in _KEEP_WHOLE:
-                _split_chunk(chunk, out)
-                continue
-            if pre:
-                out.extend(_affix_tokens(pre))
-            append(word)
-            if suf:
-                out.extend(_affix_tokens(suf))
+            extend(toks)
     return out
+
+
+_CACHE: dict[bool, dict[str, tuple[str, ...]]] = {True: {}, False: {}}
+_CACHE_SIZE = 200_000
+
+
+def _chunk_tokens(chunk: str, script_aware: bool) -> tuple[str, ...]:
+    out: list[str] = []
+    if len(chunk) == 1 or len(chunk) > _MAX_AFFIX_CHUNK:
+        out.append(chunk)  # one character cannot split; a 500-character "word" is garbage either way
+    elif script_aware and not chunk.isascii() and _NOSPACE.search(chunk):
+        _split_nospace(chunk, out)
+    elif chunk.isalnum():
+        _split_alnum(chunk, out)
+    else:
+        m = _SIMPLE.match(chunk)
+        if m is None or chunk in _KEEP_WHOLE or chunk in _EMOTICONS:
+            _split_chunk(chunk, out)
+        else:
+            pre, word, suf = m.groups()
+            # a final period stays on "Mr." and on a single capital ("A."): spaCy's exceptions
+            if suf[:1] == "." and (word + "." in _KEEP_WHOLE or (word[-1].isupper() and not word[-2:-1].isupper())):
+                _split_chunk(chunk, out)
+            else:
+                if pre:
+                    out.extend(_affix_tokens(pre))
+                out.append(word)
+                if suf:
+                    out.extend(_affix_tokens(suf))
+    return tuple(out)
 
 
 # The common shape of a chunk: punctuation, a plain word or number, punctuation, where
 # spaCy peels every affix character (a run of dots stays one token) and a final period
-# always splits (it follows a lowercase letter, two capitals or a digit).
+# splits (after a lowercase or uncased letter, two capitals or a digit).
+_MARKS = (
+    "\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7\u0610-\u061a\u064b-\u065f"
+    "\u0670\u06d6-\u06dc\u06df-\u06e4\u06e7\u06e8\u06ea-\u06ed\u0900-\u0903\u093a-\u094f\u0951-\u0957"
+    "\u0962\u0963\u0981-\u0983\u09bc-\u09d7\u09e2\u09e3\u0a01-\u0a03\u0a3c-\u0a51\u0a70\u0a71\u0a75"
+    "\u0a81-\u0a83\u0abc-\u0acd\u0ae2\u0ae3\u0b01-\u0b03\u0b3c-\u0b57\u0b62\u0b63\u0b82\u0bbe-\u0bcd"
+    "\u0bd7\u0c00-\u0c04\u0c3e-\u0c56\u0c62\u0c63\u0c81-\u0c83\u0cbc-\u0cd6\u0ce2\u0ce3\u0d00-\u0d03"
+    "\u0d3b\u0d3c\u0d3e-\u0d4d\u0d57\u0d62\u0d63\u0d81-\u0d83\u0dca-\u0df3\u0e31\u0e34-\u0e3a\u0e47-\u0e4e"
+    "\u0eb1\u0eb4-\u0ebc\u0ec8-\u0ecd\u102b-\u103e\u1056-\u1059\u17b4-\u17d3\u1ab0-\u1aff\u1dc0-\u1dff"
+    "\u200c\u200d\u20d0-\u20ff\ufe00-\ufe0f\ufe20-\ufe2f"
+)
 _SIMPLE = re.compile(
-    r"^([\"'(\[{<“‘«*_#&]*)([A-Za-z]*[a-z]|[A-Z]{2,}|[0-9]+)([\"')\]}>”’»,;:!?.*_#&]*)$"
+    rf"^([\"'(\[{{<“‘«*_#&]*)((?:[^\W\d_]|[{_MARKS}])+|[0-9]+)([\"')\]}}>”’»,;:!?.*_#&]*)$"
 )
 _AFFIX_TOKENS = re.compile(r"\.\.+|.")
 
@@ -309,7 +363,7 @@ def count_symbols(text: str) -> int:
     if text.isascii():
         counts = np.bincount(np.frombuffer(text.encode("ascii"), dtype=np.uint8), minlength=128)
         return int(counts[_ASCII_SYMBOL_IDX].sum())
-    return len(_ALNUM_OR_SPACE.sub("", text))
+    return len(_SYMBOL.findall(text))
 
 
 def count_alnum(text: str) -> int:
@@ -321,7 +375,7 @@ def count_alnum(text: str) -> int:
 
 _ASCII_SYMBOL_IDX = np.array([i for i in range(128) if _ASCII_SYMBOL[i]])
 _ASCII_ALNUM_IDX = np.array([i for i in range(128) if chr(i).isalnum()])
-_ALNUM_OR_SPACE = re.compile(r"[^\W_]+|\s+")
+_SYMBOL = re.compile(r"[^\w\s]|_")
 _ALNUM_RUN = re.compile(r"[^\W_]+")
 
 
