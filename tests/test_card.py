@@ -390,6 +390,7 @@ def test_terminal_summary(built):
     assert "Duplicates" in text and "Funnel" in text
 
 
+@pytest.mark.slow  # builds a second corpus
 def test_diff_of_two_corpora(built, tiny_run, tmp_path):
     from pipeline.card import add_model_entry, diff_cards
 
