@@ -50,6 +50,18 @@ def _inline_images(md: MarkdownIt, base_dir: Path):
     md.add_render_rule("image", image)
 
 
+def _heading_ids(md: MarkdownIt):
+    """Give every heading the id its Markdown anchor has, so the card's contents links work."""
+    from pipeline.card import slug
+
+    def heading_open(renderer, tokens, idx, options, env):
+        inline = tokens[idx + 1]
+        tokens[idx].attrSet("id", slug("".join(t.content for t in inline.children or [])))
+        return renderer.renderToken(tokens, idx, options, env)
+
+    md.add_render_rule("heading_open", heading_open)
+
+
 def _split_front_matter(text: str) -> tuple[str, str]:
     if text.startswith("---\n"):
         end = text.find("\n---\n", 4)
@@ -81,6 +93,7 @@ def render_html(markdown_text: str, base_dir: str | Path, title: str) -> str:
     front, body = _split_front_matter(markdown_text)
     md = MarkdownIt("commonmark", {"html": True}).enable("table")
     _inline_images(md, Path(base_dir))
+    _heading_ids(md)
     content = md.render(body)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"

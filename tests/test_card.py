@@ -344,6 +344,9 @@ def test_html_is_self_contained(built, tmp_path):
     for heading in SECTIONS:
         assert f">{heading.lstrip('#').strip()}</h" in html, heading
     assert "<table>" in html
+    anchors = re.findall(r'href="#([^"]+)"', html)
+    ids = set(re.findall(r'<h\d id="([^"]+)"', html))
+    assert len(anchors) >= 8 and set(anchors) <= ids  # the contents line's links land on their sections
 
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), shutil.which("chromium"))
