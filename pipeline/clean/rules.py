@@ -143,7 +143,9 @@ class GopherQuality(RuleSet):
             if w not in symbol_set and not (nospace and is_nospace_word(w)):
                 n_len += k
                 total_len += len(w) * k
-        if n_len:
+        # Mean word length means nothing for text written without spaces: judge it only when
+        # most words are space-separated ones (their mean is then taken without the others).
+        if n_len and n_len * 2 >= n_ns:
             avg = total_len / n_len
             if c.min_avg_word_length and avg < c.min_avg_word_length:
                 return self.reject("avg_word_length_low", avg, "minimum", c.min_avg_word_length, "mean word length")
