@@ -47,7 +47,7 @@ from pipeline.dedup.minhash import (
     shingle_hashes,
     unique_shingle_sets,
 )
-from pipeline.io import atomic_path, text_bytes, write_json, write_parquet
+from pipeline.io import PARQUET_COMPRESSION, atomic_path, text_bytes, write_json, write_parquet
 from pipeline.schema import CLEAN_SCHEMA, REJECTED_SCHEMA, conform, rejected_table
 
 log = logging.getLogger("opencorpus.dedup")
@@ -235,17 +235,33 @@ def sign_shard(path: Path, first_doc: int, work: Path, cfg: DedupConfig, params:
 
 
 def shingle_sets_shard(path: Path, first_doc: int, rows: np.ndarray, work: Path, params: Params, cfg: DedupConfig) -> str:
-    """Sorted distinct 64-bit shingle hashes of the given rows of one shard, for exact verification."""
-    texts = _read(path, ["text"]).column("text").combine_chunks().take(pa.array(rows))
-    texts = normalize(texts, cfg.normalize)
+    """Sorted distinct shingle hashes of the given rows of one shard, for exact verification.
+
+    Streams the shard in record batches of about batch_bytes, like sign_shard.
+    """
+    pf = pq.ParquetFile(path)
+    want = np.zeros(pf.metadata.num_rows, bool)
+    want[rows] = True
     signer = params.signer()
-    tokens, _ = signer.tokens(texts)
-    g, doc_of = shingle_hashes(tokens, params.ngram)
-    values, offsets = unique_shingle_sets(g, doc_of, len(rows))
+    values, offsets, docs = [], [np.zeros(1, np.int64)], []
+    shift, s = 0, 0
+    for rb in pf.iter_batches(batch_size=_rows_per_batch(pf, cfg.batch_bytes), columns=["text"]):
+        e = s + rb.num_rows
+        sel = np.flatnonzero(want[s:e])
+        if len(sel):
+            texts = normalize(rb.column("text").take(pa.array(sel)), cfg.normalize)
+            tokens, _ = signer.tokens(texts)
+            g, doc_of = shingle_hashes(tokens, params.ngram)
+            v, o = unique_shingle_sets(g, doc_of, len(sel))
+            values.append(v)
+            offsets.append(o[1:] + shift)
+            docs.append(sel + s + first_doc)
+            shift += len(v)
+        s = e
     base = work / "shingles" / path.name
-    _save_npy(values, Path(str(base) + ".values.npy"))
-    _save_npy(offsets, Path(str(base) + ".offsets.npy"))
-    _save_npy(rows.astype(np.int64) + first_doc, Path(str(base) + ".docs.npy"))
+    _save_npy(np.concatenate(values) if values else np.zeros(0, np.uint64), Path(str(base) + ".values.npy"))
+    _save_npy(np.concatenate(offsets), Path(str(base) + ".offsets.npy"))
+    _save_npy(np.concatenate(docs).astype(np.int64) if docs else np.zeros(0, np.int64), Path(str(base) + ".docs.npy"))
     return str(base)
 
 
@@ -259,35 +275,51 @@ def write_shard(path: Path, first_doc: int, out_dir: Path, status: np.ndarray, k
     `unit_drops` (line/paragraph dedup): row -> indices of the units to remove from its text; a
     document left without text is rejected as "duplicate_lines".
     """
-    table = conform(pq.read_table(path), CLEAN_SCHEMA)
     name = path.name
     status = status.copy()
-    units_removed = unit_bytes_removed = 0
-    if unit_drops:
-        texts = table.column("text").to_pylist()
-        for row, drop in unit_drops.items():
-            before = texts[row]
-            texts[row] = drop_units(before, set(drop), unit)
-            units_removed += len(drop)
-            unit_bytes_removed += len(before.encode("utf-8")) - len(texts[row].encode("utf-8"))
-            if not texts[row].strip():
-                status[row] = LINES
-        idx = table.schema.get_field_index("text")
-        table = table.set_column(idx, table.schema.field(idx), pa.array(texts, pa.string()))
+    units_removed = unit_bytes_removed = bytes_out = docs_out = 0
+    pf = pq.ParquetFile(path)
+    rej_parts, clu_parts = [], []  # (id, source, text) of rejected rows; id of cluster rows
+    # Streamed batch by batch into the output file (atomic), so a worker holds one batch of text.
+    with atomic_path(out_dir / "dedup" / name) as tmp:
+        with pq.ParquetWriter(tmp, CLEAN_SCHEMA, compression=PARQUET_COMPRESSION) as writer:
+            s = 0
+            for rb in pf.iter_batches(batch_size=_rows_per_batch(pf, DedupConfig.model_fields["batch_bytes"].default)):
+                e = s + rb.num_rows
+                table = conform(pa.Table.from_batches([rb]), CLEAN_SCHEMA)
+                drops = {r - s: d for r, d in (unit_drops or {}).items() if s <= r < e}
+                if drops:
+                    texts = table.column("text").to_pylist()
+                    for row, drop in drops.items():
+                        before = texts[row]
+                        texts[row] = drop_units(before, set(drop), unit)
+                        units_removed += len(drop)
+                        unit_bytes_removed += len(before.encode("utf-8")) - len(texts[row].encode("utf-8"))
+                        if not texts[row].strip():
+                            status[s + row] = LINES
+                    idx = table.schema.get_field_index("text")
+                    table = table.set_column(idx, table.schema.field(idx), pa.array(texts, pa.string()))
+                keep_b = status[s:e] == KEPT
+                kept = table.filter(pa.array(keep_b))
+                writer.write_table(kept)
+                docs_out += kept.num_rows
+                bytes_out += text_bytes(kept)
+                rej = pa.array(np.flatnonzero(~keep_b), pa.int64())
+                rej_parts.append(table.select(["id", "source", "text"]).take(rej))
+                clu_parts.append(table.select(["id"]).take(pa.array(np.flatnonzero(in_cluster[s:e]), pa.int64())))
+                s = e
     keep = status == KEPT
-    kept_table = table.filter(pa.array(keep))
-    write_parquet(kept_table, out_dir / "dedup" / name)
-
+    rej_tab = pa.concat_tables(rej_parts) if rej_parts else pa.table({"id": pa.array([], pa.string()), "source": pa.array([], pa.string()), "text": pa.array([], pa.string())})
+    ids = rej_tab.column("id").to_pylist()
     rej_rows = np.flatnonzero(~keep)
-    ids = table.column("id").to_pylist()
     filters, reasons, dup_of = [], [], []
-    for r in rej_rows:
+    for j, r in enumerate(rej_rows):
         st = int(status[r])
         k_id = id_of.get(int(kept_doc[r]), "?")
         filters.append(FILTERS[st])
         if st == DUP_ID:
-            reasons.append(f"id {ids[r]!r} already used by an earlier document (document #{int(rep_doc[r])} in shard order); ids must be unique")
-            dup_of.append(id_of.get(int(rep_doc[r]), ids[r]))
+            reasons.append(f"id {ids[j]!r} already used by an earlier document (document #{int(rep_doc[r])} in shard order); ids must be unique")
+            dup_of.append(id_of.get(int(rep_doc[r]), ids[j]))
             continue
         dup_of.append(k_id)
         if st == EXACT:
@@ -304,21 +336,13 @@ def write_shard(path: Path, first_doc: int, out_dir: Path, status: np.ndarray, k
                 f"near duplicate of {k_id}: estimated Jaccard {similarity[r]:.3f} of {params.ngram}-gram shingles "
                 f"(threshold {params.threshold:.2f}){edge}"
             )
-    rej = rejected_table(
-        table.column("id").take(pa.array(rej_rows, pa.int64())),
-        table.column("source").take(pa.array(rej_rows, pa.int64())),
-        STAGE,
-        filters,
-        reasons,
-        table.column("text").take(pa.array(rej_rows, pa.int64())),
-        dup_of,
-    )
+    rej = rejected_table(rej_tab.column("id"), rej_tab.column("source"), STAGE, filters, reasons, rej_tab.column("text"), dup_of)
     write_parquet(rej, out_dir / "rejected" / f"{STAGE}-{name}")
 
     c_rows = np.flatnonzero(in_cluster)
     clusters = pa.table(
         {
-            "id": table.column("id").take(pa.array(c_rows, pa.int64())),
+            "id": pa.concat_tables(clu_parts).column("id") if clu_parts else pa.array([], pa.string()),
             "cluster_id": [id_of.get(int(kept_doc[r]), "?") for r in c_rows],
             "kept": keep[c_rows],
             "similarity": similarity[c_rows].astype(np.float32),
@@ -327,7 +351,7 @@ def write_shard(path: Path, first_doc: int, out_dir: Path, status: np.ndarray, k
         schema=CLUSTERS_SCHEMA,
     )
     write_parquet(clusters, out_dir / "clusters" / name)
-    return {"name": name, "docs_out": kept_table.num_rows, "bytes_out": text_bytes(kept_table), "docs_rejected": len(rej_rows),
+    return {"name": name, "docs_out": docs_out, "bytes_out": bytes_out, "docs_rejected": len(rej_rows),
             "emptied_rows": np.flatnonzero(status == LINES).tolist(), "units_removed": units_removed,
             "unit_bytes_removed": unit_bytes_removed}
 
@@ -419,13 +443,14 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
     the_plan = plan_dedup(paths, config, workers)
     if n_all >= PLAN_ABOVE_DOCS:
         log.info("dedup plan: %s", _plan_line(the_plan))
-    timings = {}
+    timings, peak_mb = {}, {}
     pool = _Pool(workers, config.executor)
     try:
         # 1. sign
         t = time.perf_counter()
         signed = pool.map(sign_shard, [(p, int(f), work, config, params) for p, f in zip(paths, first)])
         timings["sign_s"] = time.perf_counter() - t
+        peak_mb["sign"] = _max_rss_mb()
         bytes_in = sum(s["bytes"] for s in signed)
 
         status = np.zeros(n_all, np.int8)
@@ -443,6 +468,7 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
             if config.exact_url:
                 _mark_groups(docs_lf.filter(pl.col("url_hash").is_not_null()), ["url_hash"], status, rep_doc, URL, edges_a, edges_b, n_old)
         timings["exact_s"] = time.perf_counter() - t
+        peak_mb["exact"] = _max_rss_mb()
 
         # 3-4. near duplicates
         near_stats = {"candidate_pairs": 0, "verified_pairs": 0}
@@ -455,10 +481,12 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
             new = pb_ >= n_old  # two indexed documents were both kept already
             pa_, pb_ = pa_[new], pb_[new]
             timings["candidates_s"] = time.perf_counter() - t
+            peak_mb["candidates"] = _max_rss_mb()
             near_stats["candidate_pairs"] = int(len(pa_))
             t = time.perf_counter()
             sim = _verify(pa_, pb_, params, sigs, pool, all_text, first_all, work, config)
             timings["verify_s"] = time.perf_counter() - t
+            peak_mb["verify"] = _max_rss_mb()
             ok = sim >= params.threshold - 1e-9
             near_stats["verified_pairs"] = int(ok.sum())
             pa_, pb_, sim = pa_[ok], pb_[ok], sim[ok]
@@ -479,6 +507,7 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
             members = np.flatnonzero(in_cluster & (root != idx) & (idx >= n_old))
             similarity[members] = sigs.jaccard(members, root[members])
         timings["cluster_s"] = time.perf_counter() - t
+        peak_mb["cluster"] = _max_rss_mb()
 
         # ids of every document a removal points at, and cluster ids
         new_part = slice(n_old, n_all)
@@ -501,6 +530,7 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
                     per.setdefault(doc, []).append(u)
                 drops[k] = per
             timings["lines_s"] = time.perf_counter() - t
+            peak_mb["lines"] = _max_rss_mb()
 
         # 6. write
         t = time.perf_counter()
@@ -514,12 +544,14 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
         for w, f in zip(written, first):
             status[np.asarray(w["emptied_rows"], np.int64) + f] = LINES
         timings["write_s"] = time.perf_counter() - t
+        peak_mb["write"] = _max_rss_mb()
 
         # 7. persist the band index of everything kept (old parts + this run's kept documents)
         t = time.perf_counter()
         if config.persist_index:
             save_index(out_dir, work, old, names, first, counts, status, params)
         timings["index_s"] = time.perf_counter() - t
+        peak_mb["index"] = _max_rss_mb()
     finally:
         pool.close()
 
@@ -528,9 +560,16 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
     stats["indexed_docs"] = n_old
     stats["plan"] = the_plan
     stats["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    stats["peak_rss_mb_after"] = peak_mb  # this process's peak RSS after each phase (processes executor: main only)
     stats["seconds"] = round(time.perf_counter() - t_start, 3)
     shutil.rmtree(work, ignore_errors=True)
     return stats
+
+
+def _max_rss_mb() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _plan_line(p: dict) -> str:
@@ -747,25 +786,19 @@ def _verify(a, b, params: Params, sigs: _SigStore, pool: _Pool, paths, first, wo
         rows = docs[shard_of == s] - first[s]
         args.append((paths[s], int(first[s]), rows, work, params, cfg))
     bases = pool.map(shingle_sets_shard, args)
-    values, offsets, doc_list = [], [], []
-    shift = 0
-    for base in bases:
-        v = np.load(base + ".values.npy")
-        o = np.load(base + ".offsets.npy")
-        values.append(v)
-        offsets.append(o[:-1] + shift)
-        doc_list.append(np.load(base + ".docs.npy"))
-        shift += len(v)
-    values = np.concatenate(values)
-    starts = np.concatenate(offsets)
-    ends = np.r_[starts[1:], shift]
-    doc_list = np.concatenate(doc_list)
-    pos = {int(d): i for i, d in enumerate(doc_list)}
+    # Memory-mapped: only the pages of the sets being compared are read.
+    stores, where = [], {}
+    for k, base in enumerate(bases):
+        values = np.load(base + ".values.npy", mmap_mode="r")
+        offsets = np.load(base + ".offsets.npy")
+        for i, d in enumerate(np.load(base + ".docs.npy").tolist()):
+            where[d] = (k, int(offsets[i]), int(offsets[i + 1]))
+        stores.append(values)
     out = np.empty(len(a), np.float32)
     for i, (x, y) in enumerate(zip(a.tolist(), b.tolist())):
-        ix, iy = pos[x], pos[y]
-        sx = values[starts[ix] : ends[ix]]
-        sy = values[starts[iy] : ends[iy]]
+        kx, sx0, sx1 = where[x]
+        ky, sy0, sy1 = where[y]
+        sx, sy = stores[kx][sx0:sx1], stores[ky][sy0:sy1]
         if len(sx) == 0 or len(sy) == 0:
             out[i] = 0.0
             continue
