@@ -29,6 +29,7 @@ from pipeline.tokenize import (
     val_mask,
 )
 from conftest import require_shared
+from pipeline.tokenize.stage import use_processes
 
 LANGS = ["de", "ru", "zh", "ja", "ar", "hi", "th", "ko", "el", "he"]
 
@@ -261,7 +262,9 @@ def test_split_membership_unchanged_when_documents_are_appended(corpus, tmp_path
 def test_output_identical_whatever_workers_and_batching(corpus, tmp_path):
     cfg = CONFIG.model_copy(update={"batch_docs": 37, "pack_length": 256})
     a = tokenize_corpus(corpus["shards"], corpus["tokenizer"], tmp_path / "a", cfg, workers=1)
-    b = tokenize_corpus(corpus["shards"], corpus["tokenizer"], tmp_path / "b", cfg.model_copy(update={"batch_docs": 500}), workers=2)
+    cfg_b = cfg.model_copy(update={"batch_docs": 100})
+    assert use_processes(len(corpus["docs"]), 2, cfg_b.batch_docs)  # b really runs encoder processes
+    b = tokenize_corpus(corpus["shards"], corpus["tokenizer"], tmp_path / "b", cfg_b, workers=2)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.parquet"))
     assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.parquet"))
     for f in files:

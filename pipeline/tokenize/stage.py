@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections import deque
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
 from itertools import chain
 from pathlib import Path
 
@@ -112,8 +113,8 @@ def tokenize_corpus(
     """Encode every document, write `out_dir/{train,val}/part-*.parquet` and `out_dir/index.json`.
 
     `workers` = 1 encodes in this process (tokenizers' thread pool uses every core);
-    `workers` > 1 encodes batches in that many single-threaded processes. Either way the
-    output is byte-identical. Documents that encode to no token are rejected to
+    `workers` > 1 encodes batches in that many single-threaded processes once the corpus
+    has more than 2 batches per worker. Either way the output is byte-identical. Documents that encode to no token are rejected to
     `out_dir/../rejected/tokenize-<shard>.parquet`. Returns the stage's stats.
     """
     t0 = time.perf_counter()
@@ -181,13 +182,15 @@ def tokenize_corpus(
                 if packers:
                     packers[split].add(flat if len(rows) == len(lengths) else flat[np.repeat(mask, lengths)])
 
-        with _executor(workers, encoder, tokenizer_path) as (pool, encode):
-            # One batch in flight ahead of the one being written (more with processes).
+        total_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in input_paths)
+        processes = use_processes(total_rows, workers, config.batch_docs)
+        with _Encoders(processes, workers, encoder, tokenizer_path) as encoders:
+            # Batches are submitted `depth` ahead and consumed in order, so encoding never
+            # waits for writing and the output order is the input order.
             pending: deque = deque()
-            depth = max(2, workers + 1)
             for path, batch in read_batches(input_paths, config.batch_docs):
-                pending.append((path, batch, pool.submit(encode, batch.column("text"))))
-                if len(pending) >= depth:
+                pending.append((path, batch, encoders.submit(batch.column("text"))))
+                if len(pending) >= encoders.depth:
                     p, b, fut = pending.popleft()
                     consume(p, b, *fut.result())
             while pending:
@@ -264,22 +267,32 @@ def tokenize_corpus(
     return result
 
 
-class _executor:
-    """(pool, encode function): a thread in this process, or `workers` encoder processes."""
+def use_processes(total_rows: int, workers: int, batch_docs: int) -> bool:
+    """Encoder processes pay ~1 s of start-up each: use them only for at least two batches each."""
+    return workers > 1 and total_rows > 2 * workers * batch_docs
 
-    def __init__(self, workers: int, encoder: BatchEncoder, tokenizer_path: Path):
-        self.workers, self.encoder, self.tokenizer_path = workers, encoder, tokenizer_path
 
-    def __enter__(self) -> tuple[Executor, object]:
-        if self.workers > 1:
+class _Encoders:
+    """Runs BatchEncoder calls ahead of the writer: `workers` spawned processes (each encoding
+    single-threaded), or two threads of this process sharing tokenizers' own thread pool
+    (two, so one batch encodes while the other's ids are copied out under the GIL)."""
+
+    def __init__(self, processes: bool, workers: int, encoder: BatchEncoder, tokenizer_path: Path):
+        if processes:
             ctx = mp.get_context("spawn")  # fork after rayon threads exist can deadlock
-            self.pool = ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_init_worker, initargs=(str(self.tokenizer_path),)
+            self.pool: Executor = ProcessPoolExecutor(
+                workers, mp_context=ctx, initializer=_init_worker, initargs=(str(tokenizer_path),)
             )
-            return self.pool, _encode_in_worker
-        self.pool = ThreadPoolExecutor(1)
-        encoder = self.encoder
-        return self.pool, lambda texts: _encode_here(encoder, texts)
+            self._fn, self.depth = _encode_in_worker, 2 * workers
+        else:
+            self.pool = ThreadPoolExecutor(2, thread_name_prefix="encode")
+            self._fn, self.depth = partial(_encode_here, encoder), 3
+
+    def submit(self, texts: pa.Array):
+        return self.pool.submit(self._fn, texts)
+
+    def __enter__(self) -> "_Encoders":
+        return self
 
     def __exit__(self, *exc):
         self.pool.shutdown(wait=True, cancel_futures=True)
