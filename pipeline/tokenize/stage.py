@@ -114,7 +114,8 @@ def tokenize_corpus(
 
     `workers` = 1 encodes in this process (tokenizers' thread pool uses every core);
     `workers` > 1 encodes batches in that many single-threaded processes once the corpus
-    has more than 2 batches per worker. Either way the output is byte-identical. Documents that encode to no token are rejected to
+    has more than 2 batches per worker. Either way the output is byte-identical.
+    Documents that encode to no token are rejected to
     `out_dir/../rejected/tokenize-<shard>.parquet`. Returns the stage's stats.
     """
     t0 = time.perf_counter()
