@@ -133,6 +133,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--datatrove-python", default=os.environ.get("DEDUP_BENCH_PYTHON", "/work/benchenv-dedup/bin/python"))
     ap.add_argument("--skip-datatrove", action="store_true")
+    ap.add_argument("--datatrove-scales", default=None, help="run datatrove only at these scales (default: all)")
     ap.add_argument("--json-out", default=str(BENCH_DATA / "speed.jsonl"))
     ap.add_argument("--child", nargs=3, metavar=("SHARDS", "OUT", "WORKERS"), help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -152,7 +153,7 @@ def main():
         ours, dt = [], []
         for rep in range(a.repeats):
             ours.append(run_ours(shards, work, a.workers, log))
-            if not a.skip_datatrove:
+            if not a.skip_datatrove and (a.datatrove_scales is None or str(scale) in a.datatrove_scales.split(",")):
                 dt.append(run_datatrove(corpus, work, a.datatrove_python, log))
             print(f"scale {scale} repeat {rep}: ours {ours[-1]['wall_s']:.1f}s {ours[-1]['peak_mb']:.0f} MB"
                   + (f"; datatrove {dt[-1]['wall_s']:.1f}s {dt[-1]['peak_mb']:.0f} MB" if dt else ""), flush=True)

@@ -2,22 +2,25 @@
 
 Phases (scratch data under `out_dir/dedup_work/`, removed at the end):
 
-1. sign (per shard, in `workers` processes): exact-text hash, URL hash, MinHash signature
-   (`sig/<shard>.npy`, uint32 [docs, num_perm]) and LSH band keys (`bands/<shard>.parquet`,
-   one row per (band, document), sorted by band so that a band is one row group).
-2. exact (polars, lazy): repeated ids, then identical normalized text, then (optionally) URLs.
-   The earliest document in shard order is kept.
+1. sign (per shard, `workers` threads or processes, the shard streamed in batches of about
+   `batch_bytes` of text): exact key, URL hash, MinHash signature (`sig/<shard>.npy`, uint32
+   [docs, num_perm]) and LSH band keys (`bands/<shard>.parquet`, one row per (band, document),
+   sorted by band so that a band is one row group).
+2. exact (polars, lazy): repeated ids, then identical normalized word sequences, then (optionally)
+   URLs. The earliest document in shard order is kept.
 3. candidates (polars, one band at a time): documents sharing a band key; pairs within each bucket.
 4. verify: exact Jaccard of the shingle sets (recomputed per shard for candidate documents only),
    or the Jaccard estimated from the signatures; pairs at or above the threshold become edges.
 5. cluster: connected components (union-find) over exact and near edges; in each component the
    document earliest in shard order is kept, and its id is the cluster id.
-6. write (per shard, in workers): dedup/<shard>, rejected/dedup-<shard>, clusters/<shard>.
+5b. optional line/paragraph dedup over the kept documents (pipeline/dedup/lines.py).
+6. write (per shard, streamed): dedup/<shard>, rejected/dedup-<shard>, clusters/<shard>.
+7. persist the band index of the kept documents in `dedup_index/` (incremental runs start from it).
 
-Memory: a worker holds one shard (its text, plus ~30 bytes per word of a batch while hashing).
-The main process holds per-document arrays (about 40 bytes per document: union-find parent,
-status, kept doc, similarities), one band of keys at a time (16 bytes per document) and the
-candidate pairs. Nothing scales with corpus size x num_perm in RAM; signatures stay on disk.
+Memory (docs/dedup.md has the formula): a worker holds one batch of text and its temporaries plus
+per-document arrays of its shard; the main process holds ~150 bytes per document of the corpus
+(union-find and status arrays, one band of keys at a time) and the candidate pairs. Signatures
+stay on disk, memory-mapped.
 """
 from __future__ import annotations
 
@@ -111,23 +114,6 @@ class Params:
 
 # ----------------------------------------------------------------------------- helpers
 
-def _batches_by_bytes(texts: pa.Array, batch_bytes: int) -> list[tuple[int, int]]:
-    """Row ranges whose text adds up to about batch_bytes (a longer document is a batch alone)."""
-    n = len(texts)
-    if n == 0:
-        return []
-    lengths = pc.fill_null(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    cum = np.cumsum(lengths)
-    out, start = [], 0
-    while start < n:
-        base = cum[start - 1] if start else 0
-        end = int(np.searchsorted(cum, base + batch_bytes, side="right"))
-        end = min(max(end, start + 1), n)
-        out.append((start, end))
-        start = end
-    return out
-
-
 def _rows_per_batch(pf: pq.ParquetFile, batch_bytes: int) -> int:
     """Rows per record batch for about batch_bytes of text, from the Parquet metadata."""
     md = pf.metadata
@@ -137,14 +123,6 @@ def _rows_per_batch(pf: pq.ParquetFile, batch_bytes: int) -> int:
     text_bytes_total = sum(md.row_group(i).column(idx).total_uncompressed_size for i in range(md.num_row_groups))
     avg = max(text_bytes_total / md.num_rows, 1.0)
     return int(min(max(batch_bytes / avg, 16), 1 << 16))
-
-
-def _read(path: Path, columns: list[str]) -> pa.Table:
-    t = pq.read_table(path, columns=[c for c in columns if c in pq.read_schema(path).names])
-    for c in columns:
-        if c not in t.column_names:
-            t = t.append_column(c, pa.nulls(t.num_rows, pa.string()))
-    return t
 
 
 # Scratch files are not fsynced: a killed run starts its dedup_work/ from scratch anyway.
