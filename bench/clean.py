@@ -185,7 +185,8 @@ def compat_config():
     """Our rule sets configured exactly as datatrove's defaults: its tokenizer on all text, stop words for every language."""
     from pipeline.clean import CleanConfig
 
-    return CleanConfig(script_aware_words=False, gopher_quality={"stop_words_languages": None},
+    return CleanConfig(script_aware_words=False,
+                       gopher_quality={"stop_words_languages": None, "alpha_ratio_ignores_punctuation": False},
                        c4={"enabled": True, "end_punctuation": [".", "?", "!", '"', "'"]}, fineweb={"enabled": True})
 
 

@@ -44,6 +44,11 @@ class GopherQualityConfig(_Options):
     max_bullet_lines_ratio: float | None = Field(0.9, description="reject when more than this share of lines start with a bullet")
     max_ellipsis_lines_ratio: float | None = Field(0.3, description="reject when more than this share of lines end with an ellipsis")
     min_alpha_words_ratio: float | None = Field(0.8, description="reject when fewer than this share of words contain a letter")
+    alpha_ratio_ignores_punctuation: bool = Field(
+        True,
+        description="measure the letter share over words, as the Gopher paper does; false = over all tokens including "
+        "punctuation marks, as datatrove does (stricter: ordinary prose with many commas and brackets fails it)",
+    )
     min_stop_words: int | None = Field(2, description="reject when fewer distinct stop words occur")
     stop_words: list[str] = Field(default_factory=lambda: list(GOPHER_STOP_WORDS), description="stop words (case-sensitive)")
     stop_words_languages: list[str] | None = Field(

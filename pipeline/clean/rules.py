@@ -170,7 +170,8 @@ class GopherQuality(RuleSet):
                 return self.reject("ellipsis_lines", r, "maximum", c.max_ellipsis_lines_ratio, "share of lines ending with an ellipsis")
         if c.min_alpha_words_ratio:
             search = _HAS_LETTER.search
-            r = (n_words - sum(k for w, k in counts.items() if not w.isalpha() and not search(w))) / n_words
+            n_alpha = n_words - sum(k for w, k in counts.items() if not w.isalpha() and not search(w))
+            r = n_alpha / (n_ns if c.alpha_ratio_ignores_punctuation else n_words) if n_ns else 0.0
             if r < c.min_alpha_words_ratio:
                 return self.reject("alpha_words", r, "minimum", c.min_alpha_words_ratio, "share of words with a letter")
         if c.min_stop_words and (self.stop_langs is None or doc.language in self.stop_langs):
