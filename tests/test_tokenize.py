@@ -334,3 +334,22 @@ def test_bad_input_names_file_and_record(corpus, tmp_path):
     with pytest.raises(ValueError, match=r"part-00000\.parquet: record 'broken' has a null text"):
         tokenize_corpus([null_text], corpus["tokenizer"], tmp_path / "t2", CONFIG)
     assert not (tmp_path / "t2").exists()
+
+
+def test_vocabulary_past_uint16_writes_uint32(corpus, tmp_path):
+    from tokenizers import AddedToken
+
+    tok = Tokenizer.from_file(str(corpus["tokenizer"]))
+    tok.add_tokens([AddedToken(f"<w{i}>") for i in range(65_000)])  # ordinary added words
+    big = tmp_path / "big.json"
+    tok.save(str(big))
+    top = tok.token_to_id("<w64999>")
+    assert top > 65535
+    docs = [{"id": "d", "text": "a <w64999> b", "source": "s", "language": "en"}]
+    shards = write_corpus(tmp_path / "dedup", docs)
+    stats = tokenize_corpus(shards, big, tmp_path / "tokens", CONFIG.model_copy(update={"val_fraction": 0}))
+    assert stats["dtype"] == "uint32"
+    table = _read_split(tmp_path / "tokens", "train")
+    assert table.schema == token_schema(tok.get_vocab_size()) and table.schema.field("input_ids").type.value_type == pa.uint32()
+    assert top in table["input_ids"][0].as_py()
+    assert json.loads((tmp_path / "tokens" / "index.json").read_text())["dtype"] == "uint32"
