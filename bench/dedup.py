@@ -92,10 +92,10 @@ def measured(label: str, cmd: list[str], log: Path) -> dict:
     return json.loads(rec_file.read_text().splitlines()[-1])
 
 
-def run_ours(shards: Path, work: Path, workers: int, log: Path) -> dict:
+def run_ours(shards: Path, work: Path, workers: int, log: Path, executor: str = "threads") -> dict:
     out = work / "ours"
     shutil.rmtree(out, ignore_errors=True)
-    rec = measured("ours", [sys.executable, str(Path(__file__).resolve()), "--child", str(shards), str(out), str(workers)], log)
+    rec = measured("ours", [sys.executable, str(Path(__file__).resolve()), "--child", str(shards), str(out), str(workers), executor], log)
     stats = json.loads((out / "stats.json").read_text())
     return {"wall_s": rec["wall_s"], "peak_mb": rec["tree_peak_rss_mb"], "proc_peak_mb": rec["proc_peak_rss_mb"],
             "removed": stats["docs_rejected"], "timings": stats["timings"]}
@@ -117,12 +117,12 @@ def run_datatrove(corpus: Path, work: Path, dt_python: str, log: Path) -> dict:
     return {"wall_s": sum(walls), "peak_mb": max(peaks), "stages_s": walls, "removed": removed}
 
 
-def child(shards: str, out: str, workers: int):
+def child(shards: str, out: str, workers: int, executor: str):
     """The measured process: the dedup stage alone, as the flow calls it."""
     from pipeline.dedup import DedupConfig, run_dedup
     from pipeline.io import list_shards, write_json
 
-    stats = run_dedup(list_shards(shards), Path(out), DedupConfig(), workers=workers)
+    stats = run_dedup(list_shards(shards), Path(out), DedupConfig(executor=executor), workers=workers)
     write_json(stats, Path(out) / "stats.json")
 
 
@@ -135,10 +135,11 @@ def main():
     ap.add_argument("--skip-datatrove", action="store_true")
     ap.add_argument("--datatrove-scales", default=None, help="run datatrove only at these scales (default: all)")
     ap.add_argument("--json-out", default=str(BENCH_DATA / "speed.jsonl"))
-    ap.add_argument("--child", nargs=3, metavar=("SHARDS", "OUT", "WORKERS"), help=argparse.SUPPRESS)
+    ap.add_argument("--executor", default="threads", choices=["threads", "processes"], help="our DedupConfig.executor")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # SHARDS OUT WORKERS [EXECUTOR]
     a = ap.parse_args()
     if a.child:
-        child(a.child[0], a.child[1], int(a.child[2]))
+        child(a.child[0], a.child[1], int(a.child[2]), a.child[3] if len(a.child) > 3 else "threads")
         return
     if not a.skip_datatrove and not Path(a.datatrove_python).is_file():
         sys.exit(f"datatrove venv python not found at {a.datatrove_python}; see this script's docstring to create it")
@@ -152,7 +153,7 @@ def main():
         log = work / "log.txt"
         ours, dt = [], []
         for rep in range(a.repeats):
-            ours.append(run_ours(shards, work, a.workers, log))
+            ours.append(run_ours(shards, work, a.workers, log, a.executor))
             if not a.skip_datatrove and (a.datatrove_scales is None or str(scale) in a.datatrove_scales.split(",")):
                 dt.append(run_datatrove(corpus, work, a.datatrove_python, log))
             print(f"scale {scale} repeat {rep}: ours {ours[-1]['wall_s']:.1f}s {ours[-1]['peak_mb']:.0f} MB"
@@ -167,7 +168,7 @@ def main():
         with open(a.json_out, "a") as f:
             f.write(json.dumps({**row, "repeats": a.repeats, "workers": a.workers, "time": time.strftime("%Y-%m-%d %H:%M")}) + "\n")
 
-    print(f"\n## Dedup speed ({a.workers} workers, median of {a.repeats} run(s); peak RSS = whole process tree)\n")
+    print(f"\n## Dedup speed ({a.workers} workers ({a.executor}), median of {a.repeats} run(s); peak RSS = whole process tree)\n")
     print("| Docs | ours wall s | ours docs/s | ours peak RSS MB | datatrove wall s | datatrove docs/s | datatrove peak RSS MB | speed-up |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
