@@ -158,7 +158,7 @@ def main():
                 dt.append(run_datatrove(corpus, work, a.datatrove_python, log))
             print(f"scale {scale} repeat {rep}: ours {ours[-1]['wall_s']:.1f}s {ours[-1]['peak_mb']:.0f} MB"
                   + (f"; datatrove {dt[-1]['wall_s']:.1f}s {dt[-1]['peak_mb']:.0f} MB" if dt else ""), flush=True)
-        row = {"scale": scale, "docs": n_docs,
+        row = {"scale": scale, "docs": n_docs, "loadavg_1m_end": round(os.getloadavg()[0], 1),
                "ours_wall_s": statistics.median(r["wall_s"] for r in ours), "ours_peak_mb": max(r["peak_mb"] for r in ours),
                "ours_removed": ours[-1]["removed"], "ours_timings": ours[-1]["timings"]}
         if dt:
@@ -179,6 +179,8 @@ def main():
                   f"{dt_rate:,.0f} | {r['dt_peak_mb']:.0f} | **{ours_rate / dt_rate:.1f}x** |")
         else:
             print(f"| {r['docs']:,} | {r['ours_wall_s']:.1f} | {ours_rate:,.0f} | {r['ours_peak_mb']:.0f} | - | - | - | - |")
+    print("\nMachine load (1-minute load average on 2 cores) at the end of each size: "
+          + ", ".join(f"{r['docs']:,} docs: {r['loadavg_1m_end']}" for r in rows))
     print("\nOur phase timings (s, last run): " + "; ".join(f"{r['docs']:,} docs: {r['ours_timings']}" for r in rows))
 
 
