@@ -227,35 +227,37 @@ class GopherRepetition(RuleSet):
         cum = np.zeros(len(words) + 1, dtype=np.int64)
         np.cumsum(np.array(list(map(len, vocab)), dtype=np.int64)[ids], out=cum[1:])
         ids = ids.astype(np.uint64)
-        grams = {1: ids + np.uint64(1)}
-        max_n = max([n for n, _ in self.top + self.dup])
+        # n-gram hashes are built for increasing n from the (n-1)-gram ones, checked, and dropped
+        # (a 50 MB document has 10 M words: keeping every n would hold ten such arrays). The
+        # default top n (2-4) are all below the default duplicate n (5-10), so rules are checked
+        # in datatrove's order; with other settings only the reported rule may differ.
+        top, dup = dict(self.top), dict(self.dup)
+        max_n = max([*top, *dup])
+        h = ids + np.uint64(1)
+        dup_done = no_repeats
         for n in range(2, min(max_n, len(words)) + 1):
-            prev = grams[n - 1]
-            grams[n] = prev[:-1] * _HASH_MUL + ids[n - 1:] + np.uint64(1)
-        for n, frac in self.top:
-            h = grams.get(n)
-            if h is None or len(h) == 0:
-                continue
-            if no_repeats:
-                best, top_i = 1, 0  # every n-gram once: the first counts as the most frequent
-            else:
-                uniq, first, counts = np.unique(h, return_index=True, return_counts=True)
-                best = int(counts.max())
-                top_i = int(first[counts == best].min())  # ties: the earliest, as Counter.most_common
-            top_len = int(cum[top_i + n] - cum[top_i]) + n - 1
-            r = top_len * int(best) / n_chars
-            if r > frac:
-                return self.reject(f"top_{n}_gram", r, "maximum", frac, f"share of characters in the most frequent word {n}-gram")
-        for n, frac in self.dup:
-            h = grams.get(n)
-            if h is None or len(h) == 0 or no_repeats:
+            h = h[:-1] * _HASH_MUL + ids[n - 1:] + np.uint64(1)
+            if n in top:
+                if no_repeats:
+                    best, top_i = 1, 0  # every n-gram once: the first counts as the most frequent
+                else:
+                    _, first, counts = np.unique(h, return_index=True, return_counts=True)
+                    best = int(counts.max())
+                    top_i = int(first[counts == best].min())  # ties: the earliest, as Counter.most_common
+                top_len = int(cum[top_i + n] - cum[top_i]) + n - 1
+                r = top_len * best / n_chars
+                if r > top[n]:
+                    return self.reject(f"top_{n}_gram", r, "maximum", top[n], f"share of characters in the most frequent word {n}-gram")
+            if n in dup and not dup_done:
+                chars = _greedy_duplicate_chars(h, cum, n)
+                if chars < 0:
+                    dup_done = True  # no n-gram repeats, so no longer one does either
+                    continue
+                r = chars / n_chars
+                if r > dup[n]:
+                    return self.reject(f"dup_{n}_grams", r, "maximum", dup[n], f"share of characters in repeated word {n}-grams")
+            if dup_done and n >= max(top, default=0):
                 break
-            chars = _greedy_duplicate_chars(h, cum, n)
-            if chars < 0:
-                break  # no n-gram repeats, so no longer one does either
-            r = chars / n_chars
-            if r > frac:
-                return self.reject(f"dup_{n}_grams", r, "maximum", frac, f"share of characters in repeated word {n}-grams")
         return None
 
 
