@@ -246,7 +246,7 @@ class _Progress:
 
 def fit(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module, batches, rt: Runtime,
         compute_loss: Callable = lm_loss, resume: dict | None = None, on_checkpoint: Callable | None = None,
-        checkpoint_extra: dict | None = None) -> dict:
+        checkpoint_extra: dict | None = None, save_final: bool = True) -> dict:
     """Optimise `model` on `batches` (an object with next_batch / state_dict / load_state_dict)
     for cfg.max_steps optimizer steps, starting from `resume` (a loaded checkpoint) if given."""
     raw = model.to(rt.device)
@@ -345,7 +345,7 @@ def fit(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module, batches, rt: Ru
             bar.update(rec, cfg.max_steps)
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"loss became {loss_value} at step {step}; lower the learning rate")
-        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or (save_final and step == cfg.max_steps):
             checkpoint(step)
     bar.close()
     if log:
