@@ -19,6 +19,10 @@ Throughput is UTF-8 text bytes and text tokens (end-of-text tokens excluded) per
 ratio = row / bare encode_batch (and / encode_batch_fast). CPU seconds (this process and its
 children) are shown too: on a shared machine they are steadier than wall time.
 
+Memory: --rss runs the stage once more in a fresh process per --workers value and reports
+its peak RSS (encoder processes included), to show that memory follows the batch and row
+group sizes, not the corpus: compare --scale 1 with --scale 5 (a 5x larger corpus).
+
 Disk: bytes of the train+val shards per token (end-of-text included) against a raw uint16
 array (2 bytes/token, nanoGPT's .bin) and that array compressed with zstd level 3.
 """
@@ -62,8 +66,8 @@ def build_shards(args, tmp: Path) -> list[Path]:
     corpus = Path(args.corpus) if args.corpus else None
     if corpus is None:
         print("building the benchmark corpus with make_bench_corpus.py ...", file=sys.stderr)
-        subprocess.run([sys.executable, str(ANCHORS / "make_bench_corpus.py"), "--out", str(tmp / "corpus")], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, str(ANCHORS / "make_bench_corpus.py"), "--out", str(tmp / "corpus"),
+                        "--scale", str(args.scale)], check=True, stdout=subprocess.DEVNULL)
         corpus = tmp / "corpus" / "corpus.jsonl"
     rows = [json.loads(line) for line in open(corpus, encoding="utf-8")]
     paths = []
@@ -92,6 +96,9 @@ def main():
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="stage rows to run")
     ap.add_argument("--keep", help="keep the work folder here instead of a temporary one")
+    ap.add_argument("--scale", type=int, default=1, help="replicas of the benchmark corpus (make_bench_corpus --scale)")
+    ap.add_argument("--train-sample-mb", type=float, default=100, help="train_sample_bytes of the tokenizer, in MB")
+    ap.add_argument("--rss", action="store_true", help="only measure the stage's peak RSS in a fresh process")
     args = ap.parse_args()
 
     import numpy as np
@@ -105,10 +112,13 @@ def main():
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         shards = build_shards(args, tmp)
-        config = TokenizeConfig(vocab_size=args.vocab)
+        config = TokenizeConfig(vocab_size=args.vocab, train_sample_bytes=int(args.train_sample_mb * 1e6))
         t = time.perf_counter()
         tok = train_tokenizer(shards, tmp / "tokenizer.json", config)
         train_s = time.perf_counter() - t
+
+        if args.rss:
+            return peak_rss(shards, tmp, config, args.workers)
 
         texts = [t for p in shards for t in pq.read_table(p, columns=["text"])["text"].to_pylist()]
         text_bytes = sum(len(t.encode("utf-8")) for t in texts)
@@ -176,6 +186,33 @@ def main():
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+RSS_CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from pipeline.tokenize import TokenizeConfig, tokenize_corpus
+if __name__ == "__main__":
+    t = time.perf_counter()
+    stats = tokenize_corpus([Path(p) for p in {shards!r}], Path({tok!r}), Path({out!r}), TokenizeConfig.model_validate_json({cfg!r}), workers={workers})
+    print(json.dumps({{"seconds": time.perf_counter() - t, "bytes_in": stats["bytes_in"], "tokens": stats["tokens_train"] + stats["tokens_val"],
+                      "self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}}))
+"""
+
+
+def peak_rss(shards, tmp: Path, config, workers_list) -> None:
+    print("| workers | text MB | tokens | wall s | peak RSS of the stage process | largest encoder process |")
+    print("|---|---|---|---|---|---|")
+    for workers in workers_list:
+        code = RSS_CHILD.format(repo=str(REPO), shards=[str(p) for p in shards], tok=str(tmp / "tokenizer.json"),
+                                out=str(tmp / f"rss-w{workers}"), cfg=config.model_dump_json(), workers=workers)
+        script = tmp / "rss_child.py"
+        script.write_text(code)
+        res = json.loads(subprocess.run([sys.executable, str(script)], check=True, capture_output=True, text=True).stdout)
+        kids = f"{res['children_mb']:.0f} MB" if res["children_mb"] else "-"
+        print(f"| {workers} | {res['bytes_in'] / 1e6:.1f} | {res['tokens']:,} | {res['seconds']:.1f} | {res['self_mb']:.0f} MB | {kids} |")
 
 
 if __name__ == "__main__":

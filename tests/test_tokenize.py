@@ -199,6 +199,7 @@ def test_index_matches_shards(corpus):
     files = sorted(str(p.relative_to(tokens)) for s in ("train", "val") for p in list_shards(tokens / s))
     assert sorted(e["file"] for e in index["shards"]) == files
     for entry in index["shards"]:
+        assert set(entry) == {"split", "file", "tokens", "documents", "bytes", "sha256"}
         path = tokens / entry["file"]
         meta = pq.ParquetFile(path).metadata
         assert entry["sha256"] == sha256_file(path)

@@ -107,6 +107,65 @@ def read_batches(input_paths: list[Path], batch_docs: int):
             yield path, batch
 
 
+class SplitWriters:
+    """Routes encoded documents to the train or val shard writer (and packer, if packing)."""
+
+    def __init__(self, staging: Path, vocab_size: int, config: TokenizeConfig, pad_id: int, dtype):
+        self.schema = token_schema(vocab_size)
+        self.value_type = self.schema.field("input_ids").type.value_type
+        sizes = (config.shard_tokens, config.row_group_tokens, config.zstd_level)
+        self.writers = {s: ShardWriter(staging / s, staging, s, self.schema, *sizes) for s in SPLITS}
+        self.packers = {}
+        self.pack_length = config.pack_length
+        if config.pack_length:
+            pschema = packed_schema(vocab_size)
+            self.packers = {
+                s: SequencePacker(ShardWriter(staging / "packed" / s, staging, s, pschema, *sizes), config.pack_length, pad_id, dtype)
+                for s in SPLITS
+            }
+        self.totals = {s: {"documents": 0, "tokens": 0, "shards": 0} for s in SPLITS}
+
+    def add(self, ids: pa.Array, flat: np.ndarray, lengths: np.ndarray, is_val: np.ndarray) -> None:
+        """Documents `ids`, their ids concatenated in `flat`, `lengths[i]` ids each."""
+        table = pa.Table.from_arrays(
+            [ids, list_array(flat, lengths, self.value_type), pa.array(lengths.astype(np.int32))], schema=self.schema
+        )
+        for split, mask in (("train", ~is_val), ("val", is_val)):
+            n = int(mask.sum())
+            if not n:
+                continue
+            whole = n == len(mask)
+            self.writers[split].add(table if whole else table.filter(pa.array(mask)), lengths[mask])
+            self.totals[split]["documents"] += n
+            self.totals[split]["tokens"] += int(lengths[mask].sum())
+            if self.packers:
+                self.packers[split].add(flat if whole else flat[np.repeat(mask, lengths)])
+
+    def close(self) -> tuple[list[dict], dict | None]:
+        """Index entries of the document shards, and the packed index (None without packing)."""
+        shards = []
+        for split in SPLITS:
+            entries = self.writers[split].close()
+            self.totals[split]["shards"] = len(entries)
+            shards += [_renamed(e, "rows", "documents") for e in entries]
+        if not self.packers:
+            return shards, None
+        packed = []
+        for split in SPLITS:
+            packed += [_renamed(e, "rows", "sequences") for e in self.packers[split].close()]
+        padded = {s: self.packers[s].padded_tokens for s in SPLITS}
+        return shards, {
+            "format": INDEX_FORMAT + "+packed",
+            "sequence_length": self.pack_length,
+            "padded_tokens": padded,
+            "shards": packed,
+        }
+
+
+def _renamed(entry: dict, old: str, new: str) -> dict:
+    return {(new if k == old else k): v for k, v in entry.items()}
+
+
 def tokenize_corpus(
     input_paths: list[Path], tokenizer_path: Path, out_dir: Path, config: TokenizeConfig, workers: int = 1
 ) -> dict:
@@ -125,8 +184,7 @@ def tokenize_corpus(
     encoder = BatchEncoder(tokenizer_path)
     vocab_size = encoder.tok.get_vocab_size()
     specials = special_ids(encoder.tok)
-    schema = token_schema(vocab_size)
-    value_type = schema.field("input_ids").type.value_type
+    value_type = token_schema(vocab_size).field("input_ids").type.value_type
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.parent.glob(f".tmp-{out_dir.name}.*"):  # left by a killed run
@@ -134,54 +192,23 @@ def tokenize_corpus(
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}.", dir=out_dir.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the corpus folder is meant to be shared
     try:
-        sizes = (config.shard_tokens, config.row_group_tokens, config.zstd_level)
-        writers = {s: ShardWriter(staging / s, staging, s, schema, *sizes) for s in SPLITS}
-        packers = {}
-        if config.pack_length:
-            pschema = packed_schema(vocab_size)
-            packers = {
-                s: SequencePacker(
-                    ShardWriter(staging / "packed" / s, staging, s, pschema, *sizes),
-                    config.pack_length,
-                    specials["pad_id"],
-                    encoder.dtype,
-                )
-                for s in SPLITS
-            }
+        splits = SplitWriters(staging, vocab_size, config, specials["pad_id"], encoder.dtype)
         stats = TokenStats()
         totals = {"docs_in": 0, "bytes_in": 0, "bytes_out": 0, "docs_rejected": 0}
-        split_totals = {s: {"documents": 0, "tokens": 0} for s in SPLITS}
         rejected: dict[Path, list[pa.Table]] = {p: [] for p in input_paths}
 
         def consume(path: Path, batch: pa.RecordBatch, flat: np.ndarray, lengths: np.ndarray) -> None:
-            ids, texts = batch.column("id"), batch.column("text")
-            nbytes = pc.binary_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
+            nbytes = pc.binary_length(batch.column("text")).to_numpy(zero_copy_only=False).astype(np.int64)
             totals["docs_in"] += batch.num_rows
             totals["bytes_in"] += int(nbytes.sum())
             empty = lengths == 0
-            if empty.any():
-                rows = pa.array(np.nonzero(empty)[0])
-                rejected[path].append(_rejections(batch.take(rows), nbytes[empty]))
+            if empty.any():  # empty documents have no ids in `flat`: only the rows go
+                rejected[path].append(_rejections(batch.filter(pa.array(empty)), nbytes[empty]))
                 totals["docs_rejected"] += int(empty.sum())
-            kept = np.nonzero(~empty)[0]
-            batch, nbytes, lengths = batch.take(pa.array(kept)), nbytes[kept], lengths[kept]
+                batch, nbytes, lengths = batch.filter(pa.array(~empty)), nbytes[~empty], lengths[~empty]
             totals["bytes_out"] += int(nbytes.sum())
             stats.add(batch.column("source"), batch.column("language"), nbytes, lengths)
-            table = pa.Table.from_arrays(
-                [batch.column("id"), list_array(flat, lengths, value_type), pa.array(lengths.astype(np.int32))],
-                schema=schema,
-            )
-            is_val = val_mask(batch.column("id").to_pylist(), config)
-            for split, mask in (("train", ~is_val), ("val", is_val)):
-                rows = np.nonzero(mask)[0]
-                if not len(rows):
-                    continue
-                part_lengths = lengths[rows]
-                writers[split].add(table.take(pa.array(rows)), part_lengths)
-                split_totals[split]["documents"] += len(rows)
-                split_totals[split]["tokens"] += int(part_lengths.sum())
-                if packers:
-                    packers[split].add(flat if len(rows) == len(lengths) else flat[np.repeat(mask, lengths)])
+            splits.add(batch.column("id"), flat, lengths, val_mask(batch.column("id").to_pylist(), config))
 
         total_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in input_paths)
         processes = use_processes(total_rows, workers, config.batch_docs)
@@ -198,44 +225,24 @@ def tokenize_corpus(
                 p, b, fut = pending.popleft()
                 consume(p, b, *fut.result())
 
-        shards = writers["train"].close() + writers["val"].close()
-        for entry in shards:
-            entry["documents"] = entry.pop("rows")
+        shards, packed_index = splits.close()
         index = {
             "format": INDEX_FORMAT,
             "schema": {"id": "string", "input_ids": f"list<{value_type}>", "n_tokens": "int32"},
             "dtype": str(value_type),
             "vocab_size": vocab_size,
-            "eot_id": specials["eot_id"],
-            "pad_id": specials["pad_id"],
-            "mask_id": specials["mask_id"],
+            **specials,
             "special_tokens": {"eot": EOT, "pad": PAD, "mask": MASK},
             "tokenizer_sha256": sha256_file(tokenizer_path),
             "val_fraction": config.val_fraction,
             "seed": config.seed,
             "shard_tokens": config.shard_tokens,
-            "totals": {s: {**split_totals[s], "shards": sum(e["split"] == s for e in shards)} for s in SPLITS},
+            "totals": splits.totals,
             "shards": shards,
         }
-        if packers:
-            packed = []
-            padded = {}
-            for s in SPLITS:
-                packed += packers[s].close()
-                padded[s] = packers[s].padded_tokens
-            for entry in packed:
-                entry["sequences"] = entry.pop("rows")
+        if packed_index is not None:
             # A separate index: readers of index.json look for document shards only.
-            packed_index = {
-                "format": INDEX_FORMAT + "+packed",
-                "sequence_length": config.pack_length,
-                "dtype": str(value_type),
-                "vocab_size": vocab_size,
-                "eot_id": specials["eot_id"],
-                "pad_id": specials["pad_id"],
-                "padded_tokens": padded,
-                "shards": packed,
-            }
+            packed_index.update({"dtype": str(value_type), "vocab_size": vocab_size, **specials})
             write_json(packed_index, staging / "packed" / "index.json")
             index["packed_index"] = "packed/index.json"
         write_json(index, staging / "index.json")
@@ -246,18 +253,19 @@ def tokenize_corpus(
 
     rejected_files = _write_rejected(rejected, rejected_dir)
     docs_out = totals["docs_in"] - totals["docs_rejected"]
-    result = {
+    t = splits.totals
+    return {
         "docs_in": totals["docs_in"],
         "docs_out": docs_out,
         "docs_rejected": totals["docs_rejected"],
         "bytes_in": totals["bytes_in"],
         "bytes_out": totals["bytes_out"],
-        "tokens_train": split_totals["train"]["tokens"],
-        "tokens_val": split_totals["val"]["tokens"],
-        "docs_train": split_totals["train"]["documents"],
-        "docs_val": split_totals["val"]["documents"],
-        "shards_train": index["totals"]["train"]["shards"],
-        "shards_val": index["totals"]["val"]["shards"],
+        "tokens_train": t["train"]["tokens"],
+        "tokens_val": t["val"]["tokens"],
+        "docs_train": t["train"]["documents"],
+        "docs_val": t["val"]["documents"],
+        "shards_train": t["train"]["shards"],
+        "shards_val": t["val"]["shards"],
         "bytes_on_disk": sum(e["bytes"] for e in shards),
         "vocab_size": vocab_size,
         "dtype": str(value_type),
@@ -265,7 +273,6 @@ def tokenize_corpus(
         "seconds": round(time.perf_counter() - t0, 3),
         **stats.to_dict(),
     }
-    return result
 
 
 def use_processes(total_rows: int, workers: int, batch_docs: int) -> bool:
