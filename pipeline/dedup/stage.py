@@ -237,7 +237,7 @@ def shingle_sets_shard(path: Path, first_doc: int, rows: np.ndarray, work: Path,
             shift += len(v)
         s = e
     base = work / "shingles" / path.name
-    _save_npy(np.concatenate(values) if values else np.zeros(0, np.uint64), Path(str(base) + ".values.npy"))
+    _save_npy(np.concatenate(values) if values else np.zeros(0, np.uint32), Path(str(base) + ".values.npy"))
     _save_npy(np.concatenate(offsets), Path(str(base) + ".offsets.npy"))
     _save_npy(np.concatenate(docs).astype(np.int64) if docs else np.zeros(0, np.int64), Path(str(base) + ".docs.npy"))
     return str(base)
