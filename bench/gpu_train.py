@@ -15,13 +15,17 @@ figure does not depend on a corpus; --data uses a corpus folder's shards.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/ holds scripts named like standard modules (tokenize.py): keep it off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -29,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from model.data import TrainSequences, open_corpus  # noqa: E402
-from model.gpt import GPT, GPTConfig  # noqa: E402
+from model.gpt import GPT  # noqa: E402
 from model.metrics import peak_flops_for, read_metrics  # noqa: E402
 from model.train import fit, make_config, model_config, setup_runtime  # noqa: E402
 

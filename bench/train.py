@@ -25,6 +25,12 @@ rewritten as opencorpus token shards (documents split at <|endoftext|>).
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/ holds scripts named like standard modules (tokenize.py): keep it off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 import argparse
 import json
 import os
@@ -33,9 +39,7 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 

@@ -417,6 +417,8 @@ def train(data_dir, out_dir, preset: str = "cpu-tiny", max_steps: int | None = N
     }
     if rt.master:
         run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (run_dir / "checkpoints").glob(".tmp-*"):  # left by a run killed mid-write
+            stale.unlink(missing_ok=True)
         _write_json(run_dir / "run.json", run_info)
     extra = {"corpus": {k: provenance[k] for k in ("tokenizer_sha256", "manifest_sha256", "recipe_hash")}}
     summary = fit(cfg, run_dir, model, batches, rt, resume=resume, checkpoint_extra=extra)
@@ -459,6 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-embd", type=int)
     p.add_argument("--block-size", type=int, help="context length")
     p.add_argument("--dropout", type=float)
+    p.add_argument("--vocab-size", type=int, help="model vocabulary (default: the corpus's, rounded up to 64)")
+    p.add_argument("--decay-steps", type=int, help="step where the cosine reaches --min-lr (default: max steps)")
+    p.add_argument("--keep-checkpoints", type=int)
+    p.add_argument("--eval-tokens", type=int, help="validation tokens read by --eval / evaluate")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"])

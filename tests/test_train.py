@@ -238,3 +238,27 @@ def test_evaluate_writes_metrics_report_and_samples(corpus_dir, tmp_path):
     assert evaluate(run)["samples"] == r["samples"]  # fixed seed: the same text
     report = (run / "report.md").read_text()
     assert "bits per byte" in report and "test-recipe-0001" in report and "loss.png" in report
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_on_cpu_trains_and_resumes(corpus_dir, tmp_path):
+    """torchrun with 2 CPU ranks (gloo): gradient accumulation with no_sync, per-rank data
+    positions in the checkpoint, and a resume from it."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    run = tmp_path / "ddp"
+
+    def launch(steps):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "model.train", "--data", str(corpus_dir), "--out", str(run), "--max-steps", str(steps),
+               "--checkpoint-every", "3", "--grad-accum", "4", "--n-layer", "2", "--n-head", "2", "--n-embd", "64",
+               "--block-size", "64", "--batch-size", "4", "--threads", "1", "--no-progress", "--device", "cpu"]
+        res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+
+    launch(3)
+    ck = load_checkpoint(run / "checkpoints" / "step-00000003.pt")
+    assert [d["rank"] for d in ck["data"]] == [0, 1] and all(d["world_size"] == 2 for d in ck["data"])
+    assert ck["tokens_seen"] == 3 * 4 * 4 * 64
+    launch(6)
+    assert list(losses(run)) == list(range(1, 7))
+    assert json.loads((run / "run.json").read_text())["resumed_from_step"] == 3
