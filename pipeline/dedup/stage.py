@@ -362,10 +362,11 @@ class _Pool:
 
 
 def plan(n_docs: int, n_bytes: int, max_shard_docs: int, params: Params, workers: int, batch_bytes: int,
-         dup_share: float = 0.15) -> dict:
+         dup_share: float = 0.15, max_shard_bytes: int = 0) -> dict:
     """RAM, disk and time estimate of a run from the sizes alone (the formula is in docs/dedup.md)."""
     base = 200 * 2**20  # interpreter, numpy, Arrow, polars, thread pools
-    per_worker = 45 * batch_bytes + max_shard_docs * (4 * params.num_perm + 16 * params.bands + 64)
+    # hashing temporaries, the decompressed row group being read, per-document arrays of a shard
+    per_worker = 45 * batch_bytes + max_shard_bytes + max_shard_docs * (4 * params.num_perm + 16 * params.bands + 64)
     per_doc = 150  # union-find, status and similarity arrays, one band of keys in polars, exact keys
     pairs = n_docs * dup_share * 4 * 24  # candidate pairs, a few per duplicate
     ram = base + workers * per_worker + n_docs * per_doc + pairs
@@ -379,13 +380,14 @@ def plan(n_docs: int, n_bytes: int, max_shard_docs: int, params: Params, workers
 def plan_dedup(input_paths: list[Path], config: DedupConfig, workers: int = 1) -> dict:
     """The plan `run_dedup` logs before a large run, from Parquet metadata only (nothing is read)."""
     params = Params.from_config(config)
-    counts, text = [], 0
+    counts, texts = [], []
     for p in input_paths:
         pf = pq.ParquetFile(p)
         counts.append(pf.metadata.num_rows)
         idx = pf.schema_arrow.get_field_index("text")
-        text += sum(pf.metadata.row_group(i).column(idx).total_uncompressed_size for i in range(pf.metadata.num_row_groups))
-    return plan(sum(counts), text, max(counts, default=0), params, workers, config.batch_bytes)
+        texts.append(sum(pf.metadata.row_group(i).column(idx).total_uncompressed_size for i in range(pf.metadata.num_row_groups)))
+    return plan(sum(counts), sum(texts), max(counts, default=0), params, workers, config.batch_bytes,
+                max_shard_bytes=max(texts, default=0))
 
 
 def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, workers: int = 1,
