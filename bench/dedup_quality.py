@@ -33,13 +33,11 @@ sys.path[:] = [p for p in sys.path if p and __import__("os").path.realpath(p) !=
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 

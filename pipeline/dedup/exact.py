@@ -1,7 +1,10 @@
-"""Exact-duplicate keys: a 128-bit hash of each document's normalized text (and of its URL)."""
+"""Exact-duplicate inputs: the normalization applied before hashing, and URL keys.
+
+The exact key itself is xxh3-128 of the normalized word sequence (`minhash.sequence_keys`), so
+whitespace differences never matter.
+"""
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
@@ -21,16 +24,6 @@ def normalize(texts: pa.Array, cfg: NormalizeConfig) -> pa.Array:
     if cfg.strip_digits:
         texts = pc.replace_substring_regex(texts, r"\p{N}+", "")
     return texts
-
-
-def text_hashes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(high, low) 64-bit halves of xxh3_128 of each text's UTF-8 bytes."""
-    hi = np.empty(len(texts), dtype=np.uint64)
-    lo = np.empty(len(texts), dtype=np.uint64)
-    for i, t in enumerate(texts.to_pylist()):
-        d = xxhash.xxh3_128_intdigest(t.encode("utf-8") if t is not None else b"")
-        hi[i], lo[i] = d >> 64, d & 0xFFFFFFFFFFFFFFFF
-    return hi, lo
 
 
 def url_hashes(urls: pa.Array) -> pa.Array:

@@ -51,7 +51,7 @@ from pipeline.dedup.minhash import (
     unique_shingle_sets,
 )
 from pipeline.io import PARQUET_COMPRESSION, atomic_path, text_bytes, write_json, write_parquet
-from pipeline.schema import CLEAN_SCHEMA, REJECTED_SCHEMA, conform, rejected_table
+from pipeline.schema import CLEAN_SCHEMA, conform, rejected_table
 
 log = logging.getLogger("opencorpus.dedup")
 
