@@ -321,7 +321,7 @@ def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2, c
     location = storage.OutputLocation.of(output or str(default_output(recipe)), work_dir)
     if location.remote:
         log.info("output %s staged in %s: %d files pulled", location.url, location.local, location.pull())
-    root = location.local
+    root = location.local.resolve()  # workers (Dask ones included) may run in another folder
     root.mkdir(parents=True, exist_ok=True)
     recipe = storage.stage_remote_sources(recipe)
     progress = ProgressLog(root)
@@ -378,6 +378,7 @@ def _build(build: CorpusBuild, recipe: Recipe, recipe_path, output, location, ca
     if broken:
         raise RuntimeError("documents unaccounted for: " + "; ".join(broken))
     write_json(manifest, root / "manifest.json")
+    build.hashes.save()
     card_path = card_task(root, manifest, cards_dir)
     create_markdown_artifact(key=f"funnel-{_artifact_key(recipe.name)}", markdown=_artifact_markdown(manifest, location),
                              description=f"Funnel of corpus {recipe.name}")

@@ -227,7 +227,7 @@ def prefect_api():
         from prefect.server.api.server import SubprocessASGIServer
 
         server = SubprocessASGIServer()  # the same instance Prefect's own client would start
-        server.start()  # it stops at exit, after the logs are flushed
+        server.start(timeout=120)  # a fresh database migrates first; it stops at exit, after the logs are flushed
         url = server.api_url
     os.environ["PREFECT_API_URL"] = url
     try:
