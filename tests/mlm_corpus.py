@@ -29,7 +29,8 @@ def lingua_documents(languages: list[str], skip_lines: int, sentences_per_doc: i
     ids, texts = [], []
     for lang in languages:
         lines = [s.strip() for s in (LINGUA / f"{lang}.txt").read_text(encoding="utf-8").splitlines() if s.strip()]
-        lines = lines[skip_lines:]
+        held_out = set(lines[:skip_lines])  # a sentence repeated later in the file stays held out too
+        lines = [s for s in lines[skip_lines:] if s not in held_out]
         for k in range(0, len(lines), sentences_per_doc):
             ids.append(f"lingua-{lang}-{skip_lines + k:05d}")
             texts.append(" ".join(lines[k: k + sentences_per_doc]))
