@@ -407,7 +407,9 @@ def finetune(run_dir, task, out_dir, from_scratch: bool = False, seed: int = 0, 
     report = {
         "task": task.name, "task_file": task_file, "task_fingerprint": task.fingerprint(),
         "pretrained_run": str(pre.run_dir), "pretrained_checkpoint": str(pre.checkpoint),
-        "objective": pre.objective, "corpus": pre.run_info.get("corpus", {}),
+        "objective": pre.objective,
+        "corpus": {k: (pre.run_info.get("corpus") or {}).get(k)
+                   for k in ("data_dir", "manifest_sha256", "recipe_hash", "tokenizer_sha256")},
         "base_model": pre.run_dir.name,
         "seeds": {"finetune": seed, "split": task.split.seed}, "labels": data.label_names, "pairs": data.pairs,
         "splits": data.summary(), "settings": task.finetune.model_dump(),
