@@ -29,7 +29,13 @@ class TokenizeConfig(BaseModel):
     zstd_level: int = Field(
         3, ge=1, le=22, description="zstd level of the token shards (3: 0.73x a raw uint16 array, at ~30 ns/token)"
     )
-    batch_docs: int = Field(1024, ge=1, description="documents per encode_batch call")
+    batch_docs: int = Field(1024, ge=1, description="at most this many documents per encode_batch call")
+    batch_bytes: int = Field(
+        2_000_000,
+        ge=1,
+        description="at most this many bytes of text per encode_batch call (a longer document goes alone); "
+        "bounds memory: tokenizers holds ~100 bytes per token of a batch in flight",
+    )
     pack_length: int | None = Field(
         None,
         ge=2,

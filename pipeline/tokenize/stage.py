@@ -85,8 +85,9 @@ def _encode_here(encoder: BatchEncoder, texts: pa.Array) -> tuple[np.ndarray, np
     return encoder(texts.to_pylist())
 
 
-def read_batches(input_paths: list[Path], batch_docs: int):
-    """(shard path, RecordBatch of id, text, source, language) for every input shard in order."""
+def read_batches(input_paths: list[Path], batch_docs: int, batch_bytes: int | None = None):
+    """(shard path, RecordBatch of id, text, source, language) for every input shard in order,
+    each of at most `batch_docs` rows and `batch_bytes` of text (or one longer document)."""
     for path in input_paths:
         f = pq.ParquetFile(path)
         names = f.schema_arrow.names
@@ -104,7 +105,23 @@ def read_batches(input_paths: list[Path], batch_docs: int):
             for name in ("source", "language"):
                 if name not in columns:
                     batch = batch.append_column(name, pa.nulls(batch.num_rows, pa.string()))
-            yield path, batch
+            for part in _split_by_bytes(batch, batch_bytes):
+                yield path, part
+
+
+def _split_by_bytes(batch: pa.RecordBatch, batch_bytes: int | None):
+    if batch_bytes is None or batch.num_rows <= 1:
+        yield batch
+        return
+    sizes = pc.binary_length(batch.column("text")).to_numpy(zero_copy_only=False).astype(np.int64)
+    ends = np.cumsum(sizes)
+    start = 0
+    while start < batch.num_rows:
+        # rows up to the one that stays within batch_bytes of text, at least one
+        base = ends[start - 1] if start else 0
+        stop = max(int(np.searchsorted(ends, base + batch_bytes, side="right")), start + 1)
+        yield batch.slice(start, stop - start)
+        start = stop
 
 
 class SplitWriters:
@@ -216,7 +233,7 @@ def tokenize_corpus(
             # Batches are submitted `depth` ahead and consumed in order, so encoding never
             # waits for writing and the output order is the input order.
             pending: deque = deque()
-            for path, batch in read_batches(input_paths, config.batch_docs):
+            for path, batch in read_batches(input_paths, config.batch_docs, config.batch_bytes):
                 pending.append((path, batch, encoders.submit(batch.column("text"))))
                 if len(pending) >= encoders.depth:
                     p, b, fut = pending.popleft()
