@@ -263,13 +263,17 @@ def test_split_membership_unchanged_when_documents_are_appended(corpus, tmp_path
 def test_output_identical_whatever_workers_and_batching(corpus, tmp_path):
     cfg = CONFIG.model_copy(update={"batch_docs": 37, "pack_length": 256})
     a = tokenize_corpus(corpus["shards"], corpus["tokenizer"], tmp_path / "a", cfg, workers=1)
-    cfg_b = cfg.model_copy(update={"batch_docs": 100})
+    cfg_b = cfg.model_copy(update={"batch_docs": 100, "batch_bytes": 3000})  # many documents go alone
     assert use_processes(len(corpus["docs"]), 2, cfg_b.batch_docs)  # b really runs encoder processes
     b = tokenize_corpus(corpus["shards"], corpus["tokenizer"], tmp_path / "b", cfg_b, workers=2)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.parquet"))
     assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.parquet"))
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    from pipeline.tokenize.stage import read_batches
+
+    sizes = [b.num_rows for _, b in read_batches(corpus["shards"], 100, 3000)]
+    assert max(sizes) <= 100 and 1 in sizes and sum(sizes) == len(corpus["docs"])
     # Same documents, same tokens as the module's default-batched run.
     ref = json.loads((corpus["root"] / "tokens" / "index.json").read_text())
     assert [e["sha256"] for e in json.loads((tmp_path / "a" / "index.json").read_text())["shards"]] == [e["sha256"] for e in ref["shards"]]
