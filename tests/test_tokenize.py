@@ -358,3 +358,10 @@ def test_vocabulary_past_uint16_writes_uint32(corpus, tmp_path):
     assert table.schema == token_schema(tok.get_vocab_size()) and table.schema.field("input_ids").type.value_type == pa.uint32()
     assert top in table["input_ids"][0].as_py()
     assert json.loads((tmp_path / "tokens" / "index.json").read_text())["dtype"] == "uint32"
+
+
+def test_training_without_text_says_so(tmp_path):
+    shards = write_corpus(tmp_path / "dedup", [{"id": "e", "text": "", "source": "s", "language": "en"}])
+    with pytest.raises(ValueError, match="no train-split text"):
+        train_tokenizer(shards, tmp_path / "tokenizer.json", CONFIG)
+    assert not (tmp_path / "tokenizer.json").exists()

@@ -133,7 +133,7 @@ def train_tokenizer(
     texts = sample_texts(input_paths, config, cutoff)
     first = next(texts, None)
     if first is None:
-        raise ValueError(f"no text to train a tokenizer on in {len(input_paths)} shard(s)")
+        raise ValueError(f"no train-split text to train a tokenizer on in {len(input_paths)} shard(s)")
     tok.train_from_iterator(_chain(first, texts), trainer)
     with atomic_path(out_path) as tmp:
         tok.save(str(tmp))
