@@ -175,6 +175,10 @@ def speed(args):
         print(f"| datatrove 0.10.1: GopherRepetition, GopherQuality, C4Quality, FineWebQuality | {mt:.2f} | {n_docs / mt:,.0f} | {mb / mt:.2f} | 1.00 |")
     line = f"| opencorpus clean: repair, language ID, same 4 rule sets, PII | {mo:.2f} | {n_docs / mo:,.0f} | {mb / mo:.2f} |"
     print(line + (f" {statistics.median(theirs) / mo:.2f} |" if theirs else " - |"))
+    if theirs:
+        paired = [t / o for t, o in zip(theirs, ours)]
+        print(f"per-repeat ratio (datatrove wall / ours, same repeat): {', '.join(f'{r:.2f}' for r in paired)}; "
+              f"median {statistics.median(paired):.2f}")
     print(f"ours kept {kept['docs_out']:,} of {kept['docs_in']:,} (default script-aware words and language-aware stop words)")
 
 
