@@ -50,6 +50,13 @@ sys.path.insert(0, str(REPO))
 MODEL_FLAGS = dict(n_layer=4, n_head=4, n_embd=256, block_size=256, batch_size=16)
 
 
+def child_cpu_s() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def sh(cmd, **kw):
     print("+", " ".join(str(c) for c in cmd), file=sys.stderr, flush=True)
     return subprocess.run([str(c) for c in cmd], check=True, **kw)
@@ -131,9 +138,9 @@ def run_nanogpt(nanogpt: Path, python: str, out: Path, steps: int, env: dict) ->
            f"--max_iters={steps}", f"--lr_decay_iters={steps}", "--warmup_iters=20", "--learning_rate=1e-3",
            "--min_lr=1e-4", f"--eval_interval={steps}", "--eval_iters=20", "--log_interval=1", "--dropout=0.0",
            "--bias=False", f"--out_dir={out}"]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), child_cpu_s()
     res = subprocess.run(cmd, cwd=nanogpt, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, child_cpu_s() - c0
     if res.returncode:
         raise RuntimeError(f"nanoGPT failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     iters = {int(m[1]): (float(m[2]), float(m[3])) for m in
@@ -144,7 +151,7 @@ def run_nanogpt(nanogpt: Path, python: str, out: Path, steps: int, env: dict) ->
     ms = [t for i, (_, t) in iters.items() if i not in evals and i <= steps - 1]
     # nanoGPT's "iter k" is its (k+1)-th optimizer step.
     losses = {i + 1: l for i, (l, _) in iters.items() if i < steps}
-    return {"ms": ms, "losses": losses, "wall_s": wall, "own_val_loss": evals.get(steps),
+    return {"ms": ms, "losses": losses, "wall_s": wall, "cpu_s": cpu, "own_val_loss": evals.get(steps),
             "ckpt": out / "ckpt.pt"}
 
 
@@ -155,9 +162,9 @@ def run_ours(data: Path, out: Path, steps: int, env: dict) -> dict:
            "--warmup-steps", "20", "--dtype", "float32", "--no-compile", "--no-progress"]
     for k, v in MODEL_FLAGS.items():
         cmd += [f"--{k.replace('_', '-')}", v]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), child_cpu_s()
     res = subprocess.run([str(c) for c in cmd], cwd=REPO, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, child_cpu_s() - c0
     if res.returncode:
         raise RuntimeError(f"opencorpus train failed:\n{res.stderr[-3000:]}")
     from model.metrics import read_metrics
@@ -165,7 +172,7 @@ def run_ours(data: Path, out: Path, steps: int, env: dict) -> dict:
     m = read_metrics(out / "metrics.jsonl")
     # Step 1 pays for warm-up; the last step writes the checkpoint (outside dt, but left out alike).
     ms = [r["dt_ms"] for r in m if 1 < r["step"] < steps]
-    return {"ms": ms, "losses": {r["step"]: r["loss"] for r in m}, "wall_s": wall, "run": out}
+    return {"ms": ms, "losses": {r["step"]: r["loss"] for r in m}, "wall_s": wall, "cpu_s": cpu, "run": out}
 
 
 def val_loss_of(state_dict: dict, data: Path, max_tokens: int) -> float:
@@ -210,7 +217,10 @@ def main():
     tokens_per_iter = MODEL_FLAGS["batch_size"] * MODEL_FLAGS["block_size"]
     rows = []
     for r in range(a.repeats):
+        # The machine may be shared: the 1-minute load average before each run says how much.
+        load = {"nanogpt": os.getloadavg()[0]}
         ng = run_nanogpt(a.nanogpt, a.nanogpt_python, a.work / f"nanogpt-out-{r}", a.steps, env)
+        load["opencorpus"] = os.getloadavg()[0]
         oc = run_ours(data, a.work / f"ours-run-{r}", a.steps, env)
         ng_sd = torch.load(ng["ckpt"], map_location="cpu", weights_only=True)["model"]
         from model.checkpoint import latest_checkpoint, load_checkpoint
@@ -222,8 +232,8 @@ def main():
             last = [res["losses"][s] for s in range(a.steps - 9, a.steps + 1)]
             row[name] = {"ms_per_iter": med, "tokens_per_s": tokens_per_iter / (med / 1000),
                          "p10_ms": float(np.percentile(res["ms"], 10)), "p90_ms": float(np.percentile(res["ms"], 90)),
-                         "wall_s": res["wall_s"], "train_loss_last10": statistics.mean(last),
-                         "val_loss": val_loss_of(sd, data, a.val_tokens)}
+                         "wall_s": res["wall_s"], "cpu_s": res["cpu_s"], "train_loss_last10": statistics.mean(last),
+                         "val_loss": val_loss_of(sd, data, a.val_tokens), "load_avg_before": load[name]}
         row["nanogpt"]["own_val_loss"] = ng["own_val_loss"]
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
@@ -242,13 +252,14 @@ def main():
     print(f"\nCPU training, {MODEL_FLAGS['n_layer']}L/{MODEL_FLAGS['n_head']}H/{MODEL_FLAGS['n_embd']}d, context "
           f"{MODEL_FLAGS['block_size']}, batch {MODEL_FLAGS['batch_size']}, fp32, no compile, {a.threads} threads, "
           f"{a.steps} steps, {a.repeats} repeat(s), torch {torch.__version__}\n")
-    print("| Trainer | ms/iter (median) | p10-p90 ms | tokens/s | wall s (incl. start-up, evals) "
-          "| train loss (last 10 steps) | val loss (same evaluator, same tokens) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| Trainer | ms/iter (median) | p10-p90 ms | tokens/s | wall s / CPU s (incl. start-up, evals) "
+          "| train loss (last 10 steps) | val loss (same evaluator, same tokens) | load avg before |")
+    print("|---|---|---|---|---|---|---|---|")
     for who in ("nanogpt", "opencorpus"):
         print(f"| {who} | {med(who, 'ms_per_iter'):.1f} | {med(who, 'p10_ms'):.0f}-{med(who, 'p90_ms'):.0f} | "
-              f"{med(who, 'tokens_per_s'):,.0f} | {med(who, 'wall_s'):.1f} | {med(who, 'train_loss_last10'):.4f} | "
-              f"{med(who, 'val_loss'):.4f} |")
+              f"{med(who, 'tokens_per_s'):,.0f} | {med(who, 'wall_s'):.0f} / {med(who, 'cpu_s'):.0f} | "
+              f"{med(who, 'train_loss_last10'):.4f} | "
+              f"{med(who, 'val_loss'):.4f} | {med(who, 'load_avg_before'):.1f} |")
     print(f"\nratio (opencorpus / nanoGPT tokens/s): {summary['ratio_tokens_per_s']:.3f}x; "
           f"val loss difference (opencorpus - nanoGPT): {summary['val_loss_diff']:+.4f}")
 

@@ -8,12 +8,12 @@
     DATA/tokenizer.json                Hugging Face `tokenizers` file with <|endoftext|>
     DATA/manifest.json                 the corpus manifest (its sha256 and recipe_hash go into the run)
 
-Training order: every epoch draws a seeded permutation of the shards; each shard's
-documents are concatenated (end-of-text tokens keep the boundaries) and cut into
-sequences of T+1 tokens that overlap by one (inputs and shifted targets), and the
-sequences are visited in a seeded permutation. Under DDP, rank r takes every
-world_size-th sequence of each shard. The position (epoch, shard cursor, sequence
-cursor) is all a checkpoint needs to resume the stream exactly.
+Training order: every epoch draws a seeded permutation of the shards and groups them
+into shuffle windows (up to 2**27 tokens each); a window's documents are concatenated
+(end-of-text tokens keep the boundaries) and cut into sequences of T+1 tokens that
+overlap by one (inputs and shifted targets), visited in a seeded permutation. Under DDP,
+rank r takes every world_size-th sequence of each window. The position (epoch, window
+cursor, sequence cursor) is all a checkpoint needs to resume the stream exactly.
 """
 from __future__ import annotations
 
@@ -243,59 +243,83 @@ def _perm(n: int, *key: int) -> np.ndarray:
 
 
 class TrainSequences:
-    """Endless, seeded, resumable stream of (x, y) batches of shape (batch, T) for one rank."""
+    """Endless, seeded, resumable stream of (x, y) batches of shape (batch, T) for one rank.
+
+    Shards are grouped into shuffle windows: each epoch takes the shards in a seeded order
+    and fills windows of up to `window_tokens` tokens. A window's shards are concatenated
+    (documents keep their end-of-text tokens) and cut into sequences of T+1 tokens, visited
+    in a seeded permutation. Shards written one source at a time are thus mixed inside a
+    window; a corpus smaller than one window (every CPU-sized one) is shuffled globally.
+    """
 
     def __init__(self, shards: list[Shard], seq_len: int, batch_size: int, seed: int, vocab_limit: int,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, window_tokens: int = 1 << 27):
         self.shards, self.T, self.B = shards, seq_len, batch_size
         self.seed, self.vocab_limit, self.rank, self.world = seed, vocab_limit, rank, world_size
-        self.epoch, self.shard_cursor, self.seq_cursor = 0, 0, 0
-        self._loaded: tuple | None = None  # (epoch, shard_cursor, tokens, starts for this rank)
-        per_rank = sum(max(0, (s.n_tokens - 1) // seq_len) // world_size for s in shards)
+        self.window_tokens = window_tokens
+        self.epoch, self.window_cursor, self.seq_cursor = 0, 0, 0
+        self._loaded: tuple | None = None  # (epoch, window_cursor, tokens, starts for this rank)
+        total = sum(s.n_tokens for s in shards)
+        # A lower bound (windows may merge shards' tails into more sequences), used only to refuse
+        # data too small to give every rank a sequence.
+        per_rank = sum(max(0, (s.n_tokens - 1) // seq_len) for s in shards) // world_size
         if per_rank == 0:
-            total = sum(s.n_tokens for s in shards)
             raise DataError(
                 f"the training shards hold {total} tokens, too few for one sequence of {seq_len + 1} tokens "
                 f"per rank ({world_size} ranks); lower the context length or add data"
             )
         self.sequences_per_epoch = per_rank
 
+    def windows(self, epoch: int) -> list[list[int]]:
+        """Shard numbers of each shuffle window of `epoch`, in visiting order."""
+        out, cur, size = [], [], 0
+        for i in _perm(len(self.shards), self.seed, epoch):
+            if cur and size + self.shards[i].n_tokens > self.window_tokens:
+                out.append(cur)
+                cur, size = [], 0
+            cur.append(int(i))
+            size += self.shards[i].n_tokens
+        return out + [cur]
+
     # position ---------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "shard_cursor": self.shard_cursor, "seq_cursor": self.seq_cursor,
-                "seed": self.seed, "seq_len": self.T, "rank": self.rank, "world_size": self.world}
+        return {"epoch": self.epoch, "window_cursor": self.window_cursor, "seq_cursor": self.seq_cursor,
+                "seed": self.seed, "seq_len": self.T, "window_tokens": self.window_tokens,
+                "rank": self.rank, "world_size": self.world}
 
     def load_state_dict(self, s: dict):
-        if s["seq_len"] != self.T or s["seed"] != self.seed:
-            raise ValueError(f"data position was saved for seq_len={s['seq_len']} seed={s['seed']}, "
-                             f"this run has seq_len={self.T} seed={self.seed}")
-        self.epoch, self.shard_cursor, self.seq_cursor = s["epoch"], s["shard_cursor"], s["seq_cursor"]
+        if "window_cursor" not in s:
+            raise ValueError("the checkpoint's data position predates shuffle windows; start a new run folder")
+        saved = (s["seq_len"], s["seed"], s.get("window_tokens"))
+        if saved != (self.T, self.seed, self.window_tokens):
+            raise ValueError(f"data position was saved for (seq_len, seed, window_tokens)={saved}, "
+                             f"this run has {(self.T, self.seed, self.window_tokens)}")
+        self.epoch, self.window_cursor, self.seq_cursor = s["epoch"], s["window_cursor"], s["seq_cursor"]
         self._loaded = None
 
     # reading ----------------------------------------------------------------
     def _current(self):
-        key = (self.epoch, self.shard_cursor)
+        key = (self.epoch, self.window_cursor)
         if self._loaded is None or self._loaded[:2] != key:
-            order = _perm(len(self.shards), self.seed, self.epoch)
-            shard_no = int(order[self.shard_cursor])
-            tokens = load_shard_tokens(self.shards[shard_no], self.vocab_limit)
-            # Later epochs cut the shard at another offset, so sequences do not repeat verbatim.
-            offset = 0 if self.epoch == 0 else int(_perm(self.T, self.seed, self.epoch, shard_no, 1)[0])
+            members = self.windows(self.epoch)[self.window_cursor]
+            tokens = np.concatenate([load_shard_tokens(self.shards[i], self.vocab_limit) for i in members])
+            # Later epochs cut at another offset, so sequences do not repeat verbatim.
+            offset = 0 if self.epoch == 0 else int(_perm(self.T, self.seed, self.epoch, self.window_cursor, 1)[0])
             n = max(0, (tokens.size - 1 - offset) // self.T)
             if n == 0 and offset:
                 offset, n = 0, max(0, (tokens.size - 1) // self.T)
-            starts = offset + self.T * _perm(n, self.seed, self.epoch, shard_no)
+            starts = offset + self.T * _perm(n, self.seed, self.epoch, self.window_cursor)
             self._loaded = (*key, tokens, starts[self.rank:: self.world])
         return self._loaded[2], self._loaded[3]
 
-    def _advance_shard(self):
-        self.shard_cursor += 1
+    def _advance_window(self):
+        self.window_cursor += 1
         self.seq_cursor = 0
-        if self.shard_cursor == len(self.shards):
-            self.epoch, self.shard_cursor = self.epoch + 1, 0
+        if self.window_cursor == len(self.windows(self.epoch)):
+            self.epoch, self.window_cursor = self.epoch + 1, 0
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        picks = []  # (tokens, starts) pieces; a batch may span a shard boundary
+        picks = []  # (tokens, starts) pieces; a batch may span a window boundary
         need = self.B
         while need:
             tokens, starts = self._current()
@@ -305,7 +329,7 @@ class TrainSequences:
                 self.seq_cursor += take.size
                 need -= take.size
             if self.seq_cursor >= starts.size:
-                self._advance_shard()
+                self._advance_window()
         rows = [tok[s[:, None] + np.arange(self.T + 1)] for tok, s in picks]
         batch = torch.from_numpy(np.concatenate(rows).astype(np.int64))
         return batch[:, :-1], batch[:, 1:]

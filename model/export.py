@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from model.evaluate import load_run_model
+from model.gpt import GPT
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
@@ -57,8 +58,9 @@ def export_hf(run_dir, out_dir) -> Path:
         raise FileNotFoundError(f"{tok_file} (the run's tokenizer) is missing; export needs it")
     index = json.loads((data_dir / "tokens" / "index.json").read_text(encoding="utf-8"))
     eot = "<|endoftext|>"
-    if not cfg.causal:
-        raise ValueError(f"{run_dir} is a bidirectional encoder; GPT2LMHeadModel needs a causal model")
+    if not isinstance(model, GPT) or not cfg.causal:
+        raise ValueError(f"{run_dir} holds a bidirectional encoder (masked LM); only causal GPT runs export "
+                         f"to GPT2LMHeadModel")
     hf_cfg = GPT2Config(
         vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
         n_head=cfg.n_head, n_inner=4 * cfg.n_embd, activation_function="gelu",  # exact erf GELU, as nn.GELU()

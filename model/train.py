@@ -49,6 +49,7 @@ class TrainConfig:
     batch_size: int = 16  # sequences per micro-batch per rank
     grad_accum: int = 1  # micro-batches per optimizer step, over all ranks (divided among them)
     seed: int = 1337
+    shuffle_window_tokens: int = 1 << 27  # shards are shuffled together in windows of this many tokens
     # optimisation
     max_steps: int = 250
     lr: float = 1e-3
@@ -96,7 +97,7 @@ PRESETS: dict[str, dict] = {
 
 # Settings that change what a checkpoint means: a resumed run must keep them.
 IDENTITY_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size", "batch_size",
-                   "grad_accum", "seed", "objective", "positions")
+                   "grad_accum", "seed", "shuffle_window_tokens", "objective", "positions")
 OBJECTIVES = ("clm", "mlm")
 
 
@@ -304,10 +305,13 @@ def fit(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module, batches, rt: Ru
 
     raw.train()
     t_start = time.perf_counter()
+    # Step time is measured end to end, from the previous logged step to this one, so it
+    # includes data loading, logging and any checkpoint in between (as nanoGPT measures).
+    t_last, steps_since_log = t_start, 0
     step = start_step
     loss_value = float("nan")
     for step in range(start_step + 1, cfg.max_steps + 1):
-        t0 = time.perf_counter()
+        steps_since_log += 1
         lr = lr_at(step - 1, cfg.lr, cfg.min_lr, cfg.warmup_steps, decay_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -331,7 +335,9 @@ def fit(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module, batches, rt: Ru
             if rt.ddp:
                 torch.distributed.all_reduce(loss_sum, op=torch.distributed.ReduceOp.AVG)
             loss_value = float(loss_sum)  # synchronises the device, once per logged step
-            dt = time.perf_counter() - t0
+            now = time.perf_counter()
+            dt = (now - t_last) / steps_since_log
+            t_last, steps_since_log = now, 0
             rate = cfg.tokens_per_step / dt
             rates.append(rate)
             rec = {"step": step, "loss": loss_value, "lr": lr, "tokens": tokens_seen, "tokens_per_s": rate,
@@ -401,7 +407,7 @@ def train(data_dir, out_dir, preset: str = "cpu-tiny", max_steps: int | None = N
 
     rt = setup_runtime(cfg)
     batches = TrainSequences(corpus.train, cfg.block_size, cfg.batch_size, cfg.seed, gcfg.vocab_size,
-                             rank=rt.rank, world_size=rt.world_size)
+                             rank=rt.rank, world_size=rt.world_size, window_tokens=cfg.shuffle_window_tokens)
     if cfg.objective == "mlm":  # masked LM: encoder + masked batches (model/mlm.py), same loop
         from model.mlm import mlm_model_and_batches
 

@@ -94,7 +94,8 @@ def test_lr_schedule_warmup_then_cosine():
 
 def test_train_stream_is_seeded_resumable_and_rank_strided(corpus_dir):
     c = open_corpus(corpus_dir)
-    mk = lambda seed, rank=0, world=1: TrainSequences(c.train, 64, 4, seed, c.vocab_size, rank, world)
+    mk = lambda seed, rank=0, world=1: TrainSequences(c.train, 64, 4, seed, c.vocab_size, rank, world,
+                                                      window_tokens=20_000)  # several windows
     a, b, other = mk(1), mk(1), mk(2)
     xa, ya = a.next_batch()
     xb, _ = b.next_batch()
@@ -108,7 +109,8 @@ def test_train_stream_is_seeded_resumable_and_rank_strided(corpus_dir):
     state = a.state_dict()
     fresh = mk(1)
     fresh.load_state_dict(state)
-    for _ in range(30):  # crosses shard (and epoch) boundaries
+    assert len(fresh.windows(0)) > 1
+    for _ in range(250):  # crosses window and epoch boundaries
         assert torch.equal(a.next_batch()[0], fresh.next_batch()[0])
 
     # Two ranks split each epoch: disjoint sequences whose union is the single-rank epoch.
@@ -125,19 +127,23 @@ def test_train_stream_is_seeded_resumable_and_rank_strided(corpus_dir):
 
 
 def test_epoch_covers_every_sequence_once(corpus_dir):
-    c = open_corpus(corpus_dir)
-    s = TrainSequences(c.train, 64, 1, 5, c.vocab_size)
-    n = s.sequences_per_epoch
-    rows = [tuple(s.next_batch()[0][0].tolist()) for _ in range(n)]
-    assert s.epoch == 1 and s.shard_cursor == 0 and s.seq_cursor == 0
-    expected = []
-    for sh in c.train:
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
-        toks = pc.list_flatten(pq.read_table(sh.path).column("input_ids")).to_numpy()
-        expected += [tuple(toks[i * 64: i * 64 + 64].tolist()) for i in range((toks.size - 1) // 64)]
-    assert sorted(rows) == sorted(expected)
+    c = open_corpus(corpus_dir)
+    toks = {i: pc.list_flatten(pq.read_table(sh.path).column("input_ids")).to_numpy() for i, sh in enumerate(c.train)}
+    for window_tokens in (1 << 27, 1):  # one window holding every shard; one window per shard
+        s = TrainSequences(c.train, 64, 1, 5, c.vocab_size, window_tokens=window_tokens)
+        windows = s.windows(0)
+        assert sorted(i for w in windows for i in w) == list(range(len(c.train)))
+        assert len(windows) == (1 if window_tokens > 1 else len(c.train))
+        expected = []
+        for w in windows:
+            stream = np.concatenate([toks[i] for i in w])
+            expected += [tuple(stream[k * 64: k * 64 + 64].tolist()) for k in range((stream.size - 1) // 64)]
+        rows = [tuple(s.next_batch()[0][0].tolist()) for _ in range(len(expected))]
+        assert s.epoch == 1 and s.window_cursor == 0 and s.seq_cursor == 0
+        assert sorted(rows) == sorted(expected)
 
 
 def test_val_stream_targets_every_token_once(corpus_dir):
