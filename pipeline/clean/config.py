@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Gopher's stop words (Rae et al. 2021, as in datatrove). Case-sensitive, as published.
 GOPHER_STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
@@ -73,6 +73,15 @@ class GopherRepetitionConfig(_Options):
         default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
         description="n -> max share of characters in repeated word n-grams",
     )
+
+
+    @field_validator("top_n_grams", "dup_n_grams")
+    @classmethod
+    def _n_at_least_two(cls, value: dict[int, float]) -> dict[int, float]:
+        bad = sorted(n for n in value if n < 2)
+        if bad:
+            raise ValueError(f"word n-gram sizes must be at least 2, got {bad}")
+        return value
 
 
 class C4Config(_Options):
