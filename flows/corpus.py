@@ -37,9 +37,26 @@ from pipeline.manifest import build_manifest, check_conservation
 from pipeline.recipe import Recipe, load_recipe
 
 # Tokenize options that change how tokens are written, not which tokenizer is trained.
-ENCODE_ONLY_FIELDS = {"shard_tokens", "row_group_tokens", "batch_docs", "pack_length"}
+ENCODE_ONLY_FIELDS = {"shard_tokens", "row_group_tokens", "batch_docs", "batch_bytes", "zstd_level", "pack_length"}
+
+
+def _is_transient(task, task_run, state) -> bool:
+    """Retry only failures that a second try can fix: not a checksum mismatch (the
+    downloader already retried the transfer), a missing file or a bad recipe/record."""
+    from pipeline.download import ChecksumError
+
+    try:
+        state.result()
+    except (ChecksumError, FileNotFoundError, IsADirectoryError, ValueError, UnicodeError):
+        return False
+    except Exception:
+        return True
+    return True
+
+
 # I/O can fail for passing reasons (network sources, object storage): retry with backoff.
-IO_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_jitter_factor=0.5)
+IO_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_jitter_factor=0.5,
+                  retry_condition_fn=_is_transient)
 
 
 def default_output(recipe: Recipe) -> Path:
