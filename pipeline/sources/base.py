@@ -110,6 +110,14 @@ class Source:
         return list(dict.fromkeys(files))
 
 
+def own_or_fallback_ids(table: pa.Table, id_field: str, fallback: list[str]) -> list[str]:
+    """The records' own ids from `id_field` where present and non-empty, else `fallback`."""
+    if id_field not in table.column_names:
+        return fallback
+    own = table.column(id_field).cast(pa.string()).to_pylist()
+    return [o if o not in (None, "") else f for o, f in zip(own, fallback)]
+
+
 def to_docs(table: pa.Table) -> pa.Table:
     return conform(table, DOC_SCHEMA)
 

@@ -20,7 +20,7 @@ from pydantic import Field
 from pipeline.io import open_compressed
 from pipeline.schema import DOC_SCHEMA, REJECTED_SCHEMA, rejected_table
 from pipeline.sources import register
-from pipeline.sources.base import BatchBuilder, Source, SourceBatch, SourceConfig
+from pipeline.sources.base import BatchBuilder, Source, SourceBatch, SourceConfig, own_or_fallback_ids
 
 # Columns a source may fill directly from a record's field of the same name.
 _DIRECT = ("url", "license", "kind")
@@ -134,11 +134,7 @@ class ParquetSource(Source):
                     t = t.slice(0, n)
                 rows = range(row0, row0 + n)
                 fallback = [f"{c.name}/{path.name}:{r}" for r in rows]
-                if c.id_field in names:
-                    own = t.column(c.id_field).cast(pa.string()).to_pylist()
-                    ids = [o if o not in (None, "") else f for o, f in zip(own, fallback)]
-                else:
-                    ids = fallback
+                ids = own_or_fallback_ids(t, c.id_field, fallback)
                 text = t.column(c.text_field)
                 if not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
                     raise ValueError(f"{path}: column {c.text_field!r} has type {text.type}, not string")

@@ -33,7 +33,7 @@ from pydantic import Field
 
 from pipeline.schema import DOC_SCHEMA, rejected_table
 from pipeline.sources import register
-from pipeline.sources.base import Source, SourceBatch, SourceConfig
+from pipeline.sources.base import Source, SourceBatch, SourceConfig, own_or_fallback_ids
 
 _DIRECT = ("url", "license", "kind")
 
@@ -191,11 +191,7 @@ class HfSource(Source):
         else:
             fallback = [f"{c.name}/{c.split}:{r}" for r in range(row0, row0 + n)]
             paths = [f"{where}[{c.split}]:{r}" for r in range(row0, row0 + n)]
-        if c.id_field in names:
-            own = t.column(c.id_field).cast(pa.string()).to_pylist()
-            ids = [o if o not in (None, "") else f for o, f in zip(own, fallback)]
-        else:
-            ids = fallback
+        ids = own_or_fallback_ids(t, c.id_field, fallback)
         text = t.column(c.text_field)
         if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
             raise ValueError(f"{where} [{c.split}]: column {c.text_field!r} has type {text.type}, not string")
