@@ -103,8 +103,7 @@ def cmd_train(args, rest: list[str]) -> int:
             argv += ["--data", data]
         if "--out" not in argv:
             argv += ["--out", out]
-    train_main(argv)
-    return 0
+    return train_main(argv) or 0
 
 
 def cmd_eval(args) -> int:
