@@ -104,6 +104,19 @@ def _samples(model, tokenizer, eot_id, device, prompts, max_new_tokens, gen) -> 
     return out
 
 
+
+def corpus_section(corpus: dict) -> list[str]:
+    """Report lines naming the corpus a run trained on (folder and hashes)."""
+    return [
+        "## Corpus",
+        "",
+        f"- folder: `{corpus['data_dir']}`",
+        f"- manifest sha256: `{corpus['manifest_sha256']}`",
+        f"- recipe hash: `{corpus['recipe_hash']}`",
+        f"- tokenizer sha256: `{corpus['tokenizer_sha256']}`",
+        "",
+    ]
+
 def evaluate(run_dir, data_dir=None, max_tokens: int | None = -1, batch_size: int | None = None,
              device: str | None = None, samples: bool = True) -> dict:
     """Validation loss, perplexity and bits per byte of a run's latest checkpoint, plus samples.
@@ -192,13 +205,7 @@ def render_report(run_dir: Path, r: dict, info: dict, has_plot: bool) -> str:
         lines.append(f"| MFU (median) | {mfus[len(mfus) // 2] * 100:.1f}% |")
     lines += [
         "",
-        "## Corpus",
-        "",
-        f"- folder: `{corpus['data_dir']}`",
-        f"- manifest sha256: `{corpus['manifest_sha256']}`",
-        f"- recipe hash: `{corpus['recipe_hash']}`",
-        f"- tokenizer sha256: `{corpus['tokenizer_sha256']}`",
-        "",
+        *corpus_section(corpus),
     ]
     if has_plot:
         lines += ["## Loss", "", "![loss](loss.png)", ""]

@@ -230,6 +230,8 @@ def evaluate_mlm_run(run_dir, model, ckpt: dict, info: dict, corpus: Corpus, max
 
 
 def render_mlm_report(run_dir, r: dict, info: dict, has_plot: bool) -> str:
+    from model.evaluate import corpus_section
+
     m, corpus = r["model"], r["corpus"]
     lines = [
         f"# Run report: {run_dir.name} (masked LM)",
@@ -246,13 +248,7 @@ def render_mlm_report(run_dir, r: dict, info: dict, has_plot: bool) -> str:
         f"| masked-token accuracy | {r['val_mlm_accuracy'] * 100:.2f}% |",
         f"| masked positions scored | {r['val_masked_tokens']:,} (of {r['val_tokens_available']:,} validation tokens) |",
         "",
-        "## Corpus",
-        "",
-        f"- folder: `{corpus['data_dir']}`",
-        f"- manifest sha256: `{corpus['manifest_sha256']}`",
-        f"- recipe hash: `{corpus['recipe_hash']}`",
-        f"- tokenizer sha256: `{corpus['tokenizer_sha256']}`",
-        "",
+        *corpus_section(corpus),
     ]
     if has_plot:
         lines += ["## Loss", "", "![loss](loss.png)", ""]
