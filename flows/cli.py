@@ -29,6 +29,9 @@ def _quiet_prefect_defaults():
 
 def cmd_run(args) -> int:
     _quiet_prefect_defaults()
+    from pipeline.recipe import load_recipe
+
+    load_recipe(args.recipe)  # a bad recipe fails here, before a Prefect server is started
     from flows.corpus import run_corpus
 
     if args.progress:
