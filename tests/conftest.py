@@ -38,3 +38,15 @@ def prefect_api():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on one torch thread: two OpenMP threads fighting other jobs for two
+    cores run them 10-30x slower than one thread does."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

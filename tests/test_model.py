@@ -15,14 +15,8 @@ from model_fixtures import make_corpus
 TINY = dict(n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The test machine is shared: two OpenMP threads fighting other jobs for two cores
-    # run tiny models 10-30x slower than one thread does.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# Tiny models: one torch thread (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

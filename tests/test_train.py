@@ -14,7 +14,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from model.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from model.data import DataError
@@ -27,14 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = dict(n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=8, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The test machine is shared: two OpenMP threads fighting other jobs for two cores
-    # run tiny models 10-30x slower than one thread does.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# Tiny models: one torch thread (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
