@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from model.data import DataError, ValSequences, open_corpus
 from model.encoder import backbone_from_config, is_encoder_config
-from model.gpt import GPT, GPTConfig
+from model.gpt import GPT
 from model.metrics import plot_loss, read_metrics
 
 PROMPTS = ["The", "Once upon a time", "In the beginning", "def main():"]

@@ -23,8 +23,6 @@ finetune.json (settings and provenance), checkpoints/; and scratch/ with the sam
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import json
 import math
 import os

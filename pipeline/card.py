@@ -199,7 +199,7 @@ def _summary(f: dict) -> list[str]:
         f"- Tokens: {_int(s.get('tokens'))} ({_int(t.get('tokens_train'))} train / {_int(t.get('tokens_val'))} validation"
         + (f", vocabulary {t['vocab_size']:,}" if t.get("vocab_size") else "") + ")",
         f"- Languages: {lang_text or 'not recorded'}",
-        *([f"- Kinds: " + ", ".join(f"{k} ({v:,} docs)" for k, v in kinds.items())] if len(kinds) > 1 else []),
+        *(["- Kinds: " + ", ".join(f"{k} ({v:,} docs)" for k, v in kinds.items())] if len(kinds) > 1 else []),
         f"- Licenses: {lic_text}",
         f"- Built: {f.get('created') or 'not recorded'} with opencorpus {f.get('code_version') or '?'}",
         f"- Recipe hash: `{f.get('recipe_hash') or 'not recorded'}`",

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline.io import text_bytes, write_parquet
 from pipeline.schema import DOC_SCHEMA, REJECTED_SCHEMA, rejected_table

@@ -164,8 +164,8 @@ def test_short_training_run_loss_falls(corpus, tmp_path):
 
     run = tmp_path / "run"
     # cpu-tiny's shape at a quarter of the width and context: the same code path in seconds
-    summary = train(str(corpus), str(run), preset="cpu-tiny", max_steps=40, n_layer=2, n_embd=128,
-                    block_size=128, batch_size=8, warmup_steps=5, eval_tokens=16_384, progress=False)
+    train(str(corpus), str(run), preset="cpu-tiny", max_steps=40, n_layer=2, n_embd=128,
+          block_size=128, batch_size=8, warmup_steps=5, eval_tokens=16_384, progress=False)
     metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
     losses = [m["loss"] for m in metrics if "loss" in m]
     assert len(losses) >= 10

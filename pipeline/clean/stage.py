@@ -20,7 +20,7 @@ from pipeline.clean.pii import PIICounts, PIIScrubber
 from pipeline.clean.rules import C4Quality, CodeRules, Doc, FineWebQuality, GopherQuality, GopherRepetition, Rejection, RuleSet
 from pipeline.clean.text import bad_char_count, count_symbols, repair
 from pipeline.io import text_bytes, write_parquet
-from pipeline.schema import CLEAN_SCHEMA, DOC_SCHEMA, REJECTED_SCHEMA, conform, rejected_table
+from pipeline.schema import CLEAN_SCHEMA, DOC_SCHEMA, conform, rejected_table
 
 STAGE = "clean"
 EXAMPLES_PER_FILTER = 3

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from pipeline.io import open_compressed
-from pipeline.schema import DOC_SCHEMA, REJECTED_SCHEMA, rejected_table
+from pipeline.schema import DOC_SCHEMA, rejected_table
 from pipeline.sources import register
 from pipeline.sources.base import BatchBuilder, Source, SourceBatch, SourceConfig, own_or_fallback_ids
 
