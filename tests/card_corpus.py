@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from conftest import SHARED_CORPORA
 from pipeline.clean import clean_shard, merge_stats
 from pipeline.dedup import run_dedup
 from pipeline.ingest import ingest_source, merge_stage_stats
@@ -71,7 +72,7 @@ def build_corpus(out_dir: Path, data_cards_dir: Path | None, recipe_data: dict |
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if recipe_data is None:
-        recipe_data = card_recipe(shared or Path(__file__).resolve().parents[1].parent / "shared" / "corpora", out_dir.parent)
+        recipe_data = card_recipe(shared or SHARED_CORPORA, out_dir.parent)
     recipe_path = out_dir.parent / f"{recipe_data['name']}.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe_data, sort_keys=False), encoding="utf-8")
     recipe = load_recipe(recipe_path)

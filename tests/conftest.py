@@ -17,7 +17,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_CORPORA = REPO.parent / "shared" / "corpora"
+
+
+def _find_shared() -> Path:
+    """The folder with the shared test corpora (`corpora/`) and baselines (`anchors/`):
+    $OPENCORPUS_SHARED, else a `shared/` beside the checkout or beside one of its parents
+    (a clone made elsewhere on the project machine still finds /work/shared)."""
+    env = os.environ.get("OPENCORPUS_SHARED")
+    candidates = [Path(env)] if env else []
+    candidates += [parent / "shared" for parent in REPO.parents]
+    candidates.append(Path("/work/shared"))
+    for c in candidates:
+        if (c / "corpora").is_dir():
+            return c
+    return REPO.parent / "shared"
+
+
+SHARED = _find_shared()
+SHARED_CORPORA = SHARED / "corpora"
 
 
 def require_shared() -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+from conftest import SHARED_CORPORA  # noqa: E402  (the one place that finds ../shared)
 LINGUA = SHARED_CORPORA / "multilingual" / "lingua_sentences"
 
 # Latin-script languages with close neighbours (Scandinavian, Iberian, Dutch/Afrikaans,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+from conftest import SHARED_CORPORA  # noqa: E402  (the one place that finds ../shared)
 CLASSIC = SHARED_CORPORA / "classic"
 EOT = "<|endoftext|>"
 
