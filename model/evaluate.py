@@ -117,6 +117,18 @@ def corpus_section(corpus: dict) -> list[str]:
         "",
     ]
 
+
+def training_section(info: dict) -> list[str]:
+    """Report lines with the run's optimisation settings (from run.json), if recorded."""
+    c = info.get("config")
+    if not c:
+        return []
+    return ["## Training settings", "",
+            f"batch {c['batch_size']} x grad_accum {c['grad_accum']} x context {c['block_size']}, "
+            f"lr {c['lr']} -> {c['min_lr']} (warmup {c['warmup_steps']}, cosine), weight decay "
+            f"{c['weight_decay']}, clip {c['grad_clip']}, seed {c['seed']}, device {info.get('device')}, "
+            f"dtype {info.get('dtype')}.", ""]
+
 def evaluate(run_dir, data_dir=None, max_tokens: int | None = -1, batch_size: int | None = None,
              device: str | None = None, samples: bool = True) -> dict:
     """Validation loss, perplexity and bits per byte of a run's latest checkpoint, plus samples.
@@ -214,13 +226,7 @@ def render_report(run_dir: Path, r: dict, info: dict, has_plot: bool) -> str:
         for s in r["samples"]:
             text = (s["prompt"] + s["completion"]).replace("```", "'''")
             lines += [f"**{s['prompt']!r}**", "", "```text", text, "```", ""]
-    if info.get("config"):
-        c = info["config"]
-        lines += ["## Training settings", "",
-                  f"batch {c['batch_size']} x grad_accum {c['grad_accum']} x context {c['block_size']}, "
-                  f"lr {c['lr']} -> {c['min_lr']} (warmup {c['warmup_steps']}, cosine), weight decay "
-                  f"{c['weight_decay']}, clip {c['grad_clip']}, seed {c['seed']}, device {info.get('device')}, "
-                  f"dtype {info.get('dtype')}.", ""]
+    lines += training_section(info)
     return "\n".join(lines)
 
 

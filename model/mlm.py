@@ -230,7 +230,7 @@ def evaluate_mlm_run(run_dir, model, ckpt: dict, info: dict, corpus: Corpus, max
 
 
 def render_mlm_report(run_dir, r: dict, info: dict, has_plot: bool) -> str:
-    from model.evaluate import corpus_section
+    from model.evaluate import corpus_section, training_section
 
     m, corpus = r["model"], r["corpus"]
     lines = [
@@ -252,11 +252,5 @@ def render_mlm_report(run_dir, r: dict, info: dict, has_plot: bool) -> str:
     ]
     if has_plot:
         lines += ["## Loss", "", "![loss](loss.png)", ""]
-    if info.get("config"):
-        c = info["config"]
-        lines += ["## Training settings", "",
-                  f"batch {c['batch_size']} x grad_accum {c['grad_accum']} x context {c['block_size']}, "
-                  f"lr {c['lr']} -> {c['min_lr']} (warmup {c['warmup_steps']}, cosine), weight decay "
-                  f"{c['weight_decay']}, clip {c['grad_clip']}, seed {c['seed']}, device {info.get('device')}, "
-                  f"dtype {info.get('dtype')}.", ""]
+    lines += training_section(info)
     return "\n".join(lines)
