@@ -103,24 +103,6 @@ class Encoder(GPT):
                 rotary.load_state_dict(block.attn.state_dict())
                 block.attn = rotary
 
-    def num_params(self, non_embedding: bool = True) -> int:
-        n = sum(p.numel() for p in self.parameters())
-        if non_embedding and "wpe" in self.transformer:
-            n -= self.transformer.wpe.weight.numel()
-        return n
-
-    def hidden_states(self, idx, attn_mask=None):
-        B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of {T} tokens exceeds the context length {self.config.block_size}")
-        x = self.transformer.wte(idx)
-        if "wpe" in self.transformer:
-            x = x + self.transformer.wpe(torch.arange(T, device=idx.device))
-        x = self.transformer.drop(x)
-        for block in self.transformer.h:
-            x = block(x, attn_mask)
-        return self.transformer.ln_f(x)
-
     def forward(self, idx, targets=None, ignore_index: int = -100, attn_mask=None):
         """Without targets: logits (B, T, vocab). With targets (B, T; ignore_index where there is
         nothing to predict): logits (N, vocab) of the N target positions only, and their mean loss."""

@@ -175,17 +175,21 @@ class GPT(nn.Module):
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; the position table is left out by default (it does no matmul)."""
         n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
+        if non_embedding and "wpe" in self.transformer:
             n -= self.transformer.wpe.weight.numel()
         return n
 
     def hidden_states(self, idx, attn_mask=None):
-        """Final-LayerNorm output (B, T, n_embd): what a task head (classifier, MLM) reads."""
+        """Final-LayerNorm output (B, T, n_embd): what a task head (classifier, MLM) reads.
+        Without a position table (`wpe`, removed by a rotary encoder) positions come from
+        the attention itself."""
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens exceeds the context length {self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        x = self.transformer.wte(idx)
+        if "wpe" in self.transformer:
+            x = x + self.transformer.wpe(torch.arange(T, device=idx.device))
+        x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x, attn_mask)
         return self.transformer.ln_f(x)
