@@ -35,6 +35,17 @@ def _find_shared() -> Path:
 
 SHARED = _find_shared()
 SHARED_CORPORA = SHARED / "corpora"
+_TASKS_DIR = Path(tempfile.mkdtemp(prefix="opencorpus-tasks-"))
+
+
+def shipped_task(name: str) -> Path:
+    """recipes/tasks/<name> with its `../../../shared/` data paths pointed at SHARED: the
+    shipped task files assume the checkout sits beside shared/, a test clone may not."""
+    out = _TASKS_DIR / name
+    if not out.exists():
+        text = (REPO / "recipes" / "tasks" / name).read_text(encoding="utf-8")
+        out.write_text(text.replace("../../../shared/", f"{SHARED}/"), encoding="utf-8")
+    return out
 
 
 def require_shared() -> Path:

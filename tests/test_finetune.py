@@ -13,9 +13,8 @@ import pytest
 from model.finetune import classification_metrics, encode_examples
 from model.tasks import TaskError, load_task, load_task_data, stratified_split
 
-from conftest import REPO, require_shared
+from conftest import require_shared, shipped_task
 
-TASKS = REPO / "recipes" / "tasks"
 TINY = dict(n_layer=1, n_head=2, n_embd=32, block_size=64, batch_size=4, warmup_steps=2, checkpoint_every=1000,
             progress=False, threads=1)
 
@@ -33,7 +32,7 @@ ROWS = [{"id": f"r{i}", "text": f"example number {i} " + ("good" if i % 2 else "
 # ---------------------------------------------------------------------------- task files
 def test_shipped_task_files_load():
     require_shared()
-    paws = load_task_data(load_task(TASKS / "pawsx_de.yaml"))
+    paws = load_task_data(load_task(shipped_task("pawsx_de.yaml")))
     assert paws.pairs and paws.label_names == ["0", "1"]
     sizes = {k: len(v) for k, v in paws.splits.items()}
     assert sizes == {"train": 1400, "validation": 200, "test": 400}
@@ -41,10 +40,10 @@ def test_shipped_task_files_load():
     counts = paws.summary()["test"]["label_counts"]
     assert counts == {"0": 234, "1": 166}
     # the same seed gives the same split
-    again = load_task_data(load_task(TASKS / "pawsx_de.yaml"))
+    again = load_task_data(load_task(shipped_task("pawsx_de.yaml")))
     assert again.splits["test"].ids == paws.splits["test"].ids
 
-    lid = load_task_data(load_task(TASKS / "lingua_langid.yaml"))
+    lid = load_task_data(load_task(shipped_task("lingua_langid.yaml")))
     assert not lid.pairs and len(lid.label_names) == 79 and "de" in lid.label_names
     assert not set(lid.splits["train"].ids) & set(lid.splits["test"].ids)
 

@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from conftest import REPO, require_shared
+from conftest import require_shared, shipped_task
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def _lid_task():
 
     from model.tasks import load_task
 
-    t = load_task(REPO / "recipes" / "tasks" / "lingua_langid.yaml", **LID_SETTINGS)
+    t = load_task(shipped_task("lingua_langid.yaml"), **LID_SETTINGS)
     return t.model_copy(update={
         "source": t.source.model_copy(update={"classes": LANGUAGES, "max_per_class": LID["max_per_class"]}),
         "split": t.split.model_copy(update=LID["split"]),
@@ -80,7 +80,7 @@ def test_pretrained_beats_scratch_on_language_id(pretrained, seed):
 def test_pawsx_is_measured_and_reported(pretrained):
     from model.finetune import finetune
 
-    r = finetune(pretrained / "mlm", REPO / "recipes" / "tasks" / "pawsx_de.yaml", pretrained / "paws",
+    r = finetune(pretrained / "mlm", shipped_task("pawsx_de.yaml"), pretrained / "paws",
                  from_scratch=True, seed=0, progress=False, epochs=2)
     print(f"\nPAWS-X de: pretrained {r['accuracy']:.4f}, scratch {r['scratch_accuracy']:.4f}, "
           f"majority {r['majority_class_accuracy']:.4f}")
