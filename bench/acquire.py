@@ -21,13 +21,6 @@ lower is better), plus word overlap with Common Crawl's own WET text for the pag
 """
 from __future__ import annotations
 
-import sys
-
-# Run as a script, bench/ is sys.path[0], and bench/tokenize.py would shadow the standard
-# library's `tokenize` (which pandas and linecache import). We import nothing from bench/.
-if sys.path and sys.path[0].rstrip("/").endswith("bench"):
-    sys.path.pop(0)
-
 import argparse
 import gzip
 import json
@@ -35,6 +28,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter, defaultdict

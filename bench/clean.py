@@ -26,12 +26,6 @@ more work than datatrove's: text repair, language identification, the same four 
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# bench/ holds scripts named like stdlib modules (bench/tokenize.py): never import from it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import json
 import os

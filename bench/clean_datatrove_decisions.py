@@ -10,14 +10,10 @@ judges the original text on its own; "chain" runs them in FineWeb's order on one
 Used by bench/clean.py --agreement; not part of the project's runtime.
 """
 import json
-import os
 import sys
 
-# bench/ holds scripts named like stdlib modules (bench/tokenize.py): never import from it.
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))]
-
-from datatrove.data import Document  # noqa: E402
-from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter  # noqa: E402
+from datatrove.data import Document
+from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 
 
 def decide(f, doc):

@@ -24,12 +24,6 @@ Corpora and run folders live under data/dedup_bench/ (git-ignored).
 """
 from __future__ import annotations
 
-import sys
-
-# This folder holds other benchmarks (bench/tokenize.py, ...) that would shadow standard modules.
-_HERE = __import__("os").path.dirname(__import__("os").path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if p and __import__("os").path.realpath(p) != _HERE]
-
 import argparse
 import json
 import os

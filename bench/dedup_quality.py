@@ -25,12 +25,6 @@ bin, next to the LSH S-curve 1 - (1 - J^r)^b of the bands x rows used.
 """
 from __future__ import annotations
 
-import sys
-
-# This folder holds other benchmarks (bench/tokenize.py, ...) that would shadow standard modules.
-_HERE = __import__("os").path.dirname(__import__("os").path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if p and __import__("os").path.realpath(p) != _HERE]
-
 import argparse
 import json
 import subprocess

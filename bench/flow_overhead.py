@@ -19,21 +19,16 @@ server) is reported on its own line. Prints medians and the flow/direct ratio.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, bench/ is first on sys.path, and bench/tokenize.py would shadow the
-# standard library's tokenize module: keep bench/ off the path, the repo root on it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))

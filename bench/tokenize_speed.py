@@ -1,6 +1,6 @@
 """Tokenize stage throughput against the bare `tokenizers` encoder, measured in the same run.
 
-    .venv/bin/python bench/tokenize.py [--repeat 3] [--corpus corpus.jsonl | --shards DIR] [--vocab 8192]
+    .venv/bin/python bench/tokenize_speed.py [--repeat 3] [--corpus corpus.jsonl | --shards DIR] [--vocab 8192]
 
 Input: the anchors' benchmark corpus (7,441 documents, 27.6 MB of English and multilingual
 text; built with ../shared/anchors/make_bench_corpus.py into a temporary folder unless
