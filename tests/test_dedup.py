@@ -171,14 +171,19 @@ def test_incremental_equals_dedup_of_both(tmp_path):
     together = run_dedup(paths, tmp_path / "together", DedupConfig())
     first = run_dedup(old_paths, tmp_path / "first", DedupConfig())
     assert (tmp_path / "first" / "dedup_index" / "index.json").is_file()
-    inc = run_dedup(new_paths, tmp_path / "second", DedupConfig(incremental_index=str(tmp_path / "first" / "dedup_index")))
+    # the index names its texts relative to itself: moving the corpus folder keeps it usable
+    # (exact verification reads the indexed texts, so a dangling path would fail here)
+    moved = tmp_path / "elsewhere" / "first"
+    moved.parent.mkdir()
+    (tmp_path / "first").rename(moved)
+    inc = run_dedup(new_paths, tmp_path / "second", DedupConfig(incremental_index=str(moved / "dedup_index")))
     assert inc["indexed_docs"] == first["docs_out"]
 
     def kept_ids(out, shards):
         return set().union(*(pq.read_table(out / "dedup" / p.name, columns=["id"]).column("id").to_pylist() for p in shards))
 
     assert kept_ids(tmp_path / "second", new_paths) == kept_ids(tmp_path / "together", new_paths)
-    assert kept_ids(tmp_path / "first", old_paths) == kept_ids(tmp_path / "together", old_paths)
+    assert kept_ids(moved, old_paths) == kept_ids(tmp_path / "together", old_paths)
     assert first["docs_rejected"] + inc["docs_rejected"] == together["docs_rejected"]
     rej = _read_dir(tmp_path / "second" / "rejected", "dedup-*.parquet").to_pylist()
     old_ids = set(r["id"] for r in rows[:60])
@@ -188,7 +193,7 @@ def test_incremental_equals_dedup_of_both(tmp_path):
     assert again["indexed_docs"] == first["docs_out"] + inc["docs_out"]
     assert again["docs_out"] == 0  # every document of that shard is already in the index (same ids)
     with pytest.raises(ValueError, match="other settings"):
-        run_dedup(new_paths, tmp_path / "bad", DedupConfig(incremental_index=str(tmp_path / "first" / "dedup_index"),
+        run_dedup(new_paths, tmp_path / "bad", DedupConfig(incremental_index=str(moved / "dedup_index"),
                                                           minhash={"num_perm": 64}))
 
 

@@ -607,7 +607,7 @@ def load_index(folder: Path, work: Path, params: Params) -> IndexParts:
                 _link_or_copy(src, work / sub / (wname + suffix))
         names.append(wname)
         counts.append(int(part["docs"]))
-        texts.append(Path(part["text"]))
+        texts.append(folder / part["text"])  # relative to the index folder (absolute in old indexes)
     return IndexParts(names, counts, texts, int(sum(counts)), int(meta.get("generation", 0)), meta["parts"], folder)
 
 
@@ -618,12 +618,18 @@ def save_index(out_dir: Path, work: Path, old: IndexParts, names, first, counts,
     shutil.rmtree(tmp, ignore_errors=True)
     gen = old.generation + 1 if old.entries is not None else 0
     parts = []
-    for entry, wname in zip(old.entries or [], old.work_names):
+
+    def text_ref(path: Path) -> str:
+        # Relative to the index folder, so a corpus folder (with the earlier corpora it was
+        # deduplicated against) can be moved or copied and its index still finds the texts.
+        return os.path.relpath(Path(path).resolve(), final.resolve())
+
+    for entry, wname, text in zip(old.entries or [], old.work_names, old.text_paths):
         for sub, suffix in (("docs", ""), ("sig", ".npy"), ("bands", "")):
             src = work / sub / (wname + suffix)
             if src.exists():
                 _link_or_copy(src, tmp / sub / (entry["name"] + suffix))
-        parts.append(entry)
+        parts.append({**entry, "text": text_ref(text)})
     next_doc = old.n_docs
     for name, f, c in zip(names, first, counts):
         keep = status[int(f) : int(f) + c] == KEPT
@@ -642,7 +648,7 @@ def save_index(out_dir: Path, work: Path, old: IndexParts, names, first, counts,
             nb = int(keep.sum() and (m.sum() // max(params.bands, 1)))
             bands = bands.filter(pa.array(m)).set_column(2, "doc", pa.array(new_doc[d[m] - int(f)]))
             _scratch_parquet(bands, tmp / "bands" / pname, row_group_size=max(nb, 1))
-        parts.append({"name": pname, "docs": int(keep.sum()), "text": str((out_dir / "dedup" / name).resolve())})
+        parts.append({"name": pname, "docs": int(keep.sum()), "text": text_ref(out_dir / "dedup" / name)})
         next_doc += int(keep.sum())
     tmp.mkdir(parents=True, exist_ok=True)
     write_json({"version": INDEX_VERSION, "generation": gen, "params": _index_params(params), "docs": next_doc, "parts": parts},
