@@ -54,6 +54,30 @@ def build_corpus(out: Path, ids: list[str], texts: list[str], vocab_size: int = 
 
 
 def build_lingua_corpus(out: Path, languages: list[str] = LANGUAGES, skip_lines: int = 100,
-                        vocab_size: int = 2048) -> Path:
+                        vocab_size: int = 2048, extra: tuple[list[str], list[str]] | None = None) -> Path:
+    """The lingua documents (plus `extra` (ids, texts) documents appended in order) as a corpus."""
     ids, texts = lingua_documents(languages, skip_lines)
+    if extra is not None:
+        ids, texts = ids + list(extra[0]), texts + list(extra[1])
     return build_corpus(out, ids, texts, vocab_size)
+
+
+# The pretraining and language-ID settings of tests/test_finetune_gain.py, shared with
+# bench/finetune_gain.py so the benchmark's first row is exactly what the test asserts.
+GAIN_PRETRAIN = dict(objective="mlm", n_layer=2, n_head=4, n_embd=128, block_size=128, batch_size=16, lr=3e-3,
+                     min_lr=3e-4, warmup_steps=30, checkpoint_every=10_000, progress=False, threads=1)
+GAIN_PRETRAIN_STEPS = 1200
+SKIP_LINES = 100  # pretraining uses lines 100.. of each language; the task the first 80
+LID_SUBSET = dict(max_per_class=80, split=dict(validation=0.1, test=0.6, seed=0))
+LID_SETTINGS = dict(epochs=10, lr=5e-4, batch_size=32, max_len=64)
+
+
+def lid_task(task_file: Path):
+    """The shipped language-ID task cut to LANGUAGES, 80 sentences each, 60% of them for test."""
+    from model.tasks import load_task
+
+    t = load_task(task_file, **LID_SETTINGS)
+    return t.model_copy(update={
+        "source": t.source.model_copy(update={"classes": LANGUAGES, "max_per_class": LID_SUBSET["max_per_class"]}),
+        "split": t.split.model_copy(update=LID_SUBSET["split"]),
+    })

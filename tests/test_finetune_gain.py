@@ -20,37 +20,25 @@ from conftest import require_shared, shipped_task
 pytestmark = pytest.mark.slow
 
 SEEDS = (0, 1)
-PRETRAIN = dict(objective="mlm", n_layer=2, n_head=4, n_embd=128, block_size=128, batch_size=16, lr=3e-3,
-                min_lr=3e-4, warmup_steps=30, checkpoint_every=10_000, progress=False, threads=1)
-PRETRAIN_STEPS = 1200
-SKIP_LINES = 100  # pretraining uses lines 100.. of each language; the task the first 80
-LID = dict(max_per_class=80, split=dict(validation=0.1, test=0.6, seed=0))
-LID_SETTINGS = dict(epochs=10, lr=5e-4, batch_size=32, max_len=64)
 
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     require_shared()
-    from mlm_corpus import LANGUAGES, build_lingua_corpus
+    from mlm_corpus import GAIN_PRETRAIN, GAIN_PRETRAIN_STEPS, LANGUAGES, SKIP_LINES, build_lingua_corpus
 
     from model.train import train
 
     root = tmp_path_factory.mktemp("gain")
     data = build_lingua_corpus(root / "data", LANGUAGES, skip_lines=SKIP_LINES, vocab_size=2048)
-    train(data, root / "mlm", max_steps=PRETRAIN_STEPS, **PRETRAIN)
+    train(data, root / "mlm", max_steps=GAIN_PRETRAIN_STEPS, **GAIN_PRETRAIN)
     return root
 
 
 def _lid_task():
-    from mlm_corpus import LANGUAGES
+    from mlm_corpus import lid_task
 
-    from model.tasks import load_task
-
-    t = load_task(shipped_task("lingua_langid.yaml"), **LID_SETTINGS)
-    return t.model_copy(update={
-        "source": t.source.model_copy(update={"classes": LANGUAGES, "max_per_class": LID["max_per_class"]}),
-        "split": t.split.model_copy(update=LID["split"]),
-    })
+    return lid_task(shipped_task("lingua_langid.yaml"))
 
 
 def test_task_sentences_are_not_in_the_pretraining_corpus(pretrained):
