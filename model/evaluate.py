@@ -77,7 +77,6 @@ def target_bytes(tokenizer, target_ids) -> int:
 def sample_texts(model: GPT, tokenizer, eot_id: int, device, prompts=PROMPTS, max_new_tokens: int = 48,
                  seed: int = 1234) -> list[dict]:
     """Top-k samples from fixed prompts with a fixed seed: the same run gives the same text."""
-    out = []
     gen = torch.Generator(device=device).manual_seed(seed)
     # One-token steps of batch 1 are far too small to split across CPU threads: with two
     # threads each op waits for the other (15 ms instead of 0.04 ms per op when a core is busy).
@@ -85,10 +84,9 @@ def sample_texts(model: GPT, tokenizer, eot_id: int, device, prompts=PROMPTS, ma
     if torch.device(device).type == "cpu":
         torch.set_num_threads(1)
     try:
-        out = _samples(model, tokenizer, eot_id, device, prompts, max_new_tokens, gen)
+        return _samples(model, tokenizer, eot_id, device, prompts, max_new_tokens, gen)
     finally:
         torch.set_num_threads(threads)
-    return out
 
 
 def _samples(model, tokenizer, eot_id, device, prompts, max_new_tokens, gen) -> list[dict]:
@@ -102,7 +100,6 @@ def _samples(model, tokenizer, eot_id, device, prompts, max_new_tokens, gen) -> 
             new = new[: new.index(eot_id)]
         out.append({"prompt": prompt, "completion": tokenizer.decode(new)})
     return out
-
 
 
 def corpus_section(corpus: dict) -> list[str]:
@@ -128,6 +125,7 @@ def training_section(info: dict) -> list[str]:
             f"lr {c['lr']} -> {c['min_lr']} (warmup {c['warmup_steps']}, cosine), weight decay "
             f"{c['weight_decay']}, clip {c['grad_clip']}, seed {c['seed']}, device {info.get('device')}, "
             f"dtype {info.get('dtype')}.", ""]
+
 
 def evaluate(run_dir, data_dir=None, max_tokens: int | None = -1, batch_size: int | None = None,
              device: str | None = None, samples: bool = True) -> dict:
