@@ -38,14 +38,12 @@ def cmd_run(args) -> int:
         manifest = _run_with_progress(args)
     else:
         manifest = run_corpus(args.recipe, args.output, args.workers, args.cards_dir or None, args.dask, args.work_dir)
-    stages = manifest["stages"]
-    for name, s in stages.items():
-        if "docs_in" in s:
-            print(f"{name:>9}: {s['docs_in']:>8,} in {s['docs_out']:>8,} out {s['docs_rejected']:>7,} rejected  {s['seconds']:7.1f} s")
+    for name, s in manifest.stages.items():
+        print(f"{name:>9}: {s.docs_in:>8,} in {s.docs_out:>8,} out {s.docs_rejected:>7,} rejected  {s.seconds:7.1f} s")
     return 0
 
 
-def _run_with_progress(args) -> dict:
+def _run_with_progress(args):
     """Run the flow while a live table (flows/progress.py) follows its progress log."""
     import threading
     import time

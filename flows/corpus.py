@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -29,12 +30,13 @@ from prefect.tasks import exponential_backoff
 
 from flows import storage
 from flows.progress import ProgressLog
-from flows.state import HashCache, StateStore, sha256_json, source_code_files, source_fingerprint, unit_key
+from flows.state import HashCache, StateStore, sha256_json, source_fingerprint, source_module, unit_key
 from pipeline import card as card_mod
-from pipeline.ingest import merge_stage_stats
-from pipeline.io import list_shards, write_json
-from pipeline.manifest import build_manifest, check_conservation
+from pipeline.io import list_shards
+from pipeline.manifest import build_manifest
 from pipeline.recipe import Recipe, load_recipe
+from pipeline.records import (CleanStats, IngestStats, Manifest, StageStats, Stages, TokenizerStats,
+                              TokenizeStats)
 
 # Tokenize options that change how tokens are written, not which tokenizer is trained.
 ENCODE_ONLY_FIELDS = {"shard_tokens", "row_group_tokens", "batch_docs", "batch_bytes", "zstd_level", "pack_length"}
@@ -66,11 +68,18 @@ def default_output(recipe: Recipe) -> Path:
 # --------------------------------------------------------------------------- tasks
 # Each task runs one unit: it first removes what an interrupted attempt may have left,
 # runs the pipeline function, then writes the unit's done record (hashing its outputs
-# where they were written, in parallel across workers). It returns the record's fields.
+# where they were written, in parallel across workers). It returns a UnitResult.
 
 
-def _rel(root: Path, paths) -> list[str]:
-    return sorted(Path(p).resolve().relative_to(root.resolve()).as_posix() for p in paths)
+@dataclass
+class UnitResult:
+    """One finished unit: its done record's key and output hashes, and the stage's stats record."""
+
+    unit: str
+    key: str
+    outputs: dict[str, str]  # relative path -> sha256
+    stats: StageStats
+    reused: bool = False
 
 
 def _unlink(paths):
@@ -87,21 +96,20 @@ def _source_outputs(root: Path, name: str) -> list[Path]:
 
 
 @task(name="ingest-source", **IO_RETRIES)
-def ingest_task(recipe: Recipe, index: int, root: str, key: str) -> dict:
+def ingest_task(recipe: Recipe, index: int, root: str, key: str) -> UnitResult:
     from pipeline.ingest import ingest_source
 
     root = Path(root)
     source = recipe.source_objects(root)[index]
     name = source.config.name
     _unlink(_source_outputs(root, name))  # shards of a killed attempt, or of an older config
-    stats = ingest_source(source, root, recipe.ingest.shard_docs)
-    outputs = [Path(s) for s in stats["shards"]] + [root / "rejected" / f"ingest-{name}.parquet"]
-    stats["shards"] = _rel(root, stats["shards"])  # the folder may move (staging, another machine)
-    return _record(StateStore(root).write("ingest", name, key, outputs, stats))
+    stats = ingest_source(source, root, recipe.ingest.shard_docs)  # shards relative to root: the folder may move
+    outputs = [root / s for s in stats.shards] + [root / "rejected" / f"ingest-{name}.parquet"]
+    return _result(StateStore(root).write("ingest", name, key, outputs, stats), stats)
 
 
 @task(name="clean-shard")
-def clean_task(shard: str, root: str, config, key: str) -> dict:
+def clean_task(shard: str, root: str, config, key: str) -> UnitResult:
     from pipeline.clean import clean_shard
 
     root = Path(root)
@@ -109,7 +117,7 @@ def clean_task(shard: str, root: str, config, key: str) -> dict:
     out, rejected = root / "clean" / name, root / "rejected" / f"clean-{name}"
     _unlink([out, rejected])
     stats = clean_shard(root / shard, out, rejected, config)
-    return _record(StateStore(root).write("clean", name, key, [p for p in (out, rejected) if p.exists()], stats))
+    return _result(StateStore(root).write("clean", name, key, [p for p in (out, rejected) if p.exists()], stats), stats)
 
 
 def _files(folder: Path) -> list[Path]:
@@ -121,24 +129,25 @@ def _dedup_shards(root: Path) -> list[Path]:
 
 
 @task(name="dedup")
-def dedup_task(shards: list[str], root: str, config, workers: int, key: str) -> dict:
+def dedup_task(shards: list[str], root: str, config, workers: int, key: str) -> UnitResult:
     from pipeline.dedup import run_dedup
 
     root = Path(root)
     _unlink(_dedup_shards(root))  # dedup_index/ is swapped in by run_dedup itself
     stats = run_dedup([root / s for s in shards], root, config, workers=workers)
-    return _record(StateStore(root).write("dedup", "all", key, _dedup_shards(root) + _files(root / "dedup_index"), stats))
+    return _result(StateStore(root).write("dedup", "all", key, _dedup_shards(root) + _files(root / "dedup_index"), stats),
+                   stats)
 
 
 @task(name="train-tokenizer")
-def tokenizer_task(shards: list[str], root: str, config, key: str) -> dict:
+def tokenizer_task(shards: list[str], root: str, config, docs: int, key: str) -> UnitResult:
     from pipeline.tokenize import train_tokenizer
 
     root = Path(root)
     t0 = time.perf_counter()
     train_tokenizer([root / s for s in shards], root / "tokenizer.json", config)
-    stats = {"seconds": round(time.perf_counter() - t0, 3)}
-    return _record(StateStore(root).write("tokenizer", "all", key, [root / "tokenizer.json"], stats))
+    stats = TokenizerStats(docs_in=docs, docs_out=docs, seconds=round(time.perf_counter() - t0, 3))
+    return _result(StateStore(root).write("tokenizer", "all", key, [root / "tokenizer.json"], stats), stats)
 
 
 def _token_outputs(root: Path) -> list[Path]:
@@ -146,13 +155,13 @@ def _token_outputs(root: Path) -> list[Path]:
 
 
 @task(name="tokenize")
-def tokenize_task(shards: list[str], root: str, config, workers: int, key: str) -> dict:
+def tokenize_task(shards: list[str], root: str, config, workers: int, key: str) -> UnitResult:
     from pipeline.tokenize import tokenize_corpus
 
     root = Path(root)
     _unlink(list_shards(root / "rejected", "tokenize-*.parquet"))
     stats = tokenize_corpus([root / s for s in shards], root / "tokenizer.json", root / "tokens", config, workers=workers)
-    return _record(StateStore(root).write("tokenize", "all", key, _token_outputs(root), stats))
+    return _result(StateStore(root).write("tokenize", "all", key, _token_outputs(root), stats), stats)
 
 
 @task(name="sync-output", **IO_RETRIES)
@@ -161,12 +170,12 @@ def push_task(location: "storage.OutputLocation") -> int:
 
 
 @task(name="card")
-def card_task(out_dir: Path, manifest: dict, cards_dir: str | None) -> str:
+def card_task(out_dir: Path, manifest: Manifest, cards_dir: str | None) -> str:
     return str(card_mod.write_card(out_dir, manifest, data_cards_dir=Path(cards_dir) if cards_dir else None))
 
 
-def _record(rec) -> dict:
-    return {"unit": rec.unit, "key": rec.key, "outputs": rec.output_hashes(), "stats": rec.stats, "reused": False}
+def _result(rec, stats: StageStats) -> UnitResult:
+    return UnitResult(rec.unit, rec.key, rec.output_hashes(), stats)
 
 
 # --------------------------------------------------------------------------- the build
@@ -182,16 +191,18 @@ class CorpusBuild:
         self.progress, self.log = progress, log
         self.reused: dict[str, tuple[int, int]] = {}  # stage -> (units reused, units)
 
-    def _reuse(self, stage: str, unit: str, key: str) -> dict | None:
+    def _reuse(self, stage: str, unit: str, key: str) -> UnitResult | None:
         rec = self.state.valid(stage, unit, key)
         if rec is None:
             return None
-        return {"unit": unit, "key": key, "outputs": rec.output_hashes(), "stats": rec.stats, "reused": True}
+        return UnitResult(unit, key, rec.output_hashes(), self.state.stats(rec), reused=True)
 
-    def _mapped(self, stage: str, task_fn, units: list[tuple[str, str, dict]], total_docs=None, docs_of=None) -> list[dict]:
+    def _mapped(self, stage: str, task_fn, units: list[tuple[str, str, dict]], total_docs=None) -> list[UnitResult]:
         """Run the units (name, key, task parameters) not already done, at most `workers` at a time."""
-        docs_of = docs_of or (lambda r: r["stats"].get("docs_in", 0))
-        results: dict[str, dict] = {}
+        def docs_of(r: UnitResult) -> int:
+            return r.stats.docs_in
+
+        results: dict[str, UnitResult] = {}
         todo = []
         for name, key, params in units:
             hit = self._reuse(stage, name, key)
@@ -212,7 +223,7 @@ class CorpusBuild:
         self._forget_stale(stage, {name for name, _, _ in units})
         return [results[name] for name, _, _ in units]
 
-    def _global(self, stage: str, task_fn, key: str, total_docs: int | None, **params) -> dict:
+    def _global(self, stage: str, task_fn, key: str, total_docs: int | None, **params) -> UnitResult:
         hit = self._reuse(stage, "all", key)
         self.reused[stage] = (int(hit is not None), 1)
         docs = total_docs or 0
@@ -230,25 +241,25 @@ class CorpusBuild:
 
     # ---- stages
 
-    def ingest(self) -> list[dict]:
+    def ingest(self) -> list[UnitResult]:
         recipe, root = self.recipe, self.root
         units = []
         for i, source in enumerate(recipe.source_objects(root)):
             config = {"source": source.config.model_dump(mode="json"), "shard_docs": recipe.ingest.shard_docs}
             key = unit_key("ingest", {"source": sha256_json(source_fingerprint(source, self.hashes))}, config,
-                           code_extra=source_code_files(source))
+                           code_module=source_module(source))
             units.append((source.config.name, key, {"recipe": recipe, "index": i, "root": str(root), "key": key}))
         self.hashes.save()
-        results = self._mapped("ingest", ingest_task, units, docs_of=lambda r: r["stats"]["docs_in"])
-        keep = {o for r in results for o in r["outputs"]}
+        results = self._mapped("ingest", ingest_task, units)
+        keep = {o for r in results for o in r.outputs}
         _prune(root, keep, [("documents", "part-*.parquet"), ("rejected", "ingest-*.parquet")])
         return results
 
-    def clean(self, ingested: list[dict]) -> list[dict]:
-        config = self.recipe.clean.with_base_dir(self.recipe.base_dir)
+    def clean(self, ingested: list[UnitResult]) -> list[UnitResult]:
+        config = self.recipe.clean
         inputs = {}
         for r in ingested:
-            inputs.update({rel: h for rel, h in r["outputs"].items() if rel.startswith("documents/")})
+            inputs.update({rel: h for rel, h in r.outputs.items() if rel.startswith("documents/")})
         cfg = config.model_dump(mode="json")
         if config.c4.bad_words_path:  # a file the config points at is part of the config
             cfg["bad_words_sha256"] = self.hashes.sha256(Path(config.c4.bad_words_path))
@@ -256,40 +267,39 @@ class CorpusBuild:
         for shard in sorted(inputs):
             key = unit_key("clean", {Path(shard).name: inputs[shard]}, cfg)
             units.append((Path(shard).name, key, {"shard": shard, "root": str(self.root), "config": config, "key": key}))
-        total = sum(r["stats"]["docs_out"] for r in ingested)
+        total = sum(r.stats.docs_out for r in ingested)
         results = self._mapped("clean", clean_task, units, total_docs=total)
-        keep = {o for r in results for o in r["outputs"]}
+        keep = {o for r in results for o in r.outputs}
         _prune(self.root, keep, [("clean", "part-*.parquet"), ("rejected", "clean-*.parquet")])
         return results
 
-    def dedup(self, cleaned: list[dict]) -> dict:
-        shards = sorted(o for r in cleaned for o in r["outputs"] if o.startswith("clean/"))
-        inputs = {s: h for r in cleaned for s, h in r["outputs"].items() if s.startswith("clean/")}
+    def dedup(self, cleaned: list[UnitResult]) -> UnitResult:
+        shards = sorted(o for r in cleaned for o in r.outputs if o.startswith("clean/"))
+        inputs = {s: h for r in cleaned for s, h in r.outputs.items() if s.startswith("clean/")}
         cfg = self.recipe.dedup.model_dump(mode="json")
         if self.recipe.dedup.incremental_index:  # deduplicating against an earlier index: its files are inputs too
-            index = Path(self.recipe.dedup.incremental_index)
-            index = index if index.is_absolute() else self.recipe.base_dir / index
+            index = Path(self.recipe.dedup.incremental_index)  # absolute: resolved when the recipe was parsed
+            if not (index / "index.json").is_file():
+                raise FileNotFoundError(f"dedup.incremental_index: {index} is not a dedup_index/ folder (no index.json)")
             cfg["incremental_index_files"] = {p.relative_to(index).as_posix(): self.hashes.sha256(p) for p in _files(index)}
         key = unit_key("dedup", inputs, cfg)
-        total = sum(r["stats"]["docs_out"] for r in cleaned)
+        total = sum(r.stats.docs_out for r in cleaned)
         return self._global("dedup", dedup_task, key, total, shards=shards, root=str(self.root),
                             config=self.recipe.dedup, workers=self.workers)
 
-    def tokenize(self, deduped: dict) -> tuple[dict, dict]:
+    def tokenize(self, deduped: UnitResult) -> tuple[UnitResult, UnitResult]:
         config = self.recipe.tokenize
-        if config.tokenizer and not Path(config.tokenizer).is_absolute():
-            config = config.model_copy(update={"tokenizer": str((self.recipe.base_dir / config.tokenizer).resolve())})
-        inputs = {s: h for s, h in deduped["outputs"].items() if s.startswith("dedup/")}
+        inputs = {s: h for s, h in deduped.outputs.items() if s.startswith("dedup/")}
         shards = sorted(inputs)
         cfg = config.model_dump(mode="json")
         train_cfg = {k: v for k, v in cfg.items() if k not in ENCODE_ONLY_FIELDS}
         if config.tokenizer:
             train_cfg["tokenizer_sha256"] = self.hashes.sha256(Path(config.tokenizer))
-        docs = deduped["stats"]["docs_out"]
+        docs = deduped.stats.docs_out
         trained = self._global("tokenizer", tokenizer_task, unit_key("tokenizer", inputs, train_cfg), docs,
-                               shards=shards, root=str(self.root), config=config)
+                               shards=shards, root=str(self.root), config=config, docs=docs)
         self.progress.stage_end("tokenizer", docs)
-        key = unit_key("tokenize", {**inputs, **trained["outputs"]}, cfg)
+        key = unit_key("tokenize", {**inputs, **trained.outputs}, cfg)
         encoded = self._global("tokenize", tokenize_task, key, docs, shards=shards, root=str(self.root), config=config,
                                workers=self.workers)
         return trained, encoded
@@ -325,7 +335,7 @@ def make_task_runner(workers: int, dask: str | None = None):
 
 @flow(name="corpus", log_prints=True)
 def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2, cards_dir: str | None = "data_cards",
-                dask: str | None = None, work_dir: str | None = None) -> dict:
+                dask: str | None = None, work_dir: str | None = None) -> Manifest:
     """Build the corpus a recipe describes; returns the manifest.
 
     `output` is a folder or an fsspec URL (s3://, gs://, file://); a remote output is
@@ -354,47 +364,41 @@ def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2, c
         progress.run_end(status)
 
 
-def _build(build: CorpusBuild, recipe: Recipe, recipe_path, output, location, cards_dir, log) -> dict:
-    root, stages, progress = build.root, {}, build.progress
+def _build(build: CorpusBuild, recipe: Recipe, recipe_path, output, location, cards_dir, log) -> Manifest:
+    root, stages, progress = build.root, Stages(), build.progress
 
-    def finish(stage: str, stats: dict):
-        stages[stage] = stats
-        progress.stage_end(stage, stats.get("docs_out"))
+    def finish(stage: str, stats: StageStats):
+        setattr(stages, stage, stats)
+        progress.stage_end(stage, stats.docs_out)
         reused, units = build.reused.get(stage, (0, 0))
-        log.info("%s: %s%s", stage, _funnel_line(stats), f" [{reused}/{units} units reused]" if reused else "")
+        log.info("%s: %s%s", stage, stats.funnel_line(), f" [{reused}/{units} units reused]" if reused else "")
         if location.remote:
             push_task(location)
 
     t0 = time.perf_counter()
     ingested = build.ingest()
-    stats = merge_stage_stats([r["stats"] for r in ingested], time.perf_counter() - t0)
-    stats["sources"] = {s.name: r["stats"] for s, r in zip(recipe.sources, ingested)}
-    finish("ingest", stats)
+    finish("ingest", IngestStats.summed([r.stats for r in ingested], time.perf_counter() - t0,
+                                        sources={s.name: r.stats for s, r in zip(recipe.sources, ingested)}))
 
     t0 = time.perf_counter()
-    from pipeline.clean import merge_stats as merge_clean_stats
-
     cleaned = build.clean(ingested)
-    stats = merge_clean_stats([r["stats"] for r in cleaned])
-    stats["seconds"] = round(time.perf_counter() - t0, 3)
-    finish("clean", stats)
+    finish("clean", CleanStats.merged([r.stats for r in cleaned], time.perf_counter() - t0))
 
     deduped = build.dedup(cleaned)
-    finish("dedup", dict(deduped["stats"]))
+    finish("dedup", deduped.stats)
 
     trained, encoded = build.tokenize(deduped)
-    stats = dict(encoded["stats"])
-    stats["tokenizer_seconds"] = trained["stats"]["seconds"]
-    stats["seconds"] = round(stats.get("seconds", 0) + trained["stats"]["seconds"], 3)
-    finish("tokenize", stats)
+    tokenizer_seconds = trained.stats.seconds
+    finish("tokenize", encoded.stats.model_copy(update={
+        "tokenizer_seconds": tokenizer_seconds, "seconds": round(encoded.stats.seconds + tokenizer_seconds, 3)}))
 
     command = "opencorpus run " + shlex.quote(str(recipe_path)) + (f" --output {shlex.quote(str(output))}" if output else "")
-    manifest = build_manifest(recipe, str(recipe_path), stages, command)
-    manifest["resume"] = {stage: {"units": n, "reused": r} for stage, (r, n) in build.reused.items()}
-    broken = check_conservation(manifest)
+    manifest = build_manifest(recipe, str(recipe_path), stages, command,
+                              resume={stage: {"units": n, "reused": r} for stage, (r, n) in build.reused.items()})
+    broken = manifest.conservation_errors()
     if broken:
         raise RuntimeError("documents unaccounted for: " + "; ".join(broken))
-    write_json(manifest, root / "manifest.json")
+    manifest.write(root / Manifest.file_name)
     build.hashes.save()
     card_path = card_task(root, manifest, cards_dir)
     create_markdown_artifact(key=f"funnel-{_artifact_key(recipe.name)}", markdown=_artifact_markdown(manifest, location),
@@ -405,18 +409,12 @@ def _build(build: CorpusBuild, recipe: Recipe, recipe_path, output, location, ca
     return manifest
 
 
-def _artifact_markdown(manifest: dict, location) -> str:
-    lines = [f"# Corpus {manifest['name']}", "", f"Output: `{location.url}`", "", card_mod.funnel_markdown(manifest), ""]
-    reused = {k: v for k, v in manifest.get("resume", {}).items() if v["reused"]}
+def _artifact_markdown(manifest: Manifest, location) -> str:
+    lines = [f"# Corpus {manifest.name}", "", f"Output: `{location.url}`", "", card_mod.funnel_markdown(manifest), ""]
+    reused = {k: v for k, v in manifest.resume.items() if v.reused}
     if reused:
-        lines.append("Reused from an earlier run: " + ", ".join(f"{k} {v['reused']}/{v['units']} units" for k, v in reused.items()))
+        lines.append("Reused from an earlier run: " + ", ".join(f"{k} {v.reused}/{v.units} units" for k, v in reused.items()))
     return "\n".join(lines)
-
-
-def _funnel_line(s: dict) -> str:
-    if "docs_in" not in s:
-        return f"({s.get('seconds', 0):.1f} s)"
-    return f"{s['docs_in']} in, {s['docs_out']} out, {s['docs_rejected']} rejected ({s.get('seconds', 0):.1f} s)"
 
 
 def _artifact_key(name: str) -> str:
@@ -424,7 +422,7 @@ def _artifact_key(name: str) -> str:
 
 
 def run_corpus(recipe_path: str, output: str | None = None, workers: int = 2, cards_dir: str | None = "data_cards",
-               dask: str | None = None, work_dir: str | None = None) -> dict:
+               dask: str | None = None, work_dir: str | None = None) -> Manifest:
     """Run the corpus flow (its mapped stages on `workers` processes, or on Dask with `dask`)."""
     with storage.prefect_api():
         return corpus_flow(recipe_path, output, workers, cards_dir, dask, work_dir)

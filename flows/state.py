@@ -27,25 +27,68 @@ import importlib.metadata as md
 import json
 import os
 import platform
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from pipeline.io import write_json
+from pipeline.io import sha256_file, write_json
+from pipeline.records import UNIT_STATS, DoneRecord, RecordError, StageStats
 
 STATE_DIR = ".opencorpus"
 PIPELINE = Path(__file__).resolve().parents[1] / "pipeline"
 
-# The code and libraries each stage's output depends on. Editing any of these files (or
-# upgrading a listed library) changes the stage's key, and so reruns it.
-STAGE_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # ingest: plus the modules of the source's own class (source_code_files)
-    "ingest": (("ingest.py", "sources/__init__.py", "sources/base.py", "schema.py", "io.py"), ("pyarrow",)),
-    "clean": (("clean", "schema.py", "io.py"), ("pyarrow", "polars", "ftfy", "py3langid", "lingua-language-detector", "numpy")),
-    "dedup": (("dedup", "schema.py", "io.py"), ("pyarrow", "polars", "datasketch", "numpy", "xxhash", "scipy")),
-    "tokenizer": (("tokenize", "io.py"), ("tokenizers", "pyarrow", "numpy")),
-    "tokenize": (("tokenize", "io.py"), ("tokenizers", "pyarrow", "numpy")),
+# The module each stage's unit runs; its code is that module and every pipeline module it
+# imports (at any depth), and its libraries are the distributions those modules import.
+STAGE_MODULES = {
+    "ingest": "pipeline.ingest",  # plus the module of the source's own class (source_code_files)
+    "clean": "pipeline.clean.stage",
+    "dedup": "pipeline.dedup.stage",
+    "tokenizer": "pipeline.tokenize.tokenizer",
+    "tokenize": "pipeline.tokenize.stage",
 }
+
+
+def _module_file(name: str) -> Path | None:
+    rel = Path(*name.split(".")[1:])
+    for cand in (PIPELINE / rel.with_suffix(".py"), PIPELINE / rel / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None  # a name imported from a module, not a module
+
+
+@lru_cache(maxsize=None)
+def module_closure(module: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(pipeline files relative to pipeline/, third-party distributions) that `module` uses,
+    following its imports (top-level and inside functions) through pipeline/."""
+    import ast
+    import sys
+
+    files: set[Path] = set()
+    imported: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        todo += [".".join(parts[:k]) for k in range(2, len(parts))]  # a package's __init__ runs first
+        path = _module_file(name) if name.startswith("pipeline.") else None
+        if path is None or path in files:
+            continue
+        files.add(path)
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            for n in names:
+                (todo.append(n) if n.startswith("pipeline.") else imported.add(n.split(".")[0]))
+    dists = md.packages_distributions()
+    libs = {d for top in imported - set(sys.stdlib_module_names) - {"__future__", "pipeline"} for d in dists.get(top, [])}
+    return tuple(sorted(f.relative_to(PIPELINE).as_posix() for f in files)), tuple(sorted(libs))
 
 
 def sha256_json(obj) -> str:
@@ -53,17 +96,16 @@ def sha256_json(obj) -> str:
 
 
 @lru_cache(maxsize=None)
-def code_fingerprint(stage: str, extra: tuple[str, ...] = ()) -> str:
-    """sha256 over the stage's source files (plus `extra`, relative to pipeline/) and the
-    versions of the libraries it uses."""
-    paths, libs = STAGE_CODE[stage]
+def code_fingerprint(stage: str, extra_module: str | None = None) -> str:
+    """sha256 over the files and library versions of the stage's module closure (plus that of
+    `extra_module`, the source class of an ingest unit)."""
+    files, libs = module_closure(STAGE_MODULES[stage])
+    if extra_module:
+        more_files, more_libs = module_closure(extra_module)
+        files, libs = sorted(set(files) | set(more_files)), sorted(set(libs) | set(more_libs))
     h = hashlib.sha256(f"python {platform.python_version()}\n".encode())
-    for rel in sorted(set(paths) | set(extra)):
-        root = PIPELINE / rel
-        files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
-        for f in files:
-            if f.is_file():
-                h.update(f.relative_to(PIPELINE).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    for rel in files:
+        h.update(rel.encode() + b"\0" + (PIPELINE / rel).read_bytes() + b"\0")
     for lib in libs:
         try:
             h.update(f"{lib}=={md.version(lib)}\n".encode())
@@ -72,40 +114,17 @@ def code_fingerprint(stage: str, extra: tuple[str, ...] = ()) -> str:
     return h.hexdigest()
 
 
-def unit_key(stage: str, inputs: dict[str, str], config, code_extra: tuple[str, ...] = ()) -> str:
+def unit_key(stage: str, inputs: dict[str, str], config, code_module: str | None = None) -> str:
     """The cache key of a unit: its stage, input name -> content hash, config and code."""
-    code = code_fingerprint(stage, tuple(sorted(code_extra)))
+    code = code_fingerprint(stage, code_module)
     return sha256_json({"stage": stage, "inputs": inputs, "config": config, "code": code})
 
 
-# Libraries a source type reads with; their versions are part of its ingest key.
-SOURCE_LIBS = {"warc": ("fastwarc", "resiliparse"), "commoncrawl": ("fastwarc", "resiliparse"), "hf": ("datasets",)}
-
-
-def source_code_files(source) -> tuple[str, ...]:
-    """Modules (relative to pipeline/) that define a source's class and its bases, plus the
-    downloader for sources that fetch: editing another source type's module reruns nothing here."""
-    import inspect
-
-    files = set()
-    for cls in type(source).__mro__:
-        try:
-            path = Path(inspect.getsourcefile(cls) or "").resolve()
-        except TypeError:
-            continue
-        if PIPELINE in path.parents:
-            files.add(path.relative_to(PIPELINE).as_posix())
-    if hasattr(source, "fetch"):
-        files.add("download.py")
-    return tuple(sorted(files))
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def source_module(source) -> str:
+    """The module that defines a source's class: its closure (base classes, the downloader for
+    sources that fetch, the reader libraries) joins the ingest key; editing another source
+    type's module reruns nothing here."""
+    return type(source).__module__
 
 
 class HashCache:
@@ -129,7 +148,7 @@ class HashCache:
         hit = self.entries.get(str(path))
         if hit and hit[:2] == stamp:
             return hit[2]
-        digest = file_sha256(path)
+        digest = sha256_file(path)
         self.entries[str(path)] = stamp + [digest]
         self.dirty = True
         return digest
@@ -138,18 +157,6 @@ class HashCache:
         if self.path is not None and self.dirty:
             write_json(self.entries, self.path)
             self.dirty = False
-
-
-@dataclass
-class DoneRecord:
-    stage: str
-    unit: str
-    key: str
-    outputs: dict[str, dict]  # relative path -> {size, mtime_ns, sha256}
-    stats: dict
-
-    def output_hashes(self) -> dict[str, str]:
-        return {rel: o["sha256"] for rel, o in self.outputs.items()}
 
 
 class StateStore:
@@ -163,17 +170,22 @@ class StateStore:
         return self.dir / "done" / stage / f"{unit}.json"
 
     def load(self, stage: str, unit: str) -> DoneRecord | None:
-        path = self.record_path(stage, unit)
         try:
-            data = json.loads(path.read_text())
-            return DoneRecord(data["stage"], data["unit"], data["key"], data["outputs"], data["stats"])
-        except (OSError, ValueError, KeyError):
-            return None  # missing or unreadable: the unit is simply not done
+            return DoneRecord.load(self.record_path(stage, unit))
+        except RecordError:
+            return None  # missing, unreadable or from another version: the unit is simply not done
+
+    def stats(self, rec: DoneRecord) -> StageStats | None:
+        """The unit's stats as its stage's record type (None if they do not parse: rerun it)."""
+        try:
+            return UNIT_STATS[rec.stage].parse(rec.stats)
+        except RecordError:
+            return None
 
     def valid(self, stage: str, unit: str, key: str) -> DoneRecord | None:
         """The unit's record if it is done with this key and its outputs are intact."""
         rec = self.load(stage, unit)
-        if rec is None or rec.key != key:
+        if rec is None or rec.key != key or self.stats(rec) is None:
             return None
         for rel, o in rec.outputs.items():
             path = self.root / rel
@@ -184,21 +196,20 @@ class StateStore:
             if st.st_size != o["size"]:
                 return None
             # A copied or touched file: check its content, not its timestamp.
-            if st.st_mtime_ns != o["mtime_ns"] and file_sha256(path) != o["sha256"]:
+            if st.st_mtime_ns != o["mtime_ns"] and sha256_file(path) != o["sha256"]:
                 return None
         return rec
 
-    def write(self, stage: str, unit: str, key: str, outputs: list[str | os.PathLike], stats: dict) -> DoneRecord:
+    def write(self, stage: str, unit: str, key: str, outputs: list[str | os.PathLike], stats: StageStats) -> DoneRecord:
         """Record a finished unit (outputs hashed here, so call it where they were written)."""
         described = {}
         for p in sorted({Path(p) for p in outputs}):
             path = p if p.is_absolute() else self.root / p
             st = path.stat()
             rel = path.resolve().relative_to(self.root.resolve()).as_posix()
-            described[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(path)}
-        rec = DoneRecord(stage, unit, key, described, stats)
-        write_json({"stage": stage, "unit": unit, "key": key, "outputs": described, "stats": stats},
-                   self.record_path(stage, unit))
+            described[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
+        rec = DoneRecord(stage=stage, unit=unit, key=key, outputs=described, stats=stats.dump())
+        rec.write(self.record_path(stage, unit))
         return rec
 
     def forget(self, stage: str, unit: str):
@@ -212,17 +223,12 @@ class StateStore:
 def source_fingerprint(source, hashes: HashCache) -> dict:
     """What a source's documents depend on besides its config: its input files' content
     (file sources), or the installed distributions (python-env). Remote sources are keyed
-    on their config (URLs, revisions, checksums); their downloader verifies the bytes."""
-    libs = {}
-    for lib in SOURCE_LIBS.get(source.config.type, ()):
-        try:
-            libs[lib] = md.version(lib)
-        except md.PackageNotFoundError:
-            pass
+    on their config (URLs, revisions, checksums); their downloader verifies the bytes. The
+    versions of the libraries that read them are in the code fingerprint (source_module)."""
     own = getattr(source, "fingerprint", None)
     if callable(own):
-        return {"source": own(), "libs": libs}
-    return {**_inputs_of(source, hashes), "libs": libs}
+        return {"source": own()}
+    return _inputs_of(source, hashes)
 
 
 def _inputs_of(source, hashes: HashCache) -> dict:

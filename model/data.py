@@ -4,7 +4,7 @@
 
     DATA/tokens/train/part-*.parquet   id: string, input_ids: list<uint16|uint32>, n_tokens: int32
     DATA/tokens/val/part-*.parquet     (same; each document already ends with end-of-text)
-    DATA/tokens/index.json             vocab_size, eot_id, pad_id, [mask_id], totals, shards (+ sha256)
+    DATA/tokens/index.json             pipeline.records.TokenIndex: vocab_size, special ids, shards (+ sha256)
     DATA/tokenizer.json                Hugging Face `tokenizers` file with <|endoftext|>
     DATA/manifest.json                 the corpus manifest (its sha256 and recipe_hash go into the run)
 
@@ -17,8 +17,6 @@ cursor, sequence cursor) is all a checkpoint needs to resume the stream exactly.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,36 +26,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from pipeline.io import sha256_file
+from pipeline.records import Manifest, RecordError, TokenIndex, TokenShard
+
 EOT_TOKEN = "<|endoftext|>"
 
 
 class DataError(ValueError):
     """The corpus folder cannot be trained on; the message names the file and the problem."""
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _index_shard_entries(obj, out: dict[str, dict]):
-    """Collect {file name: entry} for every dict in index.json that names a shard file.
-
-    The tokenize stage owns index.json's exact layout; we only rely on shard entries being
-    dicts with a path-like key and (optionally) sha256 / n_tokens / n_docs.
-    """
-    if isinstance(obj, dict):
-        name = next((obj[k] for k in ("path", "file", "name", "shard") if isinstance(obj.get(k), str)), None)
-        if name and name.endswith(".parquet"):
-            out[name] = obj
-        for v in obj.values():
-            _index_shard_entries(v, out)
-    elif isinstance(obj, list):
-        for v in obj:
-            _index_shard_entries(v, out)
 
 
 @dataclass
@@ -79,7 +55,7 @@ class Corpus:
     """A validated corpus folder: shards, vocabulary facts, tokenizer and provenance."""
 
     root: Path
-    index: dict
+    index: TokenIndex
     vocab_size: int
     eot_id: int
     pad_id: int | None
@@ -106,9 +82,9 @@ class Corpus:
         if self.manifest_path.exists():
             manifest_sha = sha256_file(self.manifest_path)
             try:
-                recipe_hash = json.loads(self.manifest_path.read_text(encoding="utf-8")).get("recipe_hash")
-            except (json.JSONDecodeError, AttributeError):
-                recipe_hash = None
+                recipe_hash = Manifest.load(self.manifest_path).recipe_hash
+            except RecordError as e:
+                raise DataError(str(e)) from None
         return {
             "data_dir": str(self.root.resolve()),
             "manifest_sha256": manifest_sha,
@@ -123,7 +99,7 @@ class Corpus:
         }
 
 
-def _read_shard_facts(path: Path, split: str, entry: dict | None) -> Shard:
+def _read_shard_facts(path: Path, split: str, entry: TokenShard | None) -> Shard:
     try:
         meta = pq.read_metadata(path)
         schema = pq.read_schema(path)
@@ -139,7 +115,7 @@ def _read_shard_facts(path: Path, split: str, entry: dict | None) -> Shard:
     else:
         n_tokens = int(pc.sum(pc.list_value_length(pq.read_table(path, columns=["input_ids"]).column(0))).as_py() or 0)
     return Shard(path=path, split=split, n_tokens=n_tokens, n_docs=meta.num_rows,
-                 sha256=(entry or {}).get("sha256"), max_id=_max_token_id(path, meta))
+                 sha256=entry.sha256 if entry else None, max_id=_max_token_id(path, meta))
 
 
 def _max_token_id(path: Path, meta) -> int:
@@ -175,12 +151,9 @@ def open_corpus(data_dir, need_val: bool = False) -> Corpus:
     if not index_path.exists():
         raise DataError(f"{index_path} is missing: run the tokenize stage first")
     try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{index_path} is not valid JSON: {e}") from e
-    for key in ("vocab_size", "eot_id"):
-        if not isinstance(index.get(key), int):
-            raise DataError(f"{index_path} lacks the integer field {key!r}")
+        index = TokenIndex.load(index_path)
+    except RecordError as e:
+        raise DataError(str(e)) from None
 
     tok_path = root / "tokenizer.json"
     if not tok_path.exists():
@@ -191,25 +164,22 @@ def open_corpus(data_dir, need_val: bool = False) -> Corpus:
         tok = Tokenizer.from_file(str(tok_path))
     except Exception as e:
         raise DataError(f"{tok_path} cannot be loaded by tokenizers: {e}") from e
-    if tok.get_vocab_size() != index["vocab_size"]:
+    if tok.get_vocab_size() != index.vocab_size:
         raise DataError(
             f"tokenizer mismatch: {tok_path} has {tok.get_vocab_size()} tokens but {index_path} says "
-            f"vocab_size={index['vocab_size']}"
+            f"vocab_size={index.vocab_size}"
         )
-    if tok.token_to_id(EOT_TOKEN) != index["eot_id"]:
+    if tok.token_to_id(EOT_TOKEN) != index.eot_id:
         raise DataError(
             f"tokenizer mismatch: {tok_path} maps {EOT_TOKEN} to {tok.token_to_id(EOT_TOKEN)}, "
-            f"{index_path} says eot_id={index['eot_id']}"
+            f"{index_path} says eot_id={index.eot_id}"
         )
 
-    entries: dict[str, dict] = {}
-    _index_shard_entries(index, entries)
-    corpus = Corpus(root=root, index=index, vocab_size=index["vocab_size"], eot_id=index["eot_id"],
-                    pad_id=index.get("pad_id"), mask_id=index.get("mask_id"))
+    corpus = Corpus(root=root, index=index, vocab_size=index.vocab_size, eot_id=index.eot_id,
+                    pad_id=index.pad_id, mask_id=index.mask_id)
     for split in ("train", "val"):
         folder = root / "tokens" / split
-        listed = {Path(name).name: e for name, e in entries.items()
-                  if e.get("split") == split or split in Path(name).parts}
+        listed = {Path(e.file).name: e for e in index.shards_of(split)}
         # Shards the index promises must exist: a missing one would silently shrink the data.
         for name in sorted(listed):
             if not (folder / name).exists():

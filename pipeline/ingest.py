@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline.io import text_bytes, write_parquet
+from pipeline.records import IngestSourceStats
 from pipeline.schema import DOC_SCHEMA, REJECTED_SCHEMA, rejected_table
 
 
@@ -20,11 +21,11 @@ def shard_name(source: str, seq: int) -> str:
     return f"part-{source}-{seq:05d}.parquet"
 
 
-def ingest_source(source, out_dir: Path, shard_docs: int) -> dict:
+def ingest_source(source, out_dir: Path, shard_docs: int) -> IngestSourceStats:
     """Read `source` (a pipeline.sources.Source) into out_dir/documents and out_dir/rejected.
 
-    Returns the stage stats for this source, including the shard paths written and the
-    source's provenance (files read, sizes, checksums)."""
+    Returns the stage stats for this source, including the shard paths written (relative to
+    out_dir) and the source's provenance (files read, sizes, checksums)."""
     t0 = time.perf_counter()
     name = source.config.name
     docs_dir, rej_dir = Path(out_dir) / "documents", Path(out_dir) / "rejected"
@@ -70,15 +71,11 @@ def ingest_source(source, out_dir: Path, shard_docs: int) -> dict:
     stats["docs_rejected"] = rej.num_rows
     for f in rej.column("filter").to_pylist():
         reasons[f] = reasons.get(f, 0) + 1
-    stats.update(
-        seconds=round(time.perf_counter() - t0, 3),
-        rejected_by_reason=reasons,
-        shards=shards,
-        provenance=source.provenance,
-        type=source.config.type,
-        license=source.config.license,
+    return IngestSourceStats(
+        **stats, seconds=round(time.perf_counter() - t0, 3), rejected_by_filter=reasons,
+        shards=[Path(p).relative_to(out_dir).as_posix() for p in shards], provenance=source.provenance,
+        type=source.config.type, license=source.config.license,
     )
-    return stats
 
 
 def _reject_repeated_ids(docs: pa.Table, seen: dict[str, str]):
@@ -100,10 +97,3 @@ def _reject_repeated_ids(docs: pa.Table, seen: dict[str, str]):
         duplicate_of=[ids[i] for i in bad],
     )
     return docs.take(keep), rej
-
-
-def merge_stage_stats(parts: list[dict], seconds: float | None = None) -> dict:
-    """Sum the conserved counters of per-shard or per-source stats."""
-    out = {k: sum(p.get(k, 0) for p in parts) for k in ("docs_in", "docs_out", "docs_rejected", "bytes_in", "bytes_out")}
-    out["seconds"] = round(seconds if seconds is not None else sum(p.get("seconds", 0) for p in parts), 3)
-    return out

@@ -1,8 +1,12 @@
 """Recipes: one YAML file that says what goes into a corpus and how each stage treats it.
 
 Relative paths inside a recipe resolve against the recipe file's folder, so a recipe
-means the same thing whatever folder it is run from. Validation errors name the file
-and the field (for example `recipe.yaml: sources[1].type: unknown source type 'foo'`).
+means the same thing whatever folder it is run from. That happens here and nowhere else:
+`parse_recipe` returns the recipe with every field declared with `pipeline.records.recipe_path`
+made absolute, so stages, cache keys and the card all see the same file. The recipe as
+written (relative paths kept) is what its hash and the manifest record, so a corpus
+folder and its recipe can move together. Validation errors name the file and the field
+(for example `recipe.yaml: sources[1].type: unknown source type 'foo'`).
 """
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator
 
 from pipeline.clean.config import CleanConfig
 from pipeline.dedup.config import DedupConfig
+from pipeline.records import format_errors, resolve_paths
 from pipeline.sources import SourceConfig, source_class
 from pipeline.tokenize.config import TokenizeConfig
 
@@ -43,8 +48,9 @@ class Recipe(BaseModel):
     # Options for `opencorpus train` (preset, max_steps, ...); checked by the trainer.
     train: dict[str, Any] = Field(default_factory=dict)
 
-    # Where relative paths resolve; set by load_recipe, not part of the YAML.
+    # Where relative paths resolved; set by parse_recipe, not part of the YAML.
     base_dir: Path = Field(default=Path("."), exclude=True)
+    _as_written: dict | None = PrivateAttr(default=None)
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -71,25 +77,16 @@ class Recipe(BaseModel):
             raise ValueError(f"source names must be unique, repeated: {dupes}")
         return typed
 
+    def as_written(self) -> dict:
+        """The recipe with its paths as the YAML wrote them (what the manifest records)."""
+        return self._as_written if self._as_written is not None else self.model_dump(mode="json")
+
     def hash(self) -> str:
-        """sha256 of the recipe's canonical JSON: equal recipes give equal hashes."""
-        data = self.model_dump(mode="json")
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+        """sha256 of the recipe's canonical JSON as written: equal recipes give equal hashes."""
+        return hashlib.sha256(json.dumps(self.as_written(), sort_keys=True).encode()).hexdigest()
 
     def source_objects(self, work_dir: Path):
         return [source_class(s.type)(s, self.base_dir, work_dir) for s in self.sources]
-
-
-def format_errors(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ""
-        for item in err["loc"]:
-            loc += f"[{item}]" if isinstance(item, int) else (f".{item}" if loc else str(item))
-        msg = err["msg"].removeprefix("Value error, ")
-        # messages from our own validators already start with the field's path
-        parts.append(f"{loc}: {msg}" if loc and not msg.startswith(loc) else msg)
-    return "; ".join(parts)
 
 
 def parse_recipe(data: dict, base_dir: Path, origin: str = "<recipe>") -> Recipe:
@@ -99,7 +96,11 @@ def parse_recipe(data: dict, base_dir: Path, origin: str = "<recipe>") -> Recipe
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
         raise RecipeError(f"{origin}: {format_errors(e)}") from None
-    recipe.base_dir = Path(base_dir).resolve()
+    base_dir = Path(base_dir).resolve()
+    written = recipe.model_dump(mode="json")
+    recipe = resolve_paths(recipe, base_dir)
+    recipe.base_dir = base_dir
+    recipe._as_written = written
     return recipe
 
 

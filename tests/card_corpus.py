@@ -10,12 +10,13 @@ from pathlib import Path
 import yaml
 
 from conftest import SHARED_CORPORA
-from pipeline.clean import clean_shard, merge_stats
+from pipeline.clean import clean_shard
 from pipeline.dedup import run_dedup
-from pipeline.ingest import ingest_source, merge_stage_stats
-from pipeline.io import list_shards, write_json
-from pipeline.manifest import build_manifest, check_conservation
+from pipeline.ingest import ingest_source
+from pipeline.io import list_shards
+from pipeline.manifest import build_manifest
 from pipeline.recipe import load_recipe
+from pipeline.records import CleanStats, IngestStats, Manifest, Stages
 from pipeline.tokenize import tokenize_corpus, train_tokenizer
 
 
@@ -67,7 +68,8 @@ def card_recipe(shared: Path, work: Path, name: str = "card-test") -> dict:
     }
 
 
-def build_corpus(out_dir: Path, data_cards_dir: Path | None, recipe_data: dict | None = None, shared: Path | None = None) -> dict:
+def build_corpus(out_dir: Path, data_cards_dir: Path | None, recipe_data: dict | None = None,
+                 shared: Path | None = None) -> Manifest:
     """Run ingest, clean, dedup, tokenize into out_dir, write manifest.json and the card."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,28 +78,28 @@ def build_corpus(out_dir: Path, data_cards_dir: Path | None, recipe_data: dict |
     recipe_path = out_dir.parent / f"{recipe_data['name']}.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe_data, sort_keys=False), encoding="utf-8")
     recipe = load_recipe(recipe_path)
-    stages: dict[str, dict] = {}
+    stages = Stages()
 
     t0 = time.perf_counter()
     per_source = [ingest_source(src, out_dir, recipe.ingest.shard_docs) for src in recipe.source_objects(out_dir)]
-    stages["ingest"] = merge_stage_stats(per_source, time.perf_counter() - t0)
-    stages["ingest"]["sources"] = {s.name: r for s, r in zip(recipe.sources, per_source)}
+    stages.ingest = IngestStats.summed(per_source, time.perf_counter() - t0,
+                                       sources={s.name: r for s, r in zip(recipe.sources, per_source)})
 
-    shards = [Path(s) for r in per_source for s in r["shards"]]
-    stages["clean"] = merge_stats([clean_shard(s, out_dir / "clean" / s.name, out_dir / "rejected" / f"clean-{s.name}", recipe.clean)
-                                   for s in shards])
-    stages["dedup"] = run_dedup(list_shards(out_dir / "clean"), out_dir, recipe.dedup, workers=1)
+    shards = [out_dir / s for r in per_source for s in r.shards]
+    stages.clean = CleanStats.merged([clean_shard(s, out_dir / "clean" / s.name, out_dir / "rejected" / f"clean-{s.name}",
+                                                  recipe.clean) for s in shards])
+    stages.dedup = run_dedup(list_shards(out_dir / "clean"), out_dir, recipe.dedup, workers=1)
     t0 = time.perf_counter()
     final = list_shards(out_dir / "dedup")
     train_tokenizer(final, out_dir / "tokenizer.json", recipe.tokenize)
-    stages["tokenize"] = tokenize_corpus(final, out_dir / "tokenizer.json", out_dir / "tokens", recipe.tokenize, workers=1)
-    stages["tokenize"]["seconds"] = round(time.perf_counter() - t0, 3)
+    stages.tokenize = tokenize_corpus(final, out_dir / "tokenizer.json", out_dir / "tokens", recipe.tokenize, workers=1)
+    stages.tokenize.seconds = round(time.perf_counter() - t0, 3)
 
     manifest = build_manifest(recipe, str(recipe_path), stages, f"opencorpus run {recipe_path} --output {out_dir}")
-    broken = check_conservation(manifest)
+    broken = manifest.conservation_errors()
     if broken:
         raise RuntimeError("; ".join(broken))
-    write_json(manifest, out_dir / "manifest.json")
+    manifest.write(out_dir / Manifest.file_name)
     from pipeline.card import write_card
 
     write_card(out_dir, manifest, data_cards_dir)

@@ -17,6 +17,8 @@ import pytest
 from card_corpus import build_corpus, card_recipe
 from conftest import require_shared
 
+from pipeline.records import IngestStats, Manifest, RecordError, Stages
+
 SECTIONS = [
     "## Summary", "## Sources", "## Processing funnel", "### Removed, per filter", "### Examples of removed documents",
     "## Languages, lengths and tokens", "### Languages", "### Document length", "### Tokens", "## Duplicates",
@@ -31,7 +33,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("card")
     out = root / "corpus"
     manifest = build_corpus(out, root / "data_cards", card_recipe(shared, root), shared)
-    return out, root / "data_cards", manifest
+    return out, root / "data_cards", manifest.dump()  # as manifest.json holds it
 
 
 def _figures(out: Path) -> dict:
@@ -201,7 +203,7 @@ def test_pii_and_limitations(built):
     # examples of removed documents show no PII (whatever the stage that removed them did)
     email = re.compile(r"[\w.%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}")
     assert not email.findall(text)
-    from pipeline.card_stats import truncate
+    from pipeline.card.figures import truncate
 
     shown = truncate("Write to webmaster@atlantis-fleet.org or call +1 202 555 0143.   Thanks.")
     assert shown == "Write to <EMAIL_ADDRESS> or call <PHONE_NUMBER>. Thanks."
@@ -250,7 +252,7 @@ def test_charts_linked_in_both_places_and_json_copy(built):
 
 
 def test_charts_are_deterministic(built, tmp_path):
-    from pipeline.card_charts import write_charts
+    from pipeline.card.charts import write_charts
 
     out, _, _ = built
     f = _figures(out)
@@ -264,10 +266,10 @@ def test_card_from_manifest_alone_and_missing_stages(built):
     from pipeline.card import render_card
 
     out, _, manifest = built
-    text = render_card(manifest)
+    text = render_card(Manifest.parse(manifest))
     assert f"- Documents: {manifest['stages']['dedup']['docs_out']:,} (" in text
     bare = {k: v for k, v in manifest.items() if k != "stages"} | {"stages": {"ingest": manifest["stages"]["ingest"]}}
-    text = render_card(bare)
+    text = render_card(Manifest.parse(bare))
     for heading in ("## Duplicates", "## PII replaced", "### Tokens", "### Languages"):
         section = text.split(heading, 1)[1]
         assert section.lstrip().startswith("_Not recorded"), heading
@@ -303,8 +305,8 @@ def test_model_entry_is_added_once(built, tiny_run, monkeypatch):
         assert len(rows) == 1
         assert f"| {result['val_loss']:.4f} |" in rows[0] and f"| {result['val_bits_per_byte']:.4f} |" in rows[0]
         assert f"| {result['tokens_seen']:,} |" in rows[0] and "| cpu-tiny | clm |" in rows[0]
-        link = re.search(r"\[report\]\(([^)]+)\)", rows[0]).group(1)
-        assert (md_path.parent / link).resolve() == (run_dir / "report.md").resolve()
+        # the run folder is neither published nor committed with the card: named, never linked or absolute
+        assert "`tiny/report.md`" in rows[0] and "](" not in rows[0] and str(run_dir) not in text
     assert _figures(out)["models"][0]["run_dir"] == str(run_dir.resolve())
 
 
@@ -457,7 +459,8 @@ def test_downloaded_sources_show_url_sha256_and_fetch_time(tmp_path):
         recipe = parse_recipe({"name": "dl", "sources": [{"name": "cc", "type": "http", "license": "ODC-By", "urls": [url]}]}, tmp_path)
         out = tmp_path / "dl"
         stats = ingest_source(recipe.source_objects(out)[0], out, 100)
-    manifest = build_manifest(recipe, None, {"ingest": {**stats, "sources": {"cc": stats}}}, "opencorpus run dl.yaml")
+    stages = Stages(ingest=IngestStats.summed([stats], sources={"cc": stats}))
+    manifest = build_manifest(recipe, None, stages, "opencorpus run dl.yaml")
     write_card(out, manifest)
     text = _card(out)
     want = hashlib.sha256((shared / rel).read_bytes()).hexdigest()
@@ -469,27 +472,44 @@ def test_downloaded_sources_show_url_sha256_and_fetch_time(tmp_path):
         assert text.split(heading, 1)[1].lstrip().startswith("_Not recorded"), heading
 
 
-def test_partial_corpus_and_odd_stats_still_get_a_card(built, tmp_path):
-    """Stage stats change shape and folders go missing: the card says what it lacks, never crashes."""
+def test_partial_corpus_gets_a_card_and_bad_records_are_named(built, tmp_path):
+    """Folders go missing: the card is drawn from the records and says what it lacks. A
+    manifest whose stats do not have the recorded shape is refused, naming the file and
+    the field; an 0.1 manifest loads through its migration, a newer one names its version."""
     from rich.console import Console
 
-    from pipeline.card import diff_cards, print_summary, write_card
+    from pipeline.card import diff_cards, print_summary, rewrite_card
 
     out, _, manifest = built
     part = tmp_path / "partial"
-    shutil.copytree(out, part, ignore=shutil.ignore_patterns("tokens", "clusters", "rejected", "models.json"))
-    m = json.loads(json.dumps(manifest))
-    m["stages"]["clean"].update(pii=None, languages=None, filters={"odd": 3})
-    m["stages"]["dedup"] = {"docs_in": 5}
-    m["stages"]["tokenize"] = {}
-    m["stages"]["ingest"]["sources"]["web"]["provenance"] = None
-    write_card(part, m)
+    shutil.copytree(out, part, ignore=shutil.ignore_patterns("tokens", "clusters", "rejected", "models.json", "card.json"))
+    rewrite_card(part, data_cards_dir=tmp_path / "cards")
     text = _card(part)
-    for heading in ("## PII replaced", "### Tokens"):
-        assert text.split(heading, 1)[1].lstrip().startswith("_Not recorded"), heading
-    assert "| dedup | 5 | n/a | n/a | n/a |" in text
-    assert "| clean | `odd` | 3 |" in text  # filter counts from the stats when rejected/ is gone
+    d = manifest["stages"]["dedup"]
+    assert f"| dedup | {d['docs_in']:,} | {d['docs_out']:,} | {d['docs_rejected']:,} |" in text
+    for flt, n in manifest["stages"]["clean"]["rejected_by_filter"].items():
+        assert f"| clean | `{flt}` | {n:,} |" in text  # counts from the record when rejected/ is gone
     console = Console(record=True, width=120)
     print_summary(part, console)
     assert "Funnel" in console.export_text()
     assert "## Sizes" in diff_cards(part, out)
+
+    bad = json.loads(json.dumps(manifest))
+    bad["stages"]["dedup"]["docs_in"] = "five"
+    (part / "manifest.json").write_text(json.dumps(bad))
+    with pytest.raises(RecordError, match=r"manifest.json: .*stages.dedup.docs_in"):
+        rewrite_card(part)
+
+    old = json.loads(json.dumps(manifest))
+    del old["format_version"]
+    for src in old["stages"]["ingest"]["sources"].values():
+        src["rejected_by_reason"] = src.pop("rejected_by_filter")
+    for stage in ("ingest", "clean", "dedup"):
+        del old["stages"][stage]["rejected_by_filter"]
+    migrated = Manifest.parse(old, "old.json")
+    assert migrated.stages.clean.rejected_by_filter == manifest["stages"]["clean"]["rejected_by_filter"]
+    assert migrated.stages.dedup.rejected_by_filter == manifest["stages"]["dedup"]["rejected_by_filter"]
+    newer = json.loads(json.dumps(manifest)) | {"format_version": 99}
+    with pytest.raises(RecordError, match="format_version 99"):
+        Manifest.parse(newer, "new.json")
+

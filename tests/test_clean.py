@@ -12,9 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import require_shared
-from pipeline.clean import CleanConfig, clean_shard, clean_table, merge_stats
+from pipeline.clean import CleanConfig, clean_shard, clean_table
 from pipeline.clean.rules import license_allowed
 from pipeline.clean.text import repair, split_words
+from pipeline.recipe import parse_recipe
+from pipeline.records import CleanStats
 from pipeline.schema import CLEAN_SCHEMA, DOC_SCHEMA, REJECTED_SCHEMA
 
 STDLIB = Path(os.__file__).parent
@@ -76,27 +78,28 @@ def test_clean_shard_conserves_and_writes_schemas(tmp_path):
     stats = clean_shard(src, out, rej, CleanConfig())
     kept, rejected = pq.read_table(out), pq.read_table(rej)
     assert kept.schema.equals(CLEAN_SCHEMA) and rejected.schema.equals(REJECTED_SCHEMA)
-    assert stats["docs_in"] == len(texts) == stats["docs_out"] + stats["docs_rejected"]
-    assert stats["docs_out"] == kept.num_rows and stats["docs_rejected"] == rejected.num_rows
+    assert stats.docs_in == len(texts) == stats.docs_out + stats.docs_rejected
+    assert stats.docs_out == kept.num_rows and stats.docs_rejected == rejected.num_rows
     ids = set(kept.column("id").to_pylist()) | set(rejected.column("id").to_pylist())
     assert ids == {f"d{i}" for i in range(len(texts))}
     assert set(kept.column("id").to_pylist()).isdisjoint(rejected.column("id").to_pylist())
     assert all(rejected.column("reason").to_pylist()) and set(rejected.column("stage").to_pylist()) == {"clean"}
-    assert sum(f["docs"] for f in stats["filters"].values()) == stats["docs_rejected"]
+    assert sum(f.docs for f in stats.filters.values()) == stats.docs_rejected == sum(stats.rejected_by_filter.values())
+    assert stats.rejected_by_filter == {k: f.docs for k, f in stats.filters.items() if f.docs}
     rejected_ids = set(rejected.column("id").to_pylist())
-    assert sum(f["bytes"] for f in stats["filters"].values()) == sum(
+    assert sum(f.bytes for f in stats.filters.values()) == sum(
         len(t.encode()) for i, t in enumerate(texts) if f"d{i}" in rejected_ids)
-    for f in stats["filters"].values():
-        assert len(f["examples"]) <= 3 and all(len(e["text"]) <= 200 and e["reason"] for e in f["examples"])
-    assert stats["languages"].get("en", 0) >= 5 and set(kept.column("language").to_pylist()) >= {"en"}
-    assert stats["bytes_out"] == sum(len(t.encode()) for t in kept.column("text").to_pylist())
+    for f in stats.filters.values():
+        assert len(f.examples) <= 3 and all(len(e.text) <= 200 and e.reason for e in f.examples)
+    assert stats.languages.get("en", 0) >= 5 and set(kept.column("language").to_pylist()) >= {"en"}
+    assert stats.bytes_out == sum(len(t.encode()) for t in kept.column("text").to_pylist())
 
 
 def test_empty_shard_writes_empty_outputs(tmp_path):
     src = tmp_path / "part-00000.parquet"
     pq.write_table(DOC_SCHEMA.empty_table(), src)
     stats = clean_shard(src, tmp_path / "clean.parquet", tmp_path / "rej.parquet", CleanConfig())
-    assert stats["docs_in"] == stats["docs_out"] == 0
+    assert stats.docs_in == stats.docs_out == 0
     assert pq.read_table(tmp_path / "clean.parquet").schema.equals(CLEAN_SCHEMA)
     assert pq.read_table(tmp_path / "rej.parquet").num_rows == 0
 
@@ -107,11 +110,11 @@ def test_merge_stats_and_worker_independence():
     whole = clean_table(table, CleanConfig())
     a = clean_table(table.slice(0, 7), CleanConfig())
     b = clean_table(table.slice(7), CleanConfig())
-    merged = merge_stats([a.stats, b.stats])
-    for k in ("docs_in", "docs_out", "docs_rejected", "bytes_in", "bytes_out"):
-        assert merged[k] == whole.stats[k]
-    assert {k: v["docs"] for k, v in merged["filters"].items()} == {k: v["docs"] for k, v in whole.stats["filters"].items()}
-    assert list(merged["filters"]) == list(whole.stats["filters"])  # pipeline order kept
+    merged = CleanStats.merged([a.stats, b.stats])
+    for k in ("docs_in", "docs_out", "docs_rejected", "bytes_in", "bytes_out", "rejected_by_filter", "languages", "pii"):
+        assert getattr(merged, k) == getattr(whole.stats, k), k
+    assert {k: v.docs for k, v in merged.filters.items()} == {k: v.docs for k, v in whole.stats.filters.items()}
+    assert list(merged.filters) == list(whole.stats.filters)  # pipeline order kept
     assert pa.concat_tables([a.kept, b.kept]).equals(whole.kept)
     assert pa.concat_tables([a.rejected, b.rejected]).equals(whole.rejected)
 
@@ -149,7 +152,7 @@ def test_gopher_quality_rules_and_reasons():
 def test_stop_words_apply_per_language():
     de = sentences("de", 10, 5)
     default = clean_table(docs_table(de), only(gopher_quality={"enabled": True}))
-    assert default.stats["docs_out"] >= 4  # German is not judged by English stop words
+    assert default.stats.docs_out >= 4  # German is not judged by English stop words
     everywhere = clean_table(docs_table(de), only(gopher_quality={"enabled": True, "stop_words_languages": None}))
     assert {f for f, _ in rejected_by(everywhere).values()} >= {"gopher_quality.stop_words"}
 
@@ -177,9 +180,10 @@ def test_c4_bad_words_from_blocklist(tmp_path):
     cfg = only(c4={"enabled": True, "bad_words_path": str(blocklist), "min_num_sentences": 1})
     rej = rejected_by(clean_table(docs_table([en[0], dirty]), cfg))
     assert "d0" not in rej and rej["d1"][0] == "c4.bad_words" and word in rej["d1"][1]
-    # relative paths resolve against the recipe's folder
-    rel = CleanConfig(c4={"bad_words_path": "ldnoobw/en.txt"}).with_base_dir(blocklist.parent.parent)
-    assert Path(rel.c4.bad_words_path) == blocklist.resolve()
+    # relative paths resolve against the recipe's folder, when the recipe is parsed
+    recipe = parse_recipe({"name": "r", "sources": [{"name": "s", "type": "text", "paths": ["x.txt"]}],
+                           "clean": {"c4": {"bad_words_path": "ldnoobw/en.txt"}}}, blocklist.parent.parent)
+    assert Path(recipe.clean.c4.bad_words_path) == blocklist.resolve()
 
 
 def chinese_poems(n_docs: int, per_doc: int = 10) -> list[str]:
@@ -200,7 +204,7 @@ def test_fineweb_rules():
 
 def test_thresholds_are_overridable():
     en = english_prose(1)
-    assert clean_table(docs_table(en), only(gopher_quality={"enabled": True})).stats["docs_out"] == 1
+    assert clean_table(docs_table(en), only(gopher_quality={"enabled": True})).stats.docs_out == 1
     strict = only(gopher_quality={"enabled": True, "min_doc_words": 100_000})
     rej = rejected_by(clean_table(docs_table(en), strict))
     assert rej["d0"][0] == "gopher_quality.short_doc" and "minimum 100000" in rej["d0"][1]
@@ -213,16 +217,16 @@ def test_thresholds_are_overridable():
 def test_text_without_spaces_is_not_rejected_wholesale(lang):
     docs = sentences(lang, 10, 10)
     res = clean_table(docs_table(docs), CleanConfig())
-    assert res.stats["docs_out"] >= 9, rejected_by(res)
+    assert res.stats.docs_out >= 9, rejected_by(res)
     assert set(res.kept.column("language").to_pylist()) == {lang}
     # measured with an English tokenizer and English stop words (datatrove's defaults) they would all go
     naive = CleanConfig(script_aware_words=False, gopher_quality={"stop_words_languages": None, "alpha_ratio_ignores_punctuation": False})
-    assert clean_table(docs_table(docs), naive).stats["docs_out"] <= 1
+    assert clean_table(docs_table(docs), naive).stats.docs_out <= 1
 
 
 def test_chinese_poetry_is_kept():
     res = clean_table(docs_table(chinese_poems(10)), CleanConfig())
-    assert res.stats["docs_out"] == 10 and res.stats["languages"] == {"zh": 10}
+    assert res.stats.docs_out == 10 and res.stats.languages == {"zh": 10}
 
 
 def test_cjk_words_are_characters():
@@ -291,7 +295,7 @@ def test_default_config_keeps_most_of_the_python_corpus():
     texts = [p.read_text(encoding="utf-8") for p in sources]
     res = clean_table(docs_table(texts, kind="code", license="PSF-2.0", paths=[str(p) for p in sources]), CleanConfig())
     non_empty = sum(1 for t in texts if t.strip())
-    assert res.stats["docs_out"] >= 0.9 * non_empty, rejected_by(res)
+    assert res.stats.docs_out >= 0.9 * non_empty, rejected_by(res)
 
 
 # ----------------------------------------------------------------------------- PII and repair
@@ -307,7 +311,7 @@ def test_pii_replaced_and_counted():
     assert "93.184.216.34" not in out and "2606:4700" not in out and out.count("<IP_ADDRESS>") == 2
     assert "555" not in out and out.count("<PHONE_NUMBER>") == 2
     assert "127.0.0.1" in out and "x[::2]" in out
-    assert res.stats["pii"] == {"email": 1, "ip": 2, "phone": 2}
+    assert res.stats.pii == {"email": 1, "ip": 2, "phone": 2}
     off = clean_table(docs_table([text]), CleanConfig(gopher_repetition={"enabled": False}, gopher_quality={"enabled": False},
                                                       pii={"enabled": False}))
     assert "jane.doe@example.org" in off.kept.column("text")[0].as_py()
@@ -332,7 +336,7 @@ def test_bad_input_is_rejected_with_reasons():
     rej = rejected_by(res)
     assert rej["d0"][0] == "min_chars" and rej["d1"][0] == "min_chars"
     assert rej["d2"][0] == "binary" and rej["d3"][0] == "binary" and "maximum 0.1" in rej["d3"][1]
-    assert res.stats["docs_out"] == 1 and "\x00" not in res.kept.column("text")[0].as_py()
+    assert res.stats.docs_out == 1 and "\x00" not in res.kept.column("text")[0].as_py()
 
 
 def _one_line(n_bytes: int, spaces: bool) -> str:
@@ -349,7 +353,7 @@ def test_long_single_line_is_linear():
             t0 = time.perf_counter()
             res = clean_table(docs_table([_one_line(size, spaces)]), CleanConfig(c4={"enabled": True}, fineweb={"enabled": True}))
             timings[size, spaces] = time.perf_counter() - t0
-            assert res.stats["docs_in"] == 1 and res.stats["docs_out"] + res.stats["docs_rejected"] == 1
+            assert res.stats.docs_in == 1 and res.stats.docs_out + res.stats.docs_rejected == 1
     for spaces in (True, False):
         assert timings[2_000_000, spaces] < 10 * timings[500_000, spaces] + 1.0, timings
 
@@ -358,7 +362,7 @@ def test_long_single_line_is_linear():
 def test_fifty_megabyte_line():
     t0 = time.perf_counter()
     res = clean_table(docs_table([_one_line(50_000_000, True)]), CleanConfig(c4={"enabled": True}, fineweb={"enabled": True}))
-    assert res.stats["docs_out"] + res.stats["docs_rejected"] == 1
+    assert res.stats.docs_out + res.stats.docs_rejected == 1
     assert time.perf_counter() - t0 < 300
 
 

@@ -78,13 +78,13 @@ def test_dedup_end_to_end(tmp_path):
     assert clusters.schema.equals(CLUSTERS_SCHEMA)
     # same shard names, conservation
     assert [p.name for p in list_shards(tmp_path / "dedup")] == [p.name for p in paths]
-    assert stats["docs_in"] == len(rows) == stats["docs_out"] + stats["docs_rejected"]
-    assert kept.num_rows == stats["docs_out"] and rejected.num_rows == stats["docs_rejected"]
+    assert stats.docs_in == len(rows) == stats.docs_out + stats.docs_rejected
+    assert kept.num_rows == stats.docs_out and rejected.num_rows == stats.docs_rejected
     removed = dict(zip(rejected.column("id").to_pylist(), rejected.column("filter").to_pylist()))
     assert {k for k, f in removed.items() if f == "exact_duplicate"} == exact
     assert {k for k, f in removed.items() if f == "near_duplicate"} == near
     assert not (kept_variant & set(removed))
-    assert stats["exact_removed"] == 10 and stats["near_removed"] == 10 and stats["clusters"] == 20
+    assert stats.exact_removed == 10 and stats.near_removed == 10 and stats.clusters == 20
     # every removal names the kept document, which is the original article, and gives a reason
     for rid, dup_of, reason in zip(*(rejected.column(c).to_pylist() for c in ("id", "duplicate_of", "reason"))):
         assert dup_of == "a" + rid[1:].zfill(3) and dup_of in set(kept.column("id").to_pylist())
@@ -99,10 +99,12 @@ def test_dedup_end_to_end(tmp_path):
             assert r["cluster_id"] == r["id"] and r["similarity"] == 1.0
         else:
             assert r["method"] in ("exact", "minhash") and 0.75 <= r["similarity"] <= 1.0
-    assert stats["bands"] * stats["rows"] <= stats["num_perm"]
-    assert stats["largest_clusters"][0]["size"] == 2 and stats["largest_clusters"][0]["excerpt"]
+    assert stats.bands * stats.rows <= stats.num_perm
+    assert stats.largest_clusters[0].size == 2 and stats.largest_clusters[0].excerpt
+    assert stats.rejected_by_filter == {"exact_duplicate": 10, "near_duplicate": 10}
+    assert stats.docs_in_clusters == 40 and stats.cluster_sizes == {"2": 20}
     assert not (tmp_path / "dedup_work").exists()
-    assert stats["plan"]["ram_bytes_estimate"] > 0 and stats["plan"]["docs"] == len(rows)
+    assert stats.plan.ram_bytes_estimate > 0 and stats.plan.docs == len(rows)
 
 
 @pytest.mark.parametrize("executor", ["threads", pytest.param("processes", marks=pytest.mark.slow)])
@@ -112,7 +114,7 @@ def test_deterministic_whatever_the_workers(tmp_path, executor):
     s1 = run_dedup(paths, out1, DedupConfig(), workers=1)
     s2 = run_dedup(paths, out2, DedupConfig(executor=executor), workers=2)
     _same_outputs(out1, out2)
-    assert s1["docs_out"] == s2["docs_out"]
+    assert s1.docs_out == s2.docs_out
 
 
 def _same_outputs(out1: Path, out2: Path):
@@ -150,8 +152,8 @@ def test_bad_input_never_crashes(tmp_path):
     assert ("huge2", "near_duplicate") in by_id
     assert ("short3", "near_duplicate") not in by_id
     assert all(r["reason"] for r in rejected)
-    assert stats["docs_in"] == len(rows) == stats["docs_out"] + stats["docs_rejected"]
-    assert stats["empty_docs"] == 2 and stats["short_docs"] >= 3
+    assert stats.docs_in == len(rows) == stats.docs_out + stats.docs_rejected
+    assert stats.empty_docs == 2 and stats.short_docs >= 3
     assert pq.read_table(tmp_path / "dedup" / "part-00099.parquet").num_rows == 0
     assert (tmp_path / "clusters" / "part-00099.parquet").exists()
 
@@ -159,10 +161,10 @@ def test_bad_input_never_crashes(tmp_path):
 def test_exact_only_and_fineweb_preset(tmp_path):
     paths, rows, exact, near, _ = _corpus(tmp_path)
     s = run_dedup(paths, tmp_path / "exact", DedupConfig(minhash=None))
-    assert s["exact_removed"] == 10 and s["near_removed"] == 0
+    assert s.exact_removed == 10 and s.near_removed == 0
     s = run_dedup(paths, tmp_path / "fw", DedupConfig.model_validate({"minhash": {"preset": "fineweb"}}))
-    assert (s["bands"], s["rows"], s["num_perm"], s["verify"]) == (14, 8, 112, "none")
-    assert s["near_removed"] >= 9
+    assert (s.bands, s.rows, s.num_perm, s.verify) == (14, 8, 112, "none")
+    assert s.near_removed >= 9
 
 
 def test_incremental_equals_dedup_of_both(tmp_path):
@@ -177,21 +179,21 @@ def test_incremental_equals_dedup_of_both(tmp_path):
     moved.parent.mkdir()
     (tmp_path / "first").rename(moved)
     inc = run_dedup(new_paths, tmp_path / "second", DedupConfig(incremental_index=str(moved / "dedup_index")))
-    assert inc["indexed_docs"] == first["docs_out"]
+    assert inc.indexed_docs == first.docs_out
 
     def kept_ids(out, shards):
         return set().union(*(pq.read_table(out / "dedup" / p.name, columns=["id"]).column("id").to_pylist() for p in shards))
 
     assert kept_ids(tmp_path / "second", new_paths) == kept_ids(tmp_path / "together", new_paths)
     assert kept_ids(moved, old_paths) == kept_ids(tmp_path / "together", old_paths)
-    assert first["docs_rejected"] + inc["docs_rejected"] == together["docs_rejected"]
+    assert first.docs_rejected + inc.docs_rejected == together.docs_rejected
     rej = _read_dir(tmp_path / "second" / "rejected", "dedup-*.parquet").to_pylist()
     old_ids = set(r["id"] for r in rows[:60])
     assert any(r["duplicate_of"] in old_ids for r in rej)  # removed in favour of an indexed document
     # the index grows: a third run against the second index sees both generations
     again = run_dedup(new_paths[:1], tmp_path / "third", DedupConfig(incremental_index=str(tmp_path / "second" / "dedup_index")))
-    assert again["indexed_docs"] == first["docs_out"] + inc["docs_out"]
-    assert again["docs_out"] == 0  # every document of that shard is already in the index (same ids)
+    assert again.indexed_docs == first.docs_out + inc.docs_out
+    assert again.docs_out == 0  # every document of that shard is already in the index (same ids)
     with pytest.raises(ValueError, match="other settings"):
         run_dedup(new_paths, tmp_path / "bad", DedupConfig(incremental_index=str(moved / "dedup_index"),
                                                           minhash={"num_perm": 64}))
@@ -211,7 +213,7 @@ def test_line_dedup_matches_dolma_paragraph_spans(tmp_path):
     cfg = DedupConfig.model_validate({"lines": {"enabled": True, "unit": "line", "min_chars": 1}})
     stats = run_dedup(paths, tmp_path, cfg)
     kept = {r["id"]: r["text"] for r in _read_dir(tmp_path / "dedup").to_pylist()}
-    assert stats["docs_out"] == len(docs) and stats["units_removed"] > 0
+    assert stats.docs_out == len(docs) and stats.units_removed > 0
     for d in docs:
         spans = expected[d["id"]]
         removed_expected = [d["text"][s:e].rstrip("\n") for s, e, _ in spans]
@@ -245,4 +247,4 @@ def test_defaults_find_license_texts_and_vendored_copies(tmp_path):
     biggest = max(set(cluster_of[f] for f in mit if f in cluster_of), key=lambda c: sum(cluster_of.get(f) == c for f in mit))
     share = sum(cluster_of.get(f) == biggest for f in mit) / len(mit)
     assert share >= 0.8, f"only {share:.0%} of {len(mit)} MIT licenses in one cluster"
-    assert stats["near_removed"] > 0 and stats["exact_removed"] > 0
+    assert stats.near_removed > 0 and stats.exact_removed > 0

@@ -9,9 +9,9 @@ from orchestration_support import small_recipe, snapshot
 pytestmark = pytest.mark.slow
 
 
-def _reran(manifest: dict) -> dict[str, bool]:
+def _reran(manifest) -> dict[str, bool]:
     """Stage -> whether any unit ran in this build (False: every unit was reused)."""
-    return {stage: r["reused"] < r["units"] for stage, r in manifest["resume"].items()}
+    return {stage: r.reused < r.units for stage, r in manifest.resume.items()}
 
 
 def test_config_edits_rerun_the_stage_and_what_follows(tmp_path, shared_corpora, prefect_api):
@@ -26,7 +26,7 @@ def test_config_edits_rerun_the_stage_and_what_follows(tmp_path, shared_corpora,
     first = build()
     assert all(_reran(first).values())
     again = build()
-    assert not any(_reran(again).values()), again["resume"]
+    assert not any(_reran(again).values()), again.resume
 
     # encoding-only option: the tokenizer is kept, the token shards are rewritten
     tok = {"tokenize": {"shard_tokens": 5000}}
@@ -36,7 +36,7 @@ def test_config_edits_rerun_the_stage_and_what_follows(tmp_path, shared_corpora,
     dedup = {"dedup": {"exact": False, "minhash": None}}
     m = build(**tok, **dedup)
     assert _reran(m) == {"ingest": False, "clean": False, "dedup": True, "tokenizer": True, "tokenize": True}
-    assert m["stages"]["dedup"]["docs_rejected"] == 0
+    assert m.stages.dedup.docs_rejected == 0
 
     # a clean rule: clean and what follows rerun, ingest is reused
     clean = {"clean": {"min_chars": 3000}}
@@ -51,8 +51,8 @@ def test_config_edits_rerun_the_stage_and_what_follows(tmp_path, shared_corpora,
     data["sources"] = [s for s in data["sources"] if s["name"] != "botchan_copy"]
     recipe.write_text(yaml.safe_dump(data, sort_keys=False))
     m = run_corpus(str(recipe), str(out), workers=1, cards_dir=None)
-    assert m["resume"]["ingest"] == {"units": 3, "reused": 3}
-    assert m["resume"]["clean"]["reused"] == m["resume"]["clean"]["units"]
+    assert m.dump()["resume"]["ingest"] == {"units": 3, "reused": 3}
+    assert m.resume["clean"].reused == m.resume["clean"].units
     assert not list(out.rglob("*botchan_copy*"))
 
     # incremental == from scratch

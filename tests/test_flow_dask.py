@@ -19,13 +19,13 @@ def test_local_dask_cluster_equals_local_run(tmp_path, shared_corpora, prefect_a
             Client(cluster) as client, get_task_stream(client) as stream:
         on_dask = run_corpus(str(recipe), str(tmp_path / "dask"), workers=2, cards_dir=None, dask=cluster.scheduler_address)
     # every mapped unit (4 sources, each clean shard) ran on the cluster, spread over both workers
-    units = on_dask["resume"]["ingest"]["units"] + on_dask["resume"]["clean"]["units"]
+    units = on_dask.resume["ingest"].units + on_dask.resume["clean"].units
     assert len(stream.data) >= units
     assert len({t["worker"] for t in stream.data}) == 2
     local = run_corpus(str(recipe), str(tmp_path / "local"), workers=2, cards_dir=None)
-    assert on_dask["resume"]["clean"]["units"] >= 5
+    assert on_dask.resume["clean"].units >= 5
     assert snapshot(tmp_path / "dask") == snapshot(tmp_path / "local")
-    assert on_dask["stages"]["dedup"]["docs_out"] == local["stages"]["dedup"]["docs_out"]
+    assert on_dask.stages.dedup.docs_out == local.stages.dedup.docs_out
 
 
 def test_local_n_spec_starts_its_own_cluster(tmp_path, shared_corpora, prefect_api):
@@ -37,4 +37,4 @@ def test_local_n_spec_starts_its_own_cluster(tmp_path, shared_corpora, prefect_a
         {"name": "wt2", "type": "text", "paths": [str(shared_corpora / "classic" / "wikitext-2_valid.txt")],
          "separator_regex": r"^ = [^=].* = $"}])
     m = run_corpus(str(recipe), str(tmp_path / "out"), workers=2, cards_dir=None, dask="local:2")
-    assert m["stages"]["ingest"]["docs_out"] == 60
+    assert m.stages.ingest.docs_out == 60

@@ -60,9 +60,9 @@ def test_killed_runs_resume_to_identical_outputs(tmp_path, shared_corpora, prefe
     final = run_corpus(str(recipe), str(out), workers=2, cards_dir=None)
     # The uninterrupted run, right after (the same code: keys are computed from it).
     reference = run_corpus(str(recipe), str(ref), workers=2, cards_dir=None)
-    n_sources, n_shards = reference["resume"]["ingest"]["units"], reference["resume"]["clean"]["units"]
+    n_sources, n_shards = reference.resume["ingest"].units, reference.resume["clean"].units
     assert n_sources == 4 and n_shards >= 5
-    resume = final["resume"]
+    resume = final.dump()["resume"]
     assert resume["ingest"] == {"units": n_sources, "reused": n_sources}
     assert resume["clean"] == {"units": n_shards, "reused": n_shards}
     assert resume["dedup"] == {"units": 1, "reused": 1}
@@ -70,4 +70,4 @@ def test_killed_runs_resume_to_identical_outputs(tmp_path, shared_corpora, prefe
     assert not list(out.rglob(".tmp-*")), "a killed write left a temporary file that was not cleaned up"
     for stage in ("ingest", "clean", "dedup", "tokenize"):
         for key in ("docs_in", "docs_out", "docs_rejected", "bytes_in", "bytes_out"):
-            assert final["stages"][stage][key] == reference["stages"][stage][key], (stage, key)
+            assert getattr(getattr(final.stages, stage), key) == getattr(getattr(reference.stages, stage), key), (stage, key)

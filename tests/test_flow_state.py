@@ -10,8 +10,10 @@ import pyarrow as pa
 import pytest
 
 from flows.progress import ProgressLog, read_events, summarize, progress_path
-from flows.state import HashCache, StateStore, code_fingerprint, source_code_files, source_fingerprint, unit_key
+from flows.state import (STAGE_MODULES, HashCache, StateStore, code_fingerprint, module_closure, source_fingerprint,
+                         source_module, unit_key)
 from pipeline.io import write_parquet
+from pipeline.records import CleanStats
 from pipeline.recipe import parse_recipe
 
 
@@ -22,8 +24,9 @@ def _shard(path: Path, texts: list[str]) -> Path:
 def test_record_is_valid_only_with_the_same_key_and_intact_outputs(tmp_path):
     store = StateStore(tmp_path)
     out = _shard(tmp_path / "clean" / "part-a.parquet", ["one", "two"])
-    store.write("clean", "part-a", "k1", [out], {"docs_in": 2})
-    assert store.valid("clean", "part-a", "k1").stats == {"docs_in": 2}
+    store.write("clean", "part-a", "k1", [out], CleanStats(docs_in=2, docs_out=2))
+    rec = store.valid("clean", "part-a", "k1")
+    assert store.stats(rec) == CleanStats(docs_in=2, docs_out=2)
     assert store.valid("clean", "part-a", "k2") is None  # another key: rerun
 
     # touched but equal content: still valid (a copy to another machine changes mtimes)
@@ -48,14 +51,47 @@ def test_damaged_record_means_not_done(tmp_path):
     assert store.valid("dedup", "all", "x") is None
 
 
+def test_record_of_an_older_stats_shape_means_not_done(tmp_path):
+    """A done record whose stats no longer parse as the stage's record (written by an older
+    opencorpus, or edited by hand) is rerun, not trusted with a half-typed funnel row."""
+    store = StateStore(tmp_path)
+    out = _shard(tmp_path / "clean" / "part-a.parquet", ["one"])
+    store.write("clean", "part-a", "k1", [out], CleanStats(docs_in=1, docs_out=1))
+    path = store.record_path("clean", "part-a")
+    data = json.loads(path.read_text())
+    data["stats"]["filters"] = {"min_chars": 3}  # 0.1 shape: a bare count
+    path.write_text(json.dumps(data))
+    assert store.load("clean", "part-a") is not None
+    assert store.valid("clean", "part-a", "k1") is None
+
+
 def test_keys_change_with_inputs_config_and_code():
     base = unit_key("clean", {"part-a": "h1"}, {"min_chars": 1})
     assert base == unit_key("clean", {"part-a": "h1"}, {"min_chars": 1})
     assert base != unit_key("clean", {"part-a": "h2"}, {"min_chars": 1})
     assert base != unit_key("clean", {"part-a": "h1"}, {"min_chars": 2})
     assert base != unit_key("dedup", {"part-a": "h1"}, {"min_chars": 1})
-    assert base != unit_key("clean", {"part-a": "h1"}, {"min_chars": 1}, code_extra=("dedup/stage.py",))
+    assert base != unit_key("clean", {"part-a": "h1"}, {"min_chars": 1}, code_module="pipeline.sources.warc")
     assert code_fingerprint("clean") != code_fingerprint("dedup")
+
+
+def test_stage_fingerprints_name_only_what_the_stage_imports():
+    """A stage's resume key covers its own modules and libraries, found by following its
+    imports: editing another stage's module, or upgrading a library it does not use,
+    reruns nothing of it."""
+    clean_files, clean_libs = module_closure(STAGE_MODULES["clean"])
+    dedup_files, dedup_libs = module_closure(STAGE_MODULES["dedup"])
+    assert "clean/rules.py" in clean_files and "records.py" in clean_files and "io.py" in clean_files
+    assert not any(f.startswith(("dedup/", "tokenize/", "sources/", "card/")) for f in clean_files)
+    assert "recipe.py" not in clean_files  # the recipe reaches a stage as its config, not as code
+    assert "ftfy" in clean_libs and "datasketch" not in clean_libs and "tokenizers" not in clean_libs
+    assert not any(f.startswith(("clean/", "tokenize/")) for f in dedup_files) and "ftfy" not in dedup_libs
+    warc_files, warc_libs = module_closure("pipeline.sources.warc")
+    assert {"sources/warc.py", "sources/base.py", "download.py"} <= set(warc_files)
+    assert {"FastWARC", "Resiliparse"} <= set(warc_libs)
+    assert not any(f.startswith(("clean/", "dedup/", "tokenize/")) for f in warc_files)
+    files_only, _ = module_closure("pipeline.sources.files")
+    assert "sources/warc.py" not in files_only and "download.py" not in files_only
 
 
 def test_file_source_fingerprint_follows_content(tmp_path):
@@ -63,7 +99,7 @@ def test_file_source_fingerprint_follows_content(tmp_path):
     data.write_text('{"text": "hello"}\n')
     recipe = parse_recipe({"name": "r", "sources": [{"name": "s", "type": "jsonl", "paths": ["a.jsonl"]}]}, tmp_path)
     source = recipe.source_objects(tmp_path / "out")[0]
-    assert source_code_files(source) == ("sources/base.py", "sources/files.py")
+    assert source_module(source) == "pipeline.sources.files"
     cache = HashCache(tmp_path / "hashes.json")
     before = source_fingerprint(source, cache)
     assert source_fingerprint(source, cache) == before

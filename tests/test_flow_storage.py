@@ -61,7 +61,7 @@ def test_s3_inputs_and_output_with_resume_from_the_bucket(tmp_path, shared_corpo
     recipe = small_recipe(tmp_path, shared_corpora, name="s3-small", sources=sources)
     url = "s3://corpora/s3-small"
     first = run_corpus(str(recipe), url, workers=1, cards_dir=None, work_dir=str(tmp_path / "staging1"))
-    assert first["stages"]["ingest"]["docs_out"] == 60 + 12
+    assert first.stages.ingest.docs_out == 60 + 12
 
     # the bucket holds the whole corpus folder, done records included, and nothing else
     remote = {p.removeprefix("corpora/s3-small/") for p in s3.find(url)}
@@ -73,7 +73,7 @@ def test_s3_inputs_and_output_with_resume_from_the_bucket(tmp_path, shared_corpo
 
     # a fresh machine (empty staging): everything is pulled and reused, nothing recomputed
     second = run_corpus(str(recipe), url, workers=1, cards_dir=None, work_dir=str(tmp_path / "staging2"))
-    assert all(r["reused"] == r["units"] for r in second["resume"].values()), second["resume"]
+    assert all(r.reused == r.units for r in second.resume.values()), second.resume
     assert snapshot(tmp_path / "staging2", normalize=False) == snapshot(tmp_path / "staging1", normalize=False)
 
     # a source dropped from the recipe: its files leave the bucket too

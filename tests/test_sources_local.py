@@ -27,7 +27,7 @@ def _ingest(spec, tmp_path, shard_docs=1000):
     rej = pq.read_table(tmp_path / "out" / "rejected" / f"ingest-{spec['name']}.parquet")
     assert docs.schema.equals(DOC_SCHEMA)
     assert rej.schema.equals(REJECTED_SCHEMA)
-    assert stats["docs_in"] == stats["docs_out"] + stats["docs_rejected"] == docs.num_rows + rej.num_rows
+    assert stats.docs_in == stats.docs_out + stats.docs_rejected == docs.num_rows + rej.num_rows
     return stats, docs, rej
 
 
@@ -39,7 +39,7 @@ def test_jsonl_gz_real_file_keeps_own_ids_and_urls(tmp_path, shared_corpora):
     assert rej.num_rows == 0
     assert docs.column("id")[0].as_py() == str(first["id"])
     assert docs.column("text")[0].as_py() == first["text"]
-    assert stats["bytes_out"] > 10_000
+    assert stats.bytes_out > 10_000
 
 
 def test_jsonl_bad_records_rejected_with_file_and_line(tmp_path):
@@ -61,7 +61,7 @@ def test_jsonl_bad_records_rejected_with_file_and_line(tmp_path):
     assert "bad.jsonl:3" in by_filter["invalid_utf8"]["reason"]
     assert "bad.jsonl:4" in by_filter["missing_text_field"]["reason"] and "'text'" in by_filter["missing_text_field"]["reason"]
     assert "bad.jsonl:5" in by_filter["duplicate_id"]["reason"] and by_filter["duplicate_id"]["duplicate_of"] == "a"
-    assert stats["docs_in"] == 7
+    assert stats.docs_in == 7
 
 
 def test_text_source_splits_and_shards(tmp_path, shared_corpora):

@@ -90,7 +90,7 @@ def test_ids_are_stable_and_ingest_conserves(shared_corpora, tmp_path):
     assert a.column("id").to_pylist() == b.column("id").to_pylist()
     src = parse_recipe({"name": "t", "sources": [spec]}, tmp_path).source_objects(tmp_path / "o")[0]
     stats = ingest_source(src, tmp_path / "o", 10)
-    assert stats["docs_in"] == stats["docs_out"] + stats["docs_rejected"] == a.num_rows
+    assert stats.docs_in == stats.docs_out + stats.docs_rejected == a.num_rows
     assert sum(pq.read_table(p).num_rows for p in list_shards(tmp_path / "o" / "documents")) == a.num_rows
 
 
@@ -181,4 +181,4 @@ def test_every_record_kind_is_a_document_a_rejection_or_a_counted_skip(tmp_path)
     src2 = parse_recipe({"name": "t", "sources": [{"name": "k", "type": "warc", "paths": ["kinds.warc.gz"]}]},
                         tmp_path).source_objects(tmp_path / "o")[0]
     stats = ingest_source(src2, tmp_path / "o", 10)
-    assert (stats["docs_in"], stats["docs_out"], stats["docs_rejected"]) == (3, 2, 1)
+    assert (stats.docs_in, stats.docs_out, stats.docs_rejected) == (3, 2, 1)

@@ -16,6 +16,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from pipeline.io import list_shards, sha256_file, write_parquet
+from pipeline.recipe import parse_recipe
 from pipeline.schema import CLEAN_SCHEMA, REJECTED_SCHEMA, conform, token_schema
 from pipeline.tokenize import (
     EOT,
@@ -133,8 +134,11 @@ def test_existing_tokenizer_is_copied_and_gets_missing_specials(corpus, tmp_path
     assert set(special_ids(tok)) == {"eot_id", "pad_id", "mask_id"}
     assert special_ids(load_tokenizer(tmp_path / "fixed.json"))["eot_id"] == bare.token_to_id(EOT)
 
-    # A relative path resolves against the recipe's folder when the caller gives it.
-    rel = train_tokenizer([], tmp_path / "rel.json", CONFIG.model_copy(update={"tokenizer": "bare.json"}), base_dir=tmp_path)
+    # A relative path resolves against the recipe's folder, when the recipe is parsed.
+    recipe = parse_recipe({"name": "r", "sources": [{"name": "s", "type": "text", "paths": ["x.txt"]}],
+                           "tokenize": {"tokenizer": "bare.json"}}, tmp_path)
+    assert recipe.tokenize.tokenizer == str(tmp_path.resolve() / "bare.json")
+    rel = train_tokenizer([], tmp_path / "rel.json", recipe.tokenize)
     assert rel.get_vocab_size() == tok.get_vocab_size()
 
     with pytest.raises(FileNotFoundError, match="nope.json"):
@@ -174,19 +178,19 @@ def test_shards_open_in_datasets_polars_duckdb(corpus):
     train_glob = str(tokens / "train" / "part-*.parquet")
 
     ds = load_dataset("parquet", data_files={"train": train_glob, "validation": str(tokens / "val" / "*.parquet")})
-    assert ds["train"].num_rows == stats["docs_train"] and ds["validation"].num_rows == stats["docs_val"]
+    assert ds["train"].num_rows == stats.docs_train and ds["validation"].num_rows == stats.docs_val
     assert ds["train"].features["input_ids"].feature.dtype == "uint16"
-    assert sum(ds["train"]["n_tokens"]) == stats["tokens_train"]
+    assert sum(ds["train"]["n_tokens"]) == stats.tokens_train
 
     lf = pl.scan_parquet(train_glob)
     assert lf.collect_schema() == pl.Schema({"id": pl.String, "input_ids": pl.List(pl.UInt16), "n_tokens": pl.Int32})
-    assert lf.select(pl.col("input_ids").list.len().sum()).collect().item() == stats["tokens_train"]
+    assert lf.select(pl.col("input_ids").list.len().sum()).collect().item() == stats.tokens_train
 
     con = duckdb.connect()
     types = dict(con.execute(f"DESCRIBE SELECT * FROM read_parquet('{train_glob}')").fetchall()[i][:2] for i in range(3))
     assert types == {"id": "VARCHAR", "input_ids": "USMALLINT[]", "n_tokens": "INTEGER"}
     total, docs = con.execute(f"SELECT sum(len(input_ids)), count(*) FROM read_parquet('{train_glob}')").fetchone()
-    assert (total, docs) == (stats["tokens_train"], stats["docs_train"])
+    assert (total, docs) == (stats.tokens_train, stats.docs_train)
 
 
 def test_index_matches_shards(corpus):
@@ -205,8 +209,8 @@ def test_index_matches_shards(corpus):
         assert entry["sha256"] == sha256_file(path)
         assert entry["documents"] == meta.num_rows
         assert entry["tokens"] == pq.read_table(path, columns=["n_tokens"])["n_tokens"].to_numpy().sum()
-    assert index["totals"]["train"]["tokens"] == corpus["stats"]["tokens_train"]
-    assert index["totals"]["val"]["documents"] == corpus["stats"]["docs_val"]
+    assert index["totals"]["train"]["tokens"] == corpus["stats"].tokens_train
+    assert index["totals"]["val"]["documents"] == corpus["stats"].docs_val
 
 
 def test_shards_close_at_first_document_past_target(corpus):
@@ -224,19 +228,22 @@ def test_shards_close_at_first_document_past_target(corpus):
 def test_stats_conserve_documents_and_tokens(corpus):
     s = corpus["stats"]
     n = len(corpus["docs"])
-    assert s["docs_in"] == n == s["docs_out"] + s["docs_rejected"] and s["docs_rejected"] == 0
-    assert s["docs_train"] + s["docs_val"] == n
-    assert 0 < s["docs_val"] < 0.15 * n
-    assert s["bytes_in"] == sum(len(d["text"].encode()) for d in corpus["docs"])
-    assert sum(s["tokens_per_source"].values()) == s["tokens_train"] + s["tokens_val"]
-    assert set(s["tokens_per_source"]) == {"shakespeare", "wikitext", "lingua"}
-    langs = s["bytes_per_token_per_language"]
+    assert s.docs_in == n == s.docs_out + s.docs_rejected and s.docs_rejected == 0
+    assert s.docs_train + s.docs_val == n
+    assert 0 < s.docs_val < 0.15 * n
+    assert s.bytes_in == sum(len(d["text"].encode()) for d in corpus["docs"])
+    assert sum(s.tokens_per_source.values()) == s.tokens_train + s.tokens_val
+    assert set(s.tokens_per_source) == {"shakespeare", "wikitext", "lingua"}
+    langs = s.bytes_per_token_per_language
     assert set(langs) == set(LANGS) | {"en"}
-    assert sum(v["bytes"] for v in langs.values()) == s["bytes_in"]
-    assert sum(v["tokens"] for v in langs.values()) == s["tokens_train"] + s["tokens_val"] - n  # EOT excluded
+    assert sum(v.bytes for v in langs.values()) == s.bytes_in
+    assert sum(v.tokens for v in langs.values()) == s.tokens_train + s.tokens_val - n  # EOT excluded
     for v in langs.values():  # every token stands for at least one byte
-        assert v["bytes_per_token"] == round(v["bytes"] / v["tokens"], 4) >= 1
-    assert sum(b["documents"] for b in s["length_histogram"]) == n
+        assert v.bytes_per_token == round(v.bytes / v.tokens, 4) >= 1
+    lengths = np.concatenate([pq.read_table(p, columns=["n_tokens"])["n_tokens"].to_numpy()
+                              for split in ("train", "val") for p in list_shards(corpus["root"] / "tokens" / split)])
+    h = s.length_histogram
+    assert sum(h.counts) == n and h.max == lengths.max() and h.median == float(np.median(lengths))
 
 
 # --- behaviour under change --------------------------------------------------------------
@@ -277,7 +284,7 @@ def test_output_identical_whatever_workers_and_batching(corpus, tmp_path):
     # Same documents, same tokens as the module's default-batched run.
     ref = json.loads((corpus["root"] / "tokens" / "index.json").read_text())
     assert [e["sha256"] for e in json.loads((tmp_path / "a" / "index.json").read_text())["shards"]] == [e["sha256"] for e in ref["shards"]]
-    assert a["tokens_train"] == b["tokens_train"] == corpus["stats"]["tokens_train"]
+    assert a.tokens_train == b.tokens_train == corpus["stats"].tokens_train
 
 
 def test_packed_sequences_are_the_document_stream_cut(corpus, tmp_path):
@@ -307,7 +314,7 @@ def test_empty_documents_are_rejected_with_reason_and_marker_text_stays_text(cor
     ]
     shards = write_corpus(tmp_path / "dedup", docs)
     stats = tokenize_corpus(shards, corpus["tokenizer"], tmp_path / "tokens", CONFIG.model_copy(update={"val_fraction": 0}))
-    assert (stats["docs_in"], stats["docs_out"], stats["docs_rejected"]) == (3, 2, 1)
+    assert (stats.docs_in, stats.docs_out, stats.docs_rejected) == (3, 2, 1)
     rejected = pq.read_table(tmp_path / "rejected" / f"tokenize-{shards[0].name}")
     assert rejected.schema == REJECTED_SCHEMA
     row = rejected.to_pylist()[0]
@@ -317,7 +324,8 @@ def test_empty_documents_are_rejected_with_reason_and_marker_text_stays_text(cor
     ids = dict(zip(table["id"].to_pylist(), table["input_ids"].to_pylist()))
     eot = special_ids(load_tokenizer(corpus["tokenizer"]))["eot_id"]
     assert ids["marker"].count(eot) == 1 and ids["marker"][-1] == eot  # the literal marker is not a control token
-    assert stats["rejected_files"] == [str(tmp_path / "rejected" / f"tokenize-{shards[0].name}")]
+    assert stats.rejected_files == [f"rejected/tokenize-{shards[0].name}"]  # relative: the folder may move
+    assert stats.rejected_by_filter == {"empty_encoding": 1}
 
 
 def test_rerun_replaces_output_and_leaves_no_temporaries(corpus, tmp_path):
@@ -353,7 +361,7 @@ def test_vocabulary_past_uint16_writes_uint32(corpus, tmp_path):
     docs = [{"id": "d", "text": "a <w64999> b", "source": "s", "language": "en"}]
     shards = write_corpus(tmp_path / "dedup", docs)
     stats = tokenize_corpus(shards, big, tmp_path / "tokens", CONFIG.model_copy(update={"val_fraction": 0}))
-    assert stats["dtype"] == "uint32"
+    assert stats.dtype == "uint32"
     table = _read_split(tmp_path / "tokens", "train")
     assert table.schema == token_schema(tok.get_vocab_size()) and table.schema.field("input_ids").type.value_type == pa.uint32()
     assert top in table["input_ids"][0].as_py()

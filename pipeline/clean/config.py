@@ -7,9 +7,9 @@ whole rule set. docs/cleaning.md says which sets are on by default and why.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pipeline.records import recipe_path
 
 # Gopher's stop words (Rae et al. 2021, as in datatrove). Case-sensitive, as published.
 GOPHER_STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
@@ -102,7 +102,7 @@ class C4Config(_Options):
     filter_javascript: bool = Field(True, description="drop lines mentioning javascript")
     filter_curly_bracket: bool = Field(True, description="reject pages containing '{' in a kept line")
     filter_policy: bool = Field(True, description="drop cookie/terms-of-use/privacy-policy lines")
-    bad_words_path: str | None = Field(None, description="a file of bad words, one per line; a page containing one is rejected")
+    bad_words_path: str | None = recipe_path(None, description="a file of bad words, one per line; a page containing one is rejected")
 
 
 class FineWebConfig(_Options):
@@ -175,11 +175,3 @@ class CleanConfig(BaseModel):
     fineweb: FineWebConfig = Field(default_factory=FineWebConfig)
     code: CodeConfig = Field(default_factory=CodeConfig)
     pii: PIIConfig = Field(default_factory=PIIConfig)
-
-    def with_base_dir(self, base_dir: str | Path) -> "CleanConfig":
-        """A copy whose relative file paths (bad-words list) resolve against `base_dir` (the recipe's folder)."""
-        path = self.c4.bad_words_path
-        if path is None or Path(path).is_absolute():
-            return self
-        c4 = self.c4.model_copy(update={"bad_words_path": str((Path(base_dir) / path).resolve())})
-        return self.model_copy(update={"c4": c4})

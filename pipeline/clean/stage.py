@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,10 +20,11 @@ from pipeline.clean.pii import PIICounts, PIIScrubber
 from pipeline.clean.rules import C4Quality, CodeRules, Doc, FineWebQuality, GopherQuality, GopherRepetition, Rejection, RuleSet
 from pipeline.clean.text import bad_char_count, count_symbols, repair
 from pipeline.io import text_bytes, write_parquet
+from pipeline.records import CleanStats, FilterStats, RejectExample
 from pipeline.schema import CLEAN_SCHEMA, DOC_SCHEMA, conform, rejected_table
 
 STAGE = "clean"
-EXAMPLES_PER_FILTER = 3
+EXAMPLES_PER_FILTER = CleanStats.examples_per_filter
 EXAMPLE_CHARS = 200
 
 # Basic checks every document passes through, in order, before the rule sets.
@@ -42,7 +43,7 @@ _LINE_SUFFIX = re.compile(r":\d+$")
 class CleanResult:
     kept: pa.Table  # CLEAN_SCHEMA
     rejected: pa.Table  # REJECTED_SCHEMA, stage "clean"
-    stats: dict = field(default_factory=dict)
+    stats: CleanStats
 
 
 class Cleaner:
@@ -162,17 +163,16 @@ class Cleaner:
             schema=CLEAN_SCHEMA,
         )
         rejected = rejected_table(rej["id"], rej["source"], STAGE, rej["filter"], rej["reason"], rej["text"])
-        stats = {
-            "docs_in": n,
-            "docs_out": kept.num_rows,
-            "docs_rejected": rejected.num_rows,
-            "bytes_in": text_bytes(table),
-            "bytes_out": text_bytes(kept),
-            "seconds": round(time.perf_counter() - t0, 3),
-            "filters": funnel,
-            "pii": {"email": pii.email, "ip": pii.ip, "phone": pii.phone},
-            "languages": dict(sorted(languages.items(), key=lambda kv: (-kv[1], kv[0]))),
-        }
+        stats = CleanStats(
+            docs_in=n, docs_out=kept.num_rows, docs_rejected=rejected.num_rows,
+            bytes_in=text_bytes(table), bytes_out=text_bytes(kept), seconds=round(time.perf_counter() - t0, 3),
+            rejected_by_filter={name: f["docs"] for name, f in funnel.items() if f["docs"]},
+            filters={name: FilterStats(docs=f["docs"], bytes=f["bytes"],
+                                       examples=[RejectExample(**e) for e in f["examples"]])
+                     for name, f in funnel.items()},
+            pii={"email": pii.email, "ip": pii.ip, "phone": pii.phone},
+            languages=dict(sorted(languages.items(), key=lambda kv: (-kv[1], kv[0]))),
+        )
         return CleanResult(kept, rejected, stats)
 
 
@@ -199,7 +199,7 @@ def clean_table(table: pa.Table, config: CleanConfig) -> CleanResult:
     return _cleaner(config).clean_table(table)
 
 
-def clean_shard(in_path, out_path, rejected_path, config: CleanConfig) -> dict:
+def clean_shard(in_path, out_path, rejected_path, config: CleanConfig) -> CleanStats:
     """Read one DOC_SCHEMA shard, write the kept shard and the rejected shard (both atomically,
     even when empty) and return the shard's stats."""
     t0 = time.perf_counter()
@@ -214,29 +214,5 @@ def clean_shard(in_path, out_path, rejected_path, config: CleanConfig) -> dict:
     result = clean_table(table, config)
     write_parquet(result.kept, out_path)
     write_parquet(result.rejected, rejected_path)
-    result.stats["seconds"] = round(time.perf_counter() - t0, 3)
+    result.stats.seconds = round(time.perf_counter() - t0, 3)
     return result.stats
-
-
-def merge_stats(shard_stats: list[dict]) -> dict:
-    """Combine per-shard stats (in shard order) into the stage's stats."""
-    out = {"docs_in": 0, "docs_out": 0, "docs_rejected": 0, "bytes_in": 0, "bytes_out": 0, "seconds": 0.0,
-           "filters": {}, "pii": {"email": 0, "ip": 0, "phone": 0}, "languages": {}}
-    for s in shard_stats:
-        for k in ("docs_in", "docs_out", "docs_rejected", "bytes_in", "bytes_out"):
-            out[k] += s.get(k, 0)
-        out["seconds"] += s.get("seconds", 0.0)
-        for name, f in s.get("filters", {}).items():
-            g = out["filters"].setdefault(name, {"docs": 0, "bytes": 0, "examples": []})
-            g["docs"] += f["docs"]
-            g["bytes"] += f["bytes"]
-            room = EXAMPLES_PER_FILTER - len(g["examples"])
-            if room > 0:
-                g["examples"].extend(f["examples"][:room])
-        for k, v in s.get("pii", {}).items():
-            out["pii"][k] = out["pii"].get(k, 0) + v
-        for k, v in s.get("languages", {}).items():
-            out["languages"][k] = out["languages"].get(k, 0) + v
-    out["seconds"] = round(out["seconds"], 3)
-    out["languages"] = dict(sorted(out["languages"].items(), key=lambda kv: (-kv[1], kv[0])))
-    return out

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipeline.records import recipe_path
+
 # FineWeb / datatrove's MinHash setting: word 5-grams, 14 bands x 8 rows, no verification.
 FINEWEB_PRESET = {"ngram": 5, "num_perm": 112, "bands": 14, "rows": 8, "verify": "none"}
 
@@ -107,7 +109,7 @@ class DedupConfig(BaseModel):
     executor: Literal["threads", "processes"] = Field(
         "threads", description="how `workers` run the per-shard phases: threads of one process (less memory) or spawned processes"
     )
-    incremental_index: str | None = Field(
+    incremental_index: str | None = recipe_path(
         None, description="folder of a persisted band index (a previous run's dedup_index/) to deduplicate against"
     )
     persist_index: bool = Field(True, description="write out_dir/dedup_index/ (kept documents' keys, signatures, band keys) for later incremental runs")

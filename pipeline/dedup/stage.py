@@ -51,6 +51,7 @@ from pipeline.dedup.minhash import (
     unique_shingle_sets,
 )
 from pipeline.io import PARQUET_COMPRESSION, atomic_path, text_bytes, write_json, write_parquet
+from pipeline.records import DedupStats
 from pipeline.schema import CLEAN_SCHEMA, conform, rejected_table
 
 log = logging.getLogger("opencorpus.dedup")
@@ -247,7 +248,8 @@ def shingle_sets_shard(path: Path, first_doc: int, rows: np.ndarray, work: Path,
 
 def write_shard(path: Path, first_doc: int, out_dir: Path, status: np.ndarray, kept_doc: np.ndarray,
                 similarity: np.ndarray, edge_sim: np.ndarray, in_cluster: np.ndarray, rep_doc: np.ndarray,
-                id_of: dict, params: Params, unit_drops: dict | None = None, unit: str = "line") -> dict:
+                id_of: dict, params: Params, unit_drops: dict | None = None, unit: str = "line",
+                batch_bytes: int = DedupConfig.model_fields["batch_bytes"].default) -> dict:
     """Write the kept documents, the rejections and the cluster rows of one shard.
 
     `unit_drops` (line/paragraph dedup): row -> indices of the units to remove from its text; a
@@ -262,7 +264,7 @@ def write_shard(path: Path, first_doc: int, out_dir: Path, status: np.ndarray, k
     with atomic_path(out_dir / "dedup" / name) as tmp:
         with pq.ParquetWriter(tmp, CLEAN_SCHEMA, compression=PARQUET_COMPRESSION) as writer:
             s = 0
-            for rb in pf.iter_batches(batch_size=_rows_per_batch(pf, DedupConfig.model_fields["batch_bytes"].default)):
+            for rb in pf.iter_batches(batch_size=_rows_per_batch(pf, batch_bytes)):
                 e = s + rb.num_rows
                 table = conform(pa.Table.from_batches([rb]), CLEAN_SCHEMA)
                 drops = {r - s: d for r, d in (unit_drops or {}).items() if s <= r < e}
@@ -391,7 +393,7 @@ def plan_dedup(input_paths: list[Path], config: DedupConfig, workers: int = 1) -
 
 
 def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, workers: int = 1,
-              index_dir: Path | None = None) -> dict:
+              index_dir: Path | None = None) -> DedupStats:
     """Deduplicate CLEAN shards into `out_dir/dedup/` (same shard names); see the module docstring.
 
     With `index_dir` (or `config.incremental_index`): a previous run's `dedup_index/`. Its documents
@@ -409,7 +411,9 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     if index_dir is None and config.incremental_index:
-        index_dir = Path(config.incremental_index)
+        index_dir = Path(config.incremental_index)  # absolute: the recipe resolves it against its folder
+    if index_dir is not None and not Path(index_dir).is_dir():
+        raise FileNotFoundError(f"dedup: incremental index folder {index_dir} does not exist")
     old = load_index(Path(index_dir), work, params) if index_dir else IndexParts([], [], [], 0)
     n_old = old.n_docs
     counts = [pq.ParquetFile(p).metadata.num_rows for p in paths]
@@ -519,7 +523,7 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
             sl = slice(int(f), int(f) + c)
             args.append((p, int(f), out_dir, status[sl], kept_doc[sl], similarity[sl], edge_sim[sl], in_cluster[sl],
                          rep_doc[sl], {d: id_of[d] for d in np.unique(np.concatenate([kept_doc[sl], rep_doc[sl]])).tolist() if d in id_of},
-                         params, drops[k], config.lines.unit))
+                         params, drops[k], config.lines.unit, config.batch_bytes))
         written = pool.map(write_shard, args)
         for w, f in zip(written, first):
             status[np.asarray(w["emptied_rows"], np.int64) + f] = LINES
@@ -543,7 +547,9 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
     stats["peak_rss_mb_after"] = peak_mb  # this process's peak RSS after each phase (processes executor: main only)
     stats["seconds"] = round(time.perf_counter() - t_start, 3)
     shutil.rmtree(work, ignore_errors=True)
-    return stats
+    new_status = status[n_old:]
+    by_filter = {name: int((new_status == code).sum()) for code, name in FILTERS.items()}
+    return DedupStats(**stats, rejected_by_filter={k: v for k, v in by_filter.items() if v})
 
 
 def _max_rss_mb() -> float:
@@ -842,10 +848,8 @@ def _stats(signed, written, status, root, in_cluster, n_old, id_of, out_dir, nam
     sizes = np.bincount(root[in_cluster], minlength=len(status)) if in_cluster.any() else np.zeros(len(status), np.int64)
     sizes = np.where(touched, sizes, 0)
     sizes_nz = sizes[sizes > 1]
-    hist: dict[str, int] = {}
-    for s in sizes_nz.tolist():
-        key = str(s) if s <= 5 else ("6-10" if s <= 10 else ("11-100" if s <= 100 else ">100"))
-        hist[key] = hist.get(key, 0) + 1
+    values, counts = np.unique(sizes_nz, return_counts=True)  # exact sizes: one entry per distinct size
+    hist = {str(int(v)): int(c) for v, c in zip(values, counts)}
     order = np.argsort(-sizes, kind="stable")[:5]
     largest = []
     for r in order:
@@ -870,7 +874,8 @@ def _stats(signed, written, status, root, in_cluster, n_old, id_of, out_dir, nam
         "units_removed": int(sum(w["units_removed"] for w in written)),
         "unit_bytes_removed": int(sum(w["unit_bytes_removed"] for w in written)),
         "clusters": int(len(sizes_nz)),
-        "cluster_sizes": dict(sorted(hist.items(), key=lambda kv: (len(kv[0]) > 2, kv[0]))),
+        "docs_in_clusters": int(sizes_nz.sum()),
+        "cluster_sizes": hist,
         "largest_clusters": largest,
         "short_docs": int(sum(s["short_docs"] for s in signed)),
         "empty_docs": int(sum(s["empty_docs"] for s in signed)),

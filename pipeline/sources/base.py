@@ -89,7 +89,7 @@ class Source:
 
     def __init__(self, config: SourceConfig, base_dir: Path, work_dir: Path):
         self.config = config
-        self.base_dir = Path(base_dir)  # relative paths in the recipe resolve against this
+        self.base_dir = Path(base_dir)  # the recipe's folder (its paths are already absolute)
         self.work_dir = Path(work_dir)  # the run's output folder (downloads go to work_dir/raw)
         self.provenance: list[dict] = []  # per input file: path/url, size, sha256, ... for the card
 
@@ -97,11 +97,10 @@ class Source:
         raise NotImplementedError
 
     def resolve_globs(self, patterns: list[str]) -> list[Path]:
-        """Expand `paths:` globs (relative to the recipe's folder); a pattern matching nothing is an error."""
+        """Expand `paths:` globs (made absolute when the recipe was parsed); a pattern matching nothing is an error."""
         files: list[Path] = []
         for pat in patterns:
-            p = Path(pat).expanduser()
-            full = p if p.is_absolute() else self.base_dir / p
+            full = Path(pat).expanduser()
             matches = sorted(Path(m) for m in glob.glob(str(full), recursive=True) if Path(m).is_file())
             if not matches:
                 raise FileNotFoundError(f"source {self.config.name!r}: paths pattern {pat!r} matched no file (looked for {full})")

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from pipeline.io import open_compressed
+from pipeline.records import recipe_path
 from pipeline.schema import DOC_SCHEMA, rejected_table
 from pipeline.sources import register
 from pipeline.sources.base import BatchBuilder, Source, SourceBatch, SourceConfig, own_or_fallback_ids
@@ -27,7 +28,7 @@ _DIRECT = ("url", "license", "kind")
 
 
 class FileSourceConfig(SourceConfig):
-    paths: list[str] = Field(min_length=1, description="globs, relative to the recipe's folder")
+    paths: list[str] = recipe_path(min_length=1, description="globs, relative to the recipe's folder")
     text_field: str = "text"
     id_field: str = "id"
     meta_fields: list[str] | None = Field(None, description="record fields kept in `meta` (default: all others)")
@@ -166,7 +167,7 @@ class ParquetSource(Source):
 
 
 class TextSourceConfig(SourceConfig):
-    paths: list[str] = Field(min_length=1, description="globs, relative to the recipe's folder")
+    paths: list[str] = recipe_path(min_length=1, description="globs, relative to the recipe's folder")
     separator: str | None = Field(None, description="split each file into documents on this exact string (e.g. '\\n\\n'); default: one document per file")
     separator_regex: str | None = Field(None, description="split on this regular expression instead (matches start a new document)")
     kind: Literal["prose", "code"] = "prose"

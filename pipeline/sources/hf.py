@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from pipeline.records import recipe_path
 from pipeline.schema import DOC_SCHEMA, rejected_table
 from pipeline.sources import register
 from pipeline.sources.base import Source, SourceBatch, SourceConfig, own_or_fallback_ids
@@ -39,7 +40,7 @@ _DIRECT = ("url", "license", "kind")
 
 
 class HfConfig(SourceConfig):
-    path: str = Field(description="Hub dataset id (owner/name) or a local dataset folder (relative to the recipe)")
+    path: str = recipe_path(kind="local_or_id", description="Hub dataset id (owner/name) or a local dataset folder (relative to the recipe)")
     config_name: str | None = Field(None, description="dataset configuration (the `name` argument of load_dataset)")
     split: str = Field("train", description="split to read")
     revision: str | None = Field(None, description="Hub branch, tag or commit sha (pin one for a reproducible corpus)")
@@ -62,9 +63,8 @@ class HfSource(Source):
     Config = HfConfig
 
     def _local_path(self) -> Path | None:
-        p = Path(self.config.path).expanduser()
-        p = p if p.is_absolute() else self.base_dir / p
-        return p if p.exists() else None
+        p = Path(self.config.path).expanduser()  # absolute when it named a folder beside the recipe
+        return p if p.is_absolute() and p.exists() else None
 
     def load(self):
         """The split as a `datasets.Dataset` (or `IterableDataset` when streaming)."""

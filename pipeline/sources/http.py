@@ -29,6 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from pipeline.download import Downloader, FileSpec, RetryPolicy, fetch_text
 from pipeline.io import open_compressed
+from pipeline.records import format_errors, recipe_path
 from pipeline.sources import register
 from pipeline.sources.base import Source, SourceBatch, SourceConfig
 
@@ -87,7 +88,7 @@ class ReadOptions(BaseModel):
 
 class HttpConfig(DownloadOptions, ReadOptions):
     urls: list[UrlEntry] = Field(default_factory=list, description="files to fetch: URL strings or {url, sha256, size}")
-    manifest: str | None = Field(None, description="path (relative to the recipe) or URL of a JSONL list of {url, sha256, size}")
+    manifest: str | None = recipe_path(None, description="path (relative to the recipe) or URL of a JSONL list of {url, sha256, size}")
 
     @model_validator(mode="after")
     def _some_files(self):
@@ -224,13 +225,11 @@ class HttpSource(FetchingSource):
         return specs
 
     def _manifest_specs(self, where: str) -> list[FileSpec]:
-        from pipeline.recipe import format_errors
 
         if where.startswith(("http://", "https://")):
             raw = fetch_text(where, timeout=self.config.timeout)
         else:
             p = Path(where).expanduser()
-            p = p if p.is_absolute() else self.base_dir / p
             if not p.is_file():
                 raise FileNotFoundError(f"source {self.config.name!r}: manifest {where!r} not found (looked for {p})")
             with open_compressed(p) as f:

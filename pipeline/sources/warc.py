@@ -36,6 +36,7 @@ from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 
 from pipeline.download import FileSpec
 from pipeline.io import open_compressed, sha256_file
+from pipeline.records import recipe_path
 from pipeline.sources import register
 from pipeline.sources.base import BatchBuilder, SourceBatch
 from pipeline.sources.http import DownloadOptions, FetchingSource, ReadOptions, UrlEntry
@@ -210,7 +211,7 @@ def _doc_id(source: str, rec) -> str:
 
 
 class WarcConfig(DownloadOptions, ReadOptions):
-    paths: list[str] = Field(default_factory=list, description="local WARC/WET/WAT globs, relative to the recipe's folder")
+    paths: list[str] = recipe_path(default_factory=list, description="local WARC/WET/WAT globs, relative to the recipe's folder")
     urls: list[UrlEntry] = Field(default_factory=list, description="WARC/WET/WAT files to fetch: URLs or {url, sha256, size}")
 
     @model_validator(mode="after")

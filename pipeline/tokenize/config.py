@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.records import recipe_path
+
 
 class TokenizeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -13,7 +15,7 @@ class TokenizeConfig(BaseModel):
         0.05, ge=0, lt=1, description="share of documents in the val split, chosen by a seeded hash of the id"
     )
     seed: int = Field(1234, description="seeds the train/val hash and the tokenizer's training sample")
-    tokenizer: str | None = Field(None, description="path of an existing tokenizer.json to use instead of training one")
+    tokenizer: str | None = recipe_path(None, description="path of an existing tokenizer.json to use instead of training one")
     train_sample_bytes: int | None = Field(
         100_000_000,
         ge=1,

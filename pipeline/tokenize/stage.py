@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.io import sha256_file, write_json, write_parquet
+from pipeline.records import TOKEN_INDEX_FORMAT, TokenIndex, TokenizeStats
 from pipeline.schema import rejected_table, token_schema
 from pipeline.tokenize.config import TokenizeConfig
 from pipeline.tokenize.shards import SequencePacker, ShardWriter, list_array, packed_schema
@@ -34,7 +35,6 @@ from pipeline.tokenize.stats import TokenStats
 from pipeline.tokenize.tokenizer import EOT, MASK, PAD, load_tokenizer, special_ids, val_mask
 
 STAGE = "tokenize"
-INDEX_FORMAT = "opencorpus-tokens/1"
 SPLITS = ("train", "val")
 
 
@@ -172,7 +172,7 @@ class SplitWriters:
             packed += [_renamed(e, "rows", "sequences") for e in self.packers[split].close()]
         padded = {s: self.packers[s].padded_tokens for s in SPLITS}
         return shards, {
-            "format": INDEX_FORMAT + "+packed",
+            "format": TOKEN_INDEX_FORMAT + "+packed",
             "sequence_length": self.pack_length,
             "padded_tokens": padded,
             "shards": packed,
@@ -185,7 +185,7 @@ def _renamed(entry: dict, old: str, new: str) -> dict:
 
 def tokenize_corpus(
     input_paths: list[Path], tokenizer_path: Path, out_dir: Path, config: TokenizeConfig, workers: int = 1
-) -> dict:
+) -> TokenizeStats:
     """Encode every document, write `out_dir/{train,val}/part-*.parquet` and `out_dir/index.json`.
 
     `workers` = 1 encodes in this process (tokenizers' thread pool uses every core);
@@ -243,26 +243,19 @@ def tokenize_corpus(
                 consume(p, b, *fut.result())
 
         shards, packed_index = splits.close()
-        index = {
-            "format": INDEX_FORMAT,
-            "schema": {"id": "string", "input_ids": f"list<{value_type}>", "n_tokens": "int32"},
-            "dtype": str(value_type),
-            "vocab_size": vocab_size,
-            **specials,
-            "special_tokens": {"eot": EOT, "pad": PAD, "mask": MASK},
-            "tokenizer_sha256": sha256_file(tokenizer_path),
-            "val_fraction": config.val_fraction,
-            "seed": config.seed,
-            "shard_tokens": config.shard_tokens,
-            "totals": splits.totals,
-            "shards": shards,
-        }
+        index = TokenIndex(
+            columns={"id": "string", "input_ids": f"list<{value_type}>", "n_tokens": "int32"},
+            dtype=str(value_type), vocab_size=vocab_size, **specials,
+            special_tokens={"eot": EOT, "pad": PAD, "mask": MASK},
+            tokenizer_sha256=sha256_file(tokenizer_path), val_fraction=config.val_fraction, seed=config.seed,
+            shard_tokens=config.shard_tokens, totals=splits.totals, shards=shards,
+        )
         if packed_index is not None:
             # A separate index: readers of index.json look for document shards only.
             packed_index.update({"dtype": str(value_type), "vocab_size": vocab_size, **specials})
             write_json(packed_index, staging / "packed" / "index.json")
-            index["packed_index"] = "packed/index.json"
-        write_json(index, staging / "index.json")
+            index.packed_index = "packed/index.json"
+        index.write(staging / "index.json")
         _replace_dir(staging, out_dir)
     finally:
         if staging.exists():
@@ -271,25 +264,17 @@ def tokenize_corpus(
     rejected_files = _write_rejected(rejected, rejected_dir)
     docs_out = totals["docs_in"] - totals["docs_rejected"]
     t = splits.totals
-    return {
-        "docs_in": totals["docs_in"],
-        "docs_out": docs_out,
-        "docs_rejected": totals["docs_rejected"],
-        "bytes_in": totals["bytes_in"],
-        "bytes_out": totals["bytes_out"],
-        "tokens_train": t["train"]["tokens"],
-        "tokens_val": t["val"]["tokens"],
-        "docs_train": t["train"]["documents"],
-        "docs_val": t["val"]["documents"],
-        "shards_train": t["train"]["shards"],
-        "shards_val": t["val"]["shards"],
-        "bytes_on_disk": sum(e["bytes"] for e in shards),
-        "vocab_size": vocab_size,
-        "dtype": str(value_type),
-        "rejected_files": [str(p) for p in rejected_files],
-        "seconds": round(time.perf_counter() - t0, 3),
-        **stats.to_dict(),
-    }
+    return TokenizeStats(
+        docs_in=totals["docs_in"], docs_out=docs_out, docs_rejected=totals["docs_rejected"],
+        bytes_in=totals["bytes_in"], bytes_out=totals["bytes_out"],
+        rejected_by_filter={"empty_encoding": totals["docs_rejected"]} if totals["docs_rejected"] else {},
+        tokens_train=t["train"]["tokens"], tokens_val=t["val"]["tokens"],
+        docs_train=t["train"]["documents"], docs_val=t["val"]["documents"],
+        shards_train=t["train"]["shards"], shards_val=t["val"]["shards"],
+        bytes_on_disk=sum(e["bytes"] for e in shards), vocab_size=vocab_size, dtype=str(value_type),
+        rejected_files=[p.relative_to(out_dir.parent).as_posix() for p in rejected_files],
+        seconds=round(time.perf_counter() - t0, 3), **stats.to_dict(),
+    )
 
 
 def use_processes(total_rows: int, workers: int, batch_docs: int) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-MAX_BUCKET = 40  # 2**40 tokens in one document is beyond anything Parquet lists hold
+from pipeline.records import Histogram
 
 
 class TokenStats:
@@ -12,14 +12,15 @@ class TokenStats:
 
     Bytes per token counts the document's text tokens only (its end-of-text token excluded),
     so it measures how well the tokenizer compresses that language. The histogram counts
-    documents by n_tokens (end-of-text token included) in power-of-two buckets.
+    documents by n_tokens (end-of-text token included) in power-of-two bins, with percentiles
+    (the lengths are kept as int32 until then: 4 bytes per document).
     """
 
     def __init__(self):
         self.tokens_per_source: dict[str, int] = {}
         self.docs_per_source: dict[str, int] = {}
         self.language: dict[str, list[int]] = {}  # language -> [documents, bytes, text tokens]
-        self.length_buckets = np.zeros(MAX_BUCKET + 1, dtype=np.int64)
+        self.lengths: list[np.ndarray] = []
 
     def add(self, sources: pa.Array, languages: pa.Array, text_bytes: np.ndarray, n_tokens: np.ndarray) -> None:
         if not len(n_tokens):
@@ -39,11 +40,9 @@ class TokenStats:
             acc[0] += row["tokens_count"]
             acc[1] += row["bytes_sum"]
             acc[2] += row["text_tokens_sum"]
-        buckets = np.minimum(np.floor(np.log2(np.maximum(n_tokens, 1))).astype(np.int64), MAX_BUCKET)
-        self.length_buckets += np.bincount(buckets, minlength=MAX_BUCKET + 1)
+        self.lengths.append(n_tokens.astype(np.int32))
 
     def to_dict(self) -> dict:
-        last = int(np.nonzero(self.length_buckets)[0].max()) if self.length_buckets.any() else -1
         return {
             "tokens_per_source": dict(sorted(self.tokens_per_source.items())),
             "documents_per_source": dict(sorted(self.docs_per_source.items())),
@@ -56,8 +55,5 @@ class TokenStats:
                 }
                 for lang, (d, b, t) in sorted(self.language.items())
             },
-            "length_histogram": [
-                {"min_tokens": 2**k, "max_tokens": 2 ** (k + 1) - 1, "documents": int(self.length_buckets[k])}
-                for k in range(last + 1)
-            ],
+            "length_histogram": Histogram.of(np.concatenate(self.lengths)) if self.lengths else None,
         }

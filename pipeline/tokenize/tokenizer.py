@@ -107,19 +107,12 @@ def sample_texts(input_paths: list[Path], config: TokenizeConfig, cutoff: int | 
             yield from (t for t, k in zip(texts, keep) if k and t)
 
 
-def train_tokenizer(
-    input_paths: list[Path], out_path: Path, config: TokenizeConfig, base_dir: Path | None = None
-) -> Tokenizer:
-    """Train (or load `config.tokenizer`) and save it as `out_path` (a standard tokenizer.json).
-
-    A relative `config.tokenizer` resolves against `base_dir` (the recipe's folder) when given.
-    """
+def train_tokenizer(input_paths: list[Path], out_path: Path, config: TokenizeConfig) -> Tokenizer:
+    """Train (or load `config.tokenizer`, absolute once the recipe is parsed) and save it as
+    `out_path` (a standard tokenizer.json)."""
     out_path = Path(out_path)
     if config.tokenizer:
-        src = Path(config.tokenizer)
-        if base_dir is not None and not src.is_absolute():
-            src = Path(base_dir) / src
-        return _use_existing(src, out_path)
+        return _use_existing(Path(config.tokenizer), out_path)
     input_paths = [Path(p) for p in input_paths]
     cutoff = sample_cutoff(input_paths, config)
     tok = new_tokenizer()

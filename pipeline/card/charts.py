@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from pipeline.card.figures import size_order  # noqa: E402
 from pipeline.io import atomic_path  # noqa: E402
 
 BLUE, ORANGE, GREY = "#3b6ea8", "#e08a2e", "#9aa5b1"
@@ -117,12 +118,12 @@ def _bytes_per_token(figures: dict, path: Path) -> Path | None:
 
 
 def _clusters(figures: dict, path: Path) -> Path | None:
-    sizes = {int(k): v for k, v in (figures["duplicates"].get("cluster_sizes") or {}).items() if int(k) > 1 and v}
+    sizes = {k: v for k, v in (figures["duplicates"].get("cluster_sizes") or {}).items() if k != "1" and v}
     if not sizes:
         return None
     fig, ax = plt.subplots(layout="constrained", figsize=(7, 3.2))
-    xs = sorted(sizes)
-    ax.bar([str(x) for x in xs], [sizes[x] for x in xs], color=ORANGE)
+    xs = sorted(sizes, key=size_order)
+    ax.bar(xs, [sizes[x] for x in xs], color=ORANGE)
     ax.set_yscale("log")
     ax.set_xlabel("documents in the cluster")
     ax.set_ylabel("clusters")

@@ -1,13 +1,13 @@
 """Every figure a data card shows, gathered once into one JSON-able dict.
 
-`collect_figures(corpus_dir, manifest)` reads the manifest (what each stage reported) and
-recomputes the exact figures from the Parquet files with polars where the card needs
-them (final documents, languages, lengths, tokens, rejections, clusters). Markdown,
-charts, HTML, the terminal summary and `--diff` all render this one dict, so they can
-never disagree; it is also written as `card.json` / `data_cards/<name>.json`.
-
-Stage stats evolve; everything here reads them defensively: a figure that was not
-recorded is `None` and its section says so, instead of failing.
+`collect_figures(corpus_dir, manifest)` takes every count a stage recorded from the typed
+manifest (pipeline.records: documents and bytes per stage, source and filter, languages,
+tokens, duplicate clusters, PII) and reads the Parquet files only for what no stage
+records: examples of rejected and duplicate documents, document lengths in bytes, licenses
+and kinds of the final documents. Markdown, charts, HTML, the terminal summary and
+`--diff` all render this one dict, so they can never disagree; it is also written as
+`card.json` / `data_cards/<name>.json`. With `corpus_dir=None` the card is drawn from the
+manifest alone.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.io import list_shards, sha256_file
+from pipeline.records import DuplicateCluster, Histogram, Manifest, ModelList
 
 EXAMPLES_PER_FILTER = 3
 EXAMPLE_CHARS = 240
@@ -26,7 +27,8 @@ LARGEST_CLUSTERS = 5
 MEMBERS_PER_CLUSTER = 3
 # Local input files without a recorded sha256 are hashed at card time up to this size.
 HASH_LIMIT_BYTES = 256 << 20
-FIGURES_VERSION = 1
+FIGURES_VERSION = 2
+FIGURES_FILE = "card.json"
 
 
 def _scrubber():
@@ -45,15 +47,6 @@ def truncate(text: str | None, n: int = EXAMPLE_CHARS) -> str | None:
     return text if len(text) <= n else text[: n - 1].rstrip() + "…"
 
 
-def _num(x, default=None):
-    return x if isinstance(x, (int, float)) and not isinstance(x, bool) else default
-
-
-def _stage(manifest: dict, name: str) -> dict:
-    s = (manifest.get("stages") or {}).get(name)
-    return s if isinstance(s, dict) else {}
-
-
 def _scan(paths: list[Path]) -> pl.LazyFrame | None:
     paths = [str(p) for p in paths]
     return pl.scan_parquet(paths) if paths else None
@@ -61,28 +54,6 @@ def _scan(paths: list[Path]) -> pl.LazyFrame | None:
 
 def _columns(lf: pl.LazyFrame) -> list[str]:
     return lf.collect_schema().names()
-
-
-def _log2_histogram(values: np.ndarray) -> dict | None:
-    """Counts over power-of-two bins [2^k, 2^(k+1)) (plus [0, 1) when there are zeros)."""
-    if values.size == 0:
-        return None
-    lo = int(math.floor(math.log2(max(int(values.min()), 1))))
-    hi = int(math.ceil(math.log2(int(values.max()) + 1)))  # 2^hi > max: every value falls in a bin
-    edges = [2**k for k in range(lo, max(hi, lo + 1) + 1)]
-    if values.min() == 0:
-        edges = [0] + edges
-    counts, _ = np.histogram(values, bins=np.array(edges))
-    return {
-        "edges": edges,
-        "counts": [int(c) for c in counts],
-        "min": int(values.min()),
-        "p10": float(np.percentile(values, 10)),
-        "median": float(np.median(values)),
-        "mean": float(values.mean()),
-        "p90": float(np.percentile(values, 90)),
-        "max": int(values.max()),
-    }
 
 
 # ---------------------------------------------------------------- sources
@@ -128,48 +99,41 @@ def _file_entry(p: dict, downloaded: dict[str, dict], hash_budget: list[int]) ->
     return {k: v for k, v in entry.items() if v is not None}
 
 
-def _sources(manifest: dict, corpus_dir: Path | None, final: pl.DataFrame | None, tokens_by_source: dict) -> list[dict]:
-    ingest = _stage(manifest, "ingest")
-    recipe_sources = {s.get("name"): s for s in (manifest.get("recipe") or {}).get("sources", []) if isinstance(s, dict)}
+def _sources(manifest: Manifest, corpus_dir: Path | None, final: pl.DataFrame | None) -> list[dict]:
+    ingest, tokenize = manifest.stages.ingest, manifest.stages.tokenize
+    recipe_sources = {s.get("name"): s for s in manifest.recipe.get("sources", []) if isinstance(s, dict)}
     downloaded_rows = _raw_manifest(corpus_dir)
     by_source_dl: dict[str, list[dict]] = {}
     for row in downloaded_rows:
         by_source_dl.setdefault(str(row.get("source")), []).append(row)
     hash_budget = [4 * HASH_LIMIT_BYTES if corpus_dir is not None else 0]  # a manifest-only view hashes nothing
     out = []
-    names = list((ingest.get("sources") or {}).keys()) or list(recipe_sources)
-    for name in names:
-        s = (ingest.get("sources") or {}).get(name) or {}
+    for name in (list(ingest.sources) if ingest else list(recipe_sources)):
+        s = ingest.sources[name] if ingest else None
         rs = recipe_sources.get(name, {})
         dl_rows = by_source_dl.get(name, [])
         downloaded = {str(r.get("path")): r for r in dl_rows} | {str(r.get("url")): r for r in dl_rows}
-        prov = [p for p in s.get("provenance") or [] if isinstance(p, dict)]
-        files = [_file_entry(p, downloaded, hash_budget) for p in prov]
+        files = [_file_entry(p.model_dump(), downloaded, hash_budget) for p in (s.provenance if s else [])]
         known = {f.get("path") for f in files} | {f.get("url") for f in files}
         for r in dl_rows:  # downloaded files the source did not list itself
             if r.get("path") not in known and r.get("url") not in known:
                 files.append(_file_entry(r, {}, hash_budget))
         entry = {
             "name": name,
-            "type": s.get("type") or rs.get("type"),
-            "license": s.get("license") or rs.get("license"),
+            "type": s.type if s else rs.get("type"),
+            "license": (s.license if s else None) or rs.get("license"),
             "where": _where(rs),
-            "docs_in": _num(s.get("docs_in")),
-            "docs_out": _num(s.get("docs_out")),
-            "docs_rejected": _num(s.get("docs_rejected")),
-            "bytes_in": _num(s.get("bytes_in")),
-            "bytes_out": _num(s.get("bytes_out")),
-            "rejected_by_reason": s.get("rejected_by_reason") or {},
+            **{k: (getattr(s, k) if s else None) for k in ("docs_in", "docs_out", "docs_rejected", "bytes_in", "bytes_out")},
+            "rejected_by_filter": dict(s.rejected_by_filter) if s else {},
             "files": files,
             "files_bytes": sum(f.get("size") or 0 for f in files) if files else None,
-            "final_docs": None,
+            "final_docs": tokenize.documents_per_source.get(name, 0) if tokenize else None,
             "final_bytes": None,
             "document_licenses": {},
-            "tokens": tokens_by_source.get(name),
+            "tokens": tokenize.tokens_per_source.get(name) if tokenize else None,
         }
-        if final is not None:
+        if final is not None:  # not recorded by a stage: read from the final documents
             sub = final.filter(pl.col("source") == name)
-            entry["final_docs"] = int(sub.height)
             entry["final_bytes"] = int(sub["bytes"].sum() or 0)
             lic = sub.group_by("license").len().sort(["len", "license"], descending=[True, False], nulls_last=True)
             entry["document_licenses"] = {str(r["license"]) if r["license"] is not None else "not stated": int(r["len"])
@@ -203,13 +167,9 @@ def kept_share(stage: dict) -> float | None:
     return o / i if isinstance(i, (int, float)) and isinstance(o, (int, float)) and i else None
 
 
-def funnel_stages(manifest: dict) -> list[dict]:
-    rows = []
-    for name, s in (manifest.get("stages") or {}).items():
-        if not isinstance(s, dict) or "docs_in" not in s:
-            continue
-        rows.append({"stage": name} | {k: _num(s.get(k)) for k in ("docs_in", "docs_out", "docs_rejected", "bytes_in", "bytes_out", "seconds")})
-    return rows
+def funnel_stages(manifest: Manifest) -> list[dict]:
+    return [{"stage": name} | s.model_dump(include={"docs_in", "docs_out", "docs_rejected", "bytes_in", "bytes_out", "seconds"})
+            for name, s in manifest.stages.items()]
 
 
 class Rejected:
@@ -241,46 +201,36 @@ class Rejected:
         return self.lf.filter(pl.col("id").is_in(ids) & (pl.col("stage") == stage)).collect(engine="streaming")
 
 
-def _filters(manifest: dict, rejected: Rejected | None) -> list[dict]:
-    """Documents removed per (stage, filter), with a few truncated examples.
-
-    Exact counts and examples come from rejected/; without it, from the stage stats."""
+def _filters(manifest: Manifest, rejected: Rejected | None) -> list[dict]:
+    """Documents removed per (stage, filter) as the stages recorded them, with the bytes of
+    text and a few truncated examples read from rejected/ (the clean stage records its own)."""
+    examples = rejected.examples(EXAMPLES_PER_FILTER) if rejected is not None else None
+    nbytes = ({(r["stage"], r["filter"]): int(r["bytes"]) for r in rejected.counts.iter_rows(named=True)}
+              if rejected is not None else {})
     rows = []
-    if rejected is not None and rejected.counts.height:
-        order = {name: i for i, name in enumerate((manifest.get("stages") or {}).keys())}
-        agg = rejected.counts.with_columns(pl.col("stage").replace_strict(order, default=len(order)).alias("_o"))
-        agg = agg.sort(["_o", "docs", "filter"], descending=[False, True, False])
-        examples = rejected.examples(EXAMPLES_PER_FILTER)
-        for r in agg.iter_rows(named=True):
-            ex = examples.filter((pl.col("stage") == r["stage"]) & (pl.col("filter") == r["filter"])).sort("id")
-            rows.append({
-                "stage": r["stage"], "filter": r["filter"], "docs": int(r["docs"]), "bytes": int(r["bytes"]),
-                "examples": [{"id": e["id"], "source": e.get("source"), "reason": e["reason"], "text": truncate(e.get("text"))}
-                             for e in ex.iter_rows(named=True)],
-            })
-        return rows
-    for stage in (manifest.get("stages") or {}):
-        s = _stage(manifest, stage)
-        for fname, f in (s.get("filters") or {}).items():
-            if isinstance(f, dict):
-                rows.append({"stage": stage, "filter": fname, "docs": _num(f.get("docs"), 0), "bytes": _num(f.get("bytes")),
-                             "examples": [{k: (truncate(e.get(k)) if k == "text" else e.get(k)) for k in ("id", "reason", "text")}
-                                          for e in (f.get("examples") or [])[:EXAMPLES_PER_FILTER] if isinstance(e, dict)]})
-            elif isinstance(f, (int, float)):
-                rows.append({"stage": stage, "filter": fname, "docs": int(f), "bytes": None, "examples": []})
-        for fname, n in (s.get("rejected_by_reason") or {}).items():
-            rows.append({"stage": stage, "filter": fname, "docs": int(n), "bytes": None, "examples": []})
+    for stage, s in manifest.stages.items():
+        recorded = getattr(s, "filters", {})
+        for fname, docs in sorted(s.rejected_by_filter.items(), key=lambda kv: (-kv[1], kv[0])):
+            if examples is not None:
+                ex = examples.filter((pl.col("stage") == stage) & (pl.col("filter") == fname)).sort("id")
+                shown = [{"id": e["id"], "source": e.get("source"), "reason": e["reason"], "text": truncate(e.get("text"))}
+                         for e in ex.iter_rows(named=True)]
+            else:
+                shown = [{"id": e.id, "reason": e.reason, "text": truncate(e.text)}
+                         for e in (recorded[fname].examples if fname in recorded else [])[:EXAMPLES_PER_FILTER]]
+            rows.append({"stage": stage, "filter": fname, "docs": docs,
+                         "bytes": recorded[fname].bytes if fname in recorded else nbytes.get((stage, fname)),
+                         "examples": shown})
     return rows
 
 
-def _idle_filters(manifest: dict) -> dict[str, list[str]]:
+def _idle_filters(manifest: Manifest) -> dict[str, list[str]]:
     """Filters a stage ran that removed nothing (so a reader knows they were on)."""
     out = {}
-    for stage in (manifest.get("stages") or {}):
-        idle = [name for name, f in (_stage(manifest, stage).get("filters") or {}).items()
-                if isinstance(f, dict) and not f.get("docs")]
+    for stage, s in manifest.stages.items():
+        idle = sorted(name for name, f in getattr(s, "filters", {}).items() if not f.docs)
         if idle:
-            out[stage] = sorted(idle)
+            out[stage] = idle
     return out
 
 
@@ -301,125 +251,70 @@ def _final_docs(corpus_dir: Path | None) -> pl.DataFrame | None:
     return lf.select(exprs).collect(engine="streaming")
 
 
-def _tokens(corpus_dir: Path | None) -> pl.DataFrame | None:
-    """id, split, n_tokens of every tokenized document."""
-    if corpus_dir is None:
-        return None
-    frames = []
-    for split in ("train", "val"):
-        lf = _scan(list_shards(corpus_dir / "tokens" / split))
-        if lf is None:
-            continue
-        n = pl.col("n_tokens").cast(pl.Int64) if "n_tokens" in _columns(lf) else pl.col("input_ids").list.len().cast(pl.Int64).alias("n_tokens")
-        frames.append(lf.select(pl.col("id"), n, pl.lit(split).alias("split")).collect(engine="streaming"))
-    return pl.concat(frames) if frames else None
+def _languages(manifest: Manifest) -> dict:
+    tok, clean = manifest.stages.tokenize, manifest.stages.clean
+    if tok is not None and tok.bytes_per_token_per_language:
+        langs = tok.bytes_per_token_per_language
+        total = sum(v.documents for v in langs.values())
+        rows = [{"language": k, "docs": v.documents, "share": v.documents / total if total else None, "bytes": v.bytes,
+                 "tokens": v.tokens, "bytes_per_token": v.bytes_per_token}
+                for k, v in sorted(langs.items(), key=lambda kv: (-kv[1].documents, kv[0]))]
+        return {"origin": "the tokenize stage's record (final documents)", "rows": rows}
+    langs = clean.languages if clean is not None else {}
+    total = sum(langs.values())
+    rows = [{"language": k, "docs": v, "share": v / total if total else None, "bytes": None}
+            for k, v in sorted(langs.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return {"origin": "the clean stage's record (before dedup)" if rows else None, "rows": rows}
 
 
-def _languages(final: pl.DataFrame | None, manifest: dict, tok: pl.DataFrame | None) -> dict:
-    if final is None:
-        langs = _stage(manifest, "clean").get("languages") or {}
-        total = sum(v for v in langs.values() if isinstance(v, (int, float))) or 0
-        rows = [{"language": k, "docs": int(v), "share": (v / total if total else None), "bytes": None}
-                for k, v in sorted(langs.items(), key=lambda kv: (-kv[1], kv[0])) if isinstance(v, (int, float))]
-        return {"origin": "clean stage stats (before dedup)" if rows else None, "rows": rows}
-    df = final.with_columns(pl.col("language").fill_null("unknown"))
-    agg = df.group_by("language").agg(pl.len().alias("docs"), pl.col("bytes").sum().alias("bytes"))
-    if tok is not None:
-        # bytes per token: the text's UTF-8 bytes over its tokens, the end-of-text token not counted
-        joined = df.join(tok.select("id", "n_tokens"), on="id", how="inner")
-        t = joined.group_by("language").agg((pl.col("n_tokens") - 1).clip(lower_bound=0).sum().alias("tokens"),
-                                           pl.col("bytes").sum().alias("tok_bytes"))
-        agg = agg.join(t, on="language", how="left")
-    agg = agg.sort(["docs", "language"], descending=[True, False])
-    total = int(df.height)
-    rows = []
-    for r in agg.iter_rows(named=True):
-        row = {"language": r["language"], "docs": int(r["docs"]), "share": r["docs"] / total if total else None, "bytes": int(r["bytes"])}
-        if tok is not None:
-            row["tokens"] = int(r["tokens"] or 0)
-            row["bytes_per_token"] = round(r["tok_bytes"] / r["tokens"], 4) if r["tokens"] else None
-        rows.append(row)
-    return {"origin": "dedup/ (final documents)", "rows": rows}
-
-
-def _token_figures(manifest: dict, final: pl.DataFrame | None, tok: pl.DataFrame | None) -> dict:
-    st = _stage(manifest, "tokenize")
-    out = {
-        "tokens_train": _num(st.get("tokens_train")),
-        "tokens_val": _num(st.get("tokens_val")),
-        "docs_train": _num(st.get("docs_train")),
-        "docs_val": _num(st.get("docs_val")),
-        "vocab_size": _num(st.get("vocab_size")) or _num(((manifest.get("recipe") or {}).get("tokenize") or {}).get("vocab_size")),
-        "origin": "tokenize stage stats" if st else None,
-        "per_source": None,
-        "bytes_per_token": _num(st.get("bytes_per_token")),
-        "length_histogram": None,
+def _token_figures(manifest: Manifest) -> dict:
+    st = manifest.stages.tokenize
+    if st is None:
+        return {"tokens_train": None, "tokens_val": None, "docs_train": None, "docs_val": None,
+                "vocab_size": (manifest.recipe.get("tokenize") or {}).get("vocab_size"), "origin": None,
+                "per_source": None, "bytes_per_token": None, "length_histogram": None}
+    content = st.tokens_train + st.tokens_val - st.docs_train - st.docs_val  # end-of-text tokens not counted
+    return {
+        "tokens_train": st.tokens_train, "tokens_val": st.tokens_val, "docs_train": st.docs_train,
+        "docs_val": st.docs_val, "vocab_size": st.vocab_size, "origin": "the tokenize stage's record",
+        "per_source": dict(st.tokens_per_source),
+        "bytes_per_token": round(st.bytes_out / content, 4) if content > 0 else None,
+        "length_histogram": st.length_histogram.model_dump() if st.length_histogram else None,
     }
-    if tok is None:
-        return out
-    by_split = {r["split"]: r for r in tok.group_by("split").agg(pl.len().alias("docs"), pl.col("n_tokens").sum().alias("tokens")).iter_rows(named=True)}
-    for split, key in (("train", "train"), ("val", "val")):
-        r = by_split.get(split, {"docs": 0, "tokens": 0})
-        out[f"tokens_{key}"] = int(r["tokens"] or 0)
-        out[f"docs_{key}"] = int(r["docs"])
-    out["origin"] = "tokens/ (recounted)"
-    out["length_histogram"] = _log2_histogram(tok["n_tokens"].to_numpy())
-    if final is not None:
-        joined = final.select("id", "source", "bytes").join(tok.select("id", "n_tokens"), on="id", how="inner")
-        per = joined.group_by("source").agg(pl.col("n_tokens").sum().alias("tokens")).sort("source")
-        out["per_source"] = {r["source"]: int(r["tokens"]) for r in per.iter_rows(named=True)}
-        content = int((joined["n_tokens"] - 1).clip(lower_bound=0).sum() or 0)
-        out["bytes_per_token"] = round(int(joined["bytes"].sum() or 0) / content, 4) if content else None
-    return out
 
 
 # ---------------------------------------------------------------- duplicates
 
 
-def _duplicates(manifest: dict, corpus_dir: Path | None, rejected: Rejected | None) -> dict:
-    d = _stage(manifest, "dedup")
-    docs_in = _num(d.get("docs_in"))
+def size_order(label: str) -> int:
+    """Sort key of a cluster-size label: "3" -> 3; the ranges of 0.1 manifests ("6-10", ">100") by their start."""
+    return int(label[1:]) + 1 if label.startswith(">") else int(label.split("-")[0])
+
+
+def _duplicates(manifest: Manifest, corpus_dir: Path | None, rejected: Rejected | None) -> dict:
+    d = manifest.stages.dedup
+    if d is None:
+        return {"docs_in": None, "exact_removed": None, "near_removed": None, "other_removed": None,
+                "exact_rate": None, "near_rate": None, "clusters": None, "cluster_sizes": None, "largest": [],
+                "origin": None}
+    other = d.docs_rejected - d.exact_removed - d.near_removed
+    sizes = {} if d.docs_in_clusters is None else {"1": max(d.docs_in - d.docs_in_clusters, 0)}  # no duplicate
+    sizes.update(dict(sorted(d.cluster_sizes.items(), key=lambda kv: size_order(kv[0]))))
     out = {
-        "docs_in": docs_in,
-        "exact_removed": _num(d.get("exact_removed")),
-        "near_removed": _num(d.get("near_removed")),
-        "other_removed": None,
-        "exact_rate": None, "near_rate": None,
-        "clusters": _num(d.get("clusters")) if not isinstance(d.get("clusters"), (list, dict)) else None,
-        "cluster_sizes": None, "largest": [], "origin": "dedup stage stats" if d else None,
+        "docs_in": d.docs_in, "exact_removed": d.exact_removed, "near_removed": d.near_removed,
+        "other_removed": other, "removed_by_filter": dict(d.rejected_by_filter),
+        "exact_rate": d.exact_removed / d.docs_in if d.docs_in else None,
+        "near_rate": d.near_removed / d.docs_in if d.docs_in else None,
+        "clusters": d.clusters, "docs_in_clusters": d.docs_in_clusters, "cluster_sizes": sizes,
+        "largest": [], "origin": "the dedup stage's record",
     }
-    if isinstance(d.get("cluster_sizes"), dict):
-        out["cluster_sizes"] = {str(k): int(v) for k, v in d["cluster_sizes"].items()}
-    if rejected is not None and rejected.counts.height:
-        dr = rejected.counts.filter(pl.col("stage") == "dedup")
-        counts = {r["filter"]: int(r["docs"]) for r in dr.iter_rows(named=True)}
-        exact = sum(n for f, n in counts.items() if "exact" in f.lower() and "url" not in f.lower())
-        near = sum(n for f, n in counts.items() if any(w in f.lower() for w in ("near", "minhash", "fuzzy")))
-        out["exact_removed"], out["near_removed"] = exact, near
-        out["other_removed"] = sum(counts.values()) - exact - near
-        out["removed_by_filter"] = counts
-        out["origin"] = "rejected/ and clusters/ (recounted)"
-    if docs_in:
-        if out["exact_removed"] is not None:
-            out["exact_rate"] = out["exact_removed"] / docs_in
-        if out["near_removed"] is not None:
-            out["near_rate"] = out["near_removed"] / docs_in
     clusters_lf = _scan(list_shards(corpus_dir / "clusters", "*.parquet")) if corpus_dir is not None else None
     if clusters_lf is None:
-        out["largest"] = _largest_from_stats(d.get("largest_clusters"))
+        out["largest"] = _largest_from_stats(d.largest_clusters)
         return out
+    # The largest clusters' members and texts: examples, read from clusters/, dedup/ and rejected/.
     cl = clusters_lf.select("id", "cluster_id", "kept").collect()
-    sizes = cl.group_by("cluster_id").agg(pl.len().alias("size"))
-    multi = sizes.filter(pl.col("size") > 1)
-    dist = multi.group_by("size").len().sort("size")
-    in_multi = int(multi["size"].sum() or 0)
-    size_dist = {}
-    if docs_in is not None:
-        size_dist["1"] = max(docs_in - in_multi, 0)  # documents with no duplicate
-    size_dist.update({str(r["size"]): int(r["len"]) for r in dist.iter_rows(named=True)})
-    out["cluster_sizes"] = size_dist
-    out["clusters"] = int(multi.height)
-    out["docs_in_clusters"] = in_multi
+    multi = cl.group_by("cluster_id").agg(pl.len().alias("size")).filter(pl.col("size") > 1)
     top = multi.sort(["size", "cluster_id"], descending=[True, False]).head(LARGEST_CLUSTERS)
     if top.height:
         members = cl.join(top, on="cluster_id").sort(["cluster_id", "kept", "id"], descending=[False, True, False])
@@ -439,20 +334,12 @@ def _duplicates(manifest: dict, corpus_dir: Path | None, rejected: Rejected | No
     return out
 
 
-def _largest_from_stats(clusters) -> list[dict]:
+def _largest_from_stats(clusters: list[DuplicateCluster]) -> list[dict]:
     """The dedup stage's own `largest_clusters` (member ids and one excerpt) in the card's shape."""
-    out = []
-    for c in clusters if isinstance(clusters, list) else []:
-        if not isinstance(c, dict):
-            continue
-        members = []
-        for i, m in enumerate(c.get("members") or []):
-            mid = m.get("id") if isinstance(m, dict) else str(m)
-            members.append({"id": mid, "kept": mid == c.get("cluster_id"),
-                            "text": truncate(c.get("excerpt")) if i == 0 else None})
-        out.append({"cluster_id": c.get("cluster_id"), "size": c.get("size"), "kept": c.get("cluster_id"),
-                    "members": members[:MEMBERS_PER_CLUSTER]})
-    return out[:LARGEST_CLUSTERS]
+    return [{"cluster_id": c.cluster_id, "size": c.size, "kept": c.cluster_id,
+             "members": [{"id": mid, "kept": mid == c.cluster_id, "text": truncate(c.excerpt) if i == 0 else None}
+                         for i, mid in enumerate(c.members[:MEMBERS_PER_CLUSTER])]}
+            for c in clusters[:LARGEST_CLUSTERS]]
 
 
 def _texts_for(corpus_dir: Path, rejected: Rejected | None, ids: list[str]) -> dict[str, dict]:
@@ -471,83 +358,64 @@ def _texts_for(corpus_dir: Path, rejected: Rejected | None, ids: list[str]) -> d
 # ---------------------------------------------------------------- PII, models, licenses
 
 
-def _pii(manifest: dict) -> dict | None:
-    pii = _stage(manifest, "clean").get("pii")
-    if not isinstance(pii, dict):
+def _pii(manifest: Manifest) -> dict | None:
+    clean = manifest.stages.clean
+    if clean is None or not clean.pii:
         return None
-    flat: dict[str, int] = {}
-    for k, v in pii.items():
-        if isinstance(v, dict):  # e.g. {"replaced": {"email": 3}} or {"email": {"docs": 2, "count": 3}}
-            n = _num(v.get("count"), _num(v.get("replaced")))
-            if n is not None:
-                flat[k] = int(n)
-            else:
-                for k2, v2 in v.items():
-                    if _num(v2) is not None:
-                        flat[k2] = flat.get(k2, 0) + int(v2)
-        elif _num(v) is not None:
-            flat[k] = int(v)
-    return dict(sorted(flat.items(), key=lambda kv: (-kv[1], kv[0])))
+    return dict(sorted(clean.pii.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def read_models(corpus_dir: Path | None) -> list[dict]:
-    if corpus_dir is None:
+    """The runs trained on the corpus (models.json), each marked with whether it trained on
+    the build the card describes (a run records the sha256 of the manifest it trained on)."""
+    path = corpus_dir / ModelList.file_name if corpus_dir is not None else None
+    if path is None or not path.is_file():
         return []
-    path = corpus_dir / "models.json"
-    if not path.is_file():
-        return []
-    data = json.loads(path.read_text(encoding="utf-8"))
-    models = data.get("models", []) if isinstance(data, dict) else data
-    manifest = corpus_dir / "manifest.json"
+    manifest = corpus_dir / Manifest.file_name
     current = sha256_file(manifest) if manifest.is_file() else None
-    for m in models:
-        # a run records the manifest it trained on; a rebuilt corpus makes it an earlier build's result
-        m["same_build"] = not m.get("manifest_sha256") or current is None or m["manifest_sha256"] == current
+    models = []
+    for m in ModelList.load(path).models:
+        m.same_build = not m.manifest_sha256 or current is None or m.manifest_sha256 == current
+        models.append(m.model_dump(mode="json", exclude_none=True))
     return models
 
 
 # ---------------------------------------------------------------- entry point
 
 
-def collect_figures(corpus_dir: str | Path | None, manifest: dict | None = None) -> dict:
-    """All figures of a corpus's card. `corpus_dir=None` uses the manifest alone."""
+def collect_figures(corpus_dir: str | Path | None, manifest: Manifest) -> dict:
+    """All figures of a corpus's card; `corpus_dir=None` draws them from the manifest alone."""
     corpus_dir = Path(corpus_dir) if corpus_dir is not None else None
-    if manifest is None:
-        if corpus_dir is None:
-            raise ValueError("collect_figures needs a corpus folder or a manifest")
-        mpath = corpus_dir / "manifest.json"
-        if not mpath.is_file():
-            raise FileNotFoundError(f"{mpath}: no manifest.json; build the corpus first (opencorpus run RECIPE)")
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
     final = _final_docs(corpus_dir)
-    tok = _tokens(corpus_dir)
     rejected = Rejected.open(corpus_dir)
-    tokens = _token_figures(manifest, final, tok)
-    dedup = _stage(manifest, "dedup")
+    tokens = _token_figures(manifest)
+    dedup = manifest.stages.dedup
     summary = {
-        "docs": int(final.height) if final is not None else _num(dedup.get("docs_out")),
-        "bytes": int(final["bytes"].sum() or 0) if final is not None else _num(dedup.get("bytes_out")),
-        "tokens": (tokens["tokens_train"] or 0) + (tokens["tokens_val"] or 0) if tokens["tokens_train"] is not None else None,
-        "origin": "dedup/ and tokens/ (recounted)" if final is not None else "manifest",
+        "docs": dedup.docs_out if dedup else None,
+        "bytes": dedup.bytes_out if dedup else None,
+        "tokens": (tokens["tokens_train"] + tokens["tokens_val"]) if tokens["tokens_train"] is not None else None,
+        "origin": "the stages' records",
         "kinds": ({str(k): int(v) for k, v in final.group_by("kind").len().sort("kind", nulls_last=True).iter_rows()}
                   if final is not None else {}),
     }
     figures = {
         "figures_version": FIGURES_VERSION,
-        "name": manifest.get("name"),
-        "description": manifest.get("description") or "",
-        "created": manifest.get("created"),
-        "recipe_path": manifest.get("recipe_path"),
-        "recipe_hash": manifest.get("recipe_hash"),
-        "code_version": manifest.get("code_version"),
-        "command": manifest.get("command"),
-        "versions": manifest.get("versions") or {},
+        "manifest_version": manifest.format_version,
+        "name": manifest.name,
+        "description": manifest.description,
+        "created": manifest.created,
+        "recipe_path": manifest.recipe_path,
+        "recipe_hash": manifest.recipe_hash,
+        "code_version": manifest.code_version,
+        "command": manifest.command,
+        "versions": dict(manifest.versions),
         "summary": summary,
-        "sources": _sources(manifest, corpus_dir, final, tokens.get("per_source") or {}),
-        "funnel": {"stages": funnel_stages(manifest), "filters": _filters(manifest, rejected), "idle_filters": _idle_filters(manifest)},
-        "languages": _languages(final, manifest, tok),
+        "sources": _sources(manifest, corpus_dir, final),
+        "funnel": {"stages": funnel_stages(manifest), "filters": _filters(manifest, rejected),
+                   "idle_filters": _idle_filters(manifest)},
+        "languages": _languages(manifest),
         "lengths": {"unit": "UTF-8 bytes per document",
-                    "histogram": _log2_histogram(final["bytes"].to_numpy()) if final is not None and final.height else None},
+                    "histogram": _byte_lengths(final)},
         "tokens": tokens,
         "duplicates": _duplicates(manifest, corpus_dir, rejected),
         "pii": _pii(manifest),
@@ -557,6 +425,14 @@ def collect_figures(corpus_dir: str | Path | None, manifest: dict | None = None)
     summary["licenses"] = _licenses(figures)
     figures["limitations"] = limitations(figures)
     return figures
+
+
+def _byte_lengths(final: pl.DataFrame | None) -> dict | None:
+    """Document lengths in bytes: no stage records them per document, so they are read from dedup/."""
+    if final is None or not final.height:
+        return None
+    hist = Histogram.of(final["bytes"].to_numpy())
+    return hist.model_dump() if hist else None
 
 
 def _licenses(figures: dict) -> dict[str, int | None]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.card import _cell, _int, _mb, _pct, load_figures
-from pipeline.card_stats import kept_share
+from pipeline.card.figures import kept_share
+from pipeline.card.format import cell, count, mb, pct
+from pipeline.card.write import load_figures
 
 TOP_LANGUAGES = 12
 
@@ -21,7 +22,7 @@ def _ratio(a, b) -> str:
     return f"{b / a:.3f}"
 
 
-def _delta(a, b, fmt=_int) -> str:
+def _delta(a, b, fmt=count) -> str:
     if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
         return "n/a"
     d = b - a
@@ -29,7 +30,7 @@ def _delta(a, b, fmt=_int) -> str:
 
 
 def _row(cells) -> str:
-    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+    return "| " + " | ".join(cell(c) for c in cells) + " |"
 
 
 def _head(cols: list[str], align: str) -> list[str]:
@@ -83,15 +84,15 @@ def _sizes(a: dict, b: dict) -> list[str]:
         return h["median"] if h else None
 
     rows = [
-        ("documents", a["summary"].get("docs"), b["summary"].get("docs"), _int),
-        ("text (bytes)", a["summary"].get("bytes"), b["summary"].get("bytes"), _int),
-        ("tokens, train", a["tokens"].get("tokens_train"), b["tokens"].get("tokens_train"), _int),
-        ("tokens, validation", a["tokens"].get("tokens_val"), b["tokens"].get("tokens_val"), _int),
-        ("median document (bytes)", median(a, "lengths"), median(b, "lengths"), _int),
-        ("median document (tokens)", median(a, "tokens"), median(b, "tokens"), _int),
+        ("documents", a["summary"].get("docs"), b["summary"].get("docs"), count),
+        ("text (bytes)", a["summary"].get("bytes"), b["summary"].get("bytes"), count),
+        ("tokens, train", a["tokens"].get("tokens_train"), b["tokens"].get("tokens_train"), count),
+        ("tokens, validation", a["tokens"].get("tokens_val"), b["tokens"].get("tokens_val"), count),
+        ("median document (bytes)", median(a, "lengths"), median(b, "lengths"), count),
+        ("median document (tokens)", median(a, "tokens"), median(b, "tokens"), count),
         ("bytes per token", a["tokens"].get("bytes_per_token"), b["tokens"].get("bytes_per_token"), lambda x: f"{x:.3f}"),
-        ("sources", len(a["sources"]), len(b["sources"]), _int),
-        ("languages", len(a["languages"]["rows"]), len(b["languages"]["rows"]), _int),
+        ("sources", len(a["sources"]), len(b["sources"]), count),
+        ("languages", len(a["languages"]["rows"]), len(b["languages"]["rows"]), count),
     ]
     out = ["## Sizes", ""] + _head(["", "A", "B", "B − A", "B / A"], "lrrrr")
     for name, x, y, fmt in rows:
@@ -112,8 +113,8 @@ def _funnel(a: dict, b: dict) -> list[str]:
     for stage in list(dict.fromkeys(list(sa) + list(sb))):
         x, y = sa.get(stage), sb.get(stage)
         ka, kb = kept(x), kept(y)
-        out.append(_row([stage, f"{_int(x['docs_in'])} → {_int(x['docs_out'])}" if x else "—", _pct(ka),
-                         f"{_int(y['docs_in'])} → {_int(y['docs_out'])}" if y else "—", _pct(kb),
+        out.append(_row([stage, f"{count(x['docs_in'])} → {count(x['docs_out'])}" if x else "—", pct(ka),
+                         f"{count(y['docs_in'])} → {count(y['docs_out'])}" if y else "—", pct(kb),
                          f"{(kb - ka) * 100:+.2f} pp" if ka is not None and kb is not None else "n/a"]))
     out.append("")
     fa = {(f["stage"], f["filter"]): f for f in a["funnel"]["filters"]}
@@ -123,8 +124,8 @@ def _funnel(a: dict, b: dict) -> list[str]:
         out += ["### Removed per filter", ""] + _head(["Stage", "Filter", "A docs", "B docs", "B − A", "A text", "B text"], "llrrrrr")
         for k in keys:
             x, y = fa.get(k, {}), fb.get(k, {})
-            out.append(_row([k[0], k[1], _int(x.get("docs", 0)), _int(y.get("docs", 0)), _delta(x.get("docs", 0), y.get("docs", 0)),
-                             _mb(x.get("bytes")) if x else "—", _mb(y.get("bytes")) if y else "—"]))
+            out.append(_row([k[0], k[1], count(x.get("docs", 0)), count(y.get("docs", 0)), _delta(x.get("docs", 0), y.get("docs", 0)),
+                             mb(x.get("bytes")) if x else "—", mb(y.get("bytes")) if y else "—"]))
         out.append("")
     return out
 
@@ -143,7 +144,7 @@ def _languages(a: dict, b: dict) -> list[str]:
     for lang in order[:TOP_LANGUAGES]:
         x, y = la.get(lang), lb.get(lang)
         sx, sy = (x or {}).get("share") or 0.0, (y or {}).get("share") or 0.0
-        out.append(_row([lang, _int((x or {}).get("docs", 0)), _pct(sx), _int((y or {}).get("docs", 0)), _pct(sy),
+        out.append(_row([lang, count((x or {}).get("docs", 0)), pct(sx), count((y or {}).get("docs", 0)), pct(sy),
                          f"{(sy - sx) * 100:+.2f} pp", bpt(x), bpt(y)]))
     if len(order) > TOP_LANGUAGES:
         out.append(f"\n… and {len(order) - TOP_LANGUAGES} more languages.")
@@ -153,12 +154,12 @@ def _languages(a: dict, b: dict) -> list[str]:
 def _duplicates(a: dict, b: dict) -> list[str]:
     da, db = a["duplicates"], b["duplicates"]
     out = ["## Duplicates", ""] + _head(["", "A", "B"], "lrr")
-    out.append(_row(["entering dedup", _int(da.get("docs_in")), _int(db.get("docs_in"))]))
-    out.append(_row(["exact removed", f"{_int(da.get('exact_removed'))} ({_pct(da.get('exact_rate'))})",
-                     f"{_int(db.get('exact_removed'))} ({_pct(db.get('exact_rate'))})"]))
-    out.append(_row(["near removed", f"{_int(da.get('near_removed'))} ({_pct(da.get('near_rate'))})",
-                     f"{_int(db.get('near_removed'))} ({_pct(db.get('near_rate'))})"]))
-    out.append(_row(["clusters (2+ documents)", _int(da.get("clusters")), _int(db.get("clusters"))]))
+    out.append(_row(["entering dedup", count(da.get("docs_in")), count(db.get("docs_in"))]))
+    out.append(_row(["exact removed", f"{count(da.get('exact_removed'))} ({pct(da.get('exact_rate'))})",
+                     f"{count(db.get('exact_removed'))} ({pct(db.get('exact_rate'))})"]))
+    out.append(_row(["near removed", f"{count(da.get('near_removed'))} ({pct(da.get('near_rate'))})",
+                     f"{count(db.get('near_removed'))} ({pct(db.get('near_rate'))})"]))
+    out.append(_row(["clusters (2+ documents)", count(da.get("clusters")), count(db.get("clusters"))]))
     return out + [""]
 
 
@@ -187,8 +188,8 @@ def _models(a: dict, b: dict) -> list[str]:
         x, y = best(ma, preset), best(mb, preset)
         both = x and y and x.get("val_bits_per_byte") is not None and y.get("val_bits_per_byte") is not None
         d = f"{y['val_bits_per_byte'] - x['val_bits_per_byte']:+.4f}" if both else "n/a"
-        out.append(_row([preset[0] if preset[1] == "clm" else f"{preset[0]} ({preset[1]})", (x or {}).get("run", "—"), _int((x or {}).get("tokens_seen")), fmt((x or {}).get("val_loss")),
-                         fmt((x or {}).get("val_bits_per_byte")), (y or {}).get("run", "—"), _int((y or {}).get("tokens_seen")),
+        out.append(_row([preset[0] if preset[1] == "clm" else f"{preset[0]} ({preset[1]})", (x or {}).get("run", "—"), count((x or {}).get("tokens_seen")), fmt((x or {}).get("val_loss")),
+                         fmt((x or {}).get("val_bits_per_byte")), (y or {}).get("run", "—"), count((y or {}).get("tokens_seen")),
                          fmt((y or {}).get("val_loss")), fmt((y or {}).get("val_bits_per_byte")), d]))
     out += ["", "Each model is evaluated on its own corpus's validation split: a difference mixes the data's "
             "effect on the model with the validation text's difficulty; evaluate both runs on one corpus "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
+from pipeline.card.markdown import slug
 from pipeline.io import write_text
 
 STYLE = """
@@ -52,7 +53,6 @@ def _inline_images(md: MarkdownIt, base_dir: Path):
 
 def _heading_ids(md: MarkdownIt):
     """Give every heading the id its Markdown anchor has, so the card's contents links work."""
-    from pipeline.card import slug
 
     def heading_open(renderer, tokens, idx, options, env):
         inline = tokens[idx + 1]
