@@ -248,3 +248,44 @@ def test_defaults_find_license_texts_and_vendored_copies(tmp_path):
     share = sum(cluster_of.get(f) == biggest for f in mit) / len(mit)
     assert share >= 0.8, f"only {share:.0%} of {len(mit)} MIT licenses in one cluster"
     assert stats.near_removed > 0 and stats.exact_removed > 0
+
+
+def test_relative_incremental_index_resolves_against_the_recipe_folder(tmp_path, monkeypatch):
+    """`dedup.incremental_index: prev/dedup_index` in a recipe means the folder beside the
+    recipe, whatever the working directory: the stage opens the folder the cache key hashed."""
+    from pipeline.recipe import load_recipe
+
+    paths, rows, *_ = _corpus(tmp_path, per_shard=20)
+    project = tmp_path / "project"
+    first = run_dedup(paths[:3], project / "prev", DedupConfig())
+    (project / "r.yaml").write_text(
+        "name: r\nsources: [{name: s, type: jsonl, paths: ['*.jsonl']}]\n"
+        "dedup: {incremental_index: prev/dedup_index}\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # not the recipe's folder
+    recipe = load_recipe(project / "r.yaml")
+    assert recipe.dedup.incremental_index == str(project.resolve() / "prev" / "dedup_index")
+    assert recipe.as_written()["dedup"]["incremental_index"] == "prev/dedup_index"  # the manifest keeps what was written
+    inc = run_dedup(paths[3:], tmp_path / "second", recipe.dedup)
+    assert inc.indexed_docs == first.docs_out > 0
+
+    missing = DedupConfig(incremental_index=str(project / "nope"))
+    with pytest.raises(FileNotFoundError, match="nope"):
+        run_dedup(paths[3:], tmp_path / "third", missing)
+
+
+def test_write_phase_reads_in_batches_of_the_recipes_batch_bytes(tmp_path, monkeypatch):
+    """The recipe's memory bound (`dedup.batch_bytes`) holds in every phase, the write phase included."""
+    import pipeline.dedup.stage as stage
+
+    paths, *_ = _corpus(tmp_path, per_shard=25)
+    seen = []
+    real = stage._rows_per_batch
+
+    def spy(pf, batch_bytes):
+        seen.append(batch_bytes)
+        return real(pf, batch_bytes)
+
+    monkeypatch.setattr(stage, "_rows_per_batch", spy)
+    run_dedup(paths, tmp_path / "out", DedupConfig(batch_bytes=1 << 17))
+    assert len(seen) >= 2 * len(paths)  # sign and write phases, every shard
+    assert set(seen) == {1 << 17}
