@@ -78,33 +78,27 @@ def cmd_progress(args) -> int:
     return 0 if run["status"] in ("completed", "running") else 1
 
 
-def _recipe_train_defaults(recipe_path: str) -> tuple[list[str], str, str]:
+def cmd_train(args, rest: list[str]) -> int:
+    """`opencorpus train`: the trainer's own flags (model/config.py); with --recipe, the recipe's
+    `train:` section sits under them and data/<name> -> runs/<name> are the default folders."""
+    from model.config import make_config
+    from model.train import main as train_main
     from pipeline.recipe import load_recipe
 
-    recipe = load_recipe(recipe_path)
-    extra: list[str] = []
-    for key, value in recipe.train.items():
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            if value:
-                extra.append(flag)
-        else:
-            extra += [flag, str(value)]
-    return extra, f"data/{recipe.name}", f"runs/{recipe.name}"
-
-
-def cmd_train(args, rest: list[str]) -> int:
-    from model.train import main as train_main
-
-    argv = list(rest)
+    argv, defaults = list(rest), {}
     if args.recipe:
-        extra, data, out = _recipe_train_defaults(args.recipe)
-        argv = extra + argv  # flags given on the command line come last and win
+        recipe = load_recipe(args.recipe)
+        defaults = dict(recipe.train)
+        try:  # the recipe's section is checked on its own, so its errors name the recipe
+            make_config(defaults.get("preset", "cpu-tiny"), **{k: v for k, v in defaults.items() if k != "preset"})
+        except ValueError as e:
+            print(f"error: {args.recipe}: train: {e}", file=sys.stderr)
+            return 2
         if "--data" not in argv:
-            argv += ["--data", data]
+            argv += ["--data", f"data/{recipe.name}"]
         if "--out" not in argv:
-            argv += ["--out", out]
-    return train_main(argv) or 0
+            argv += ["--out", f"runs/{recipe.name}"]
+    return train_main(argv, defaults) or 0
 
 
 def cmd_eval(args) -> int:

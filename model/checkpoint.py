@@ -7,12 +7,12 @@ data position of every rank.
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
+
+from pipeline.io import atomic_path
 
 FORMAT = "opencorpus-gpt/1"
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
@@ -47,17 +47,8 @@ def latest_checkpoint(run_dir) -> Path | None:
 def save_checkpoint(state: dict, run_dir, step: int, keep: int = 2) -> Path:
     """Write `state` as step-NNNNNNNN.pt via a temporary file and an atomic rename; prune old ones."""
     path = checkpoint_path(run_dir, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, **state}, tmp)
     if keep > 0:
         for _, old in list_checkpoints(run_dir)[:-keep]:
             old.unlink(missing_ok=True)

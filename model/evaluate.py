@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,11 +27,13 @@ from model.data import DataError, ValSequences, open_corpus
 from model.encoder import backbone_from_config, is_encoder_config
 from model.gpt import GPT
 from model.metrics import plot_loss, read_metrics
+from pipeline.io import write_text
+from pipeline.records import CorpusRef, EvalRecord, RecordError, RunRecord
 
 PROMPTS = ["The", "Once upon a time", "In the beginning", "def main():"]
 
 
-def load_run_model(run_dir, device: str = "cpu") -> tuple[GPT, dict, dict]:
+def load_run_model(run_dir, device: str = "cpu") -> tuple[GPT, dict, RunRecord]:
     """(model in eval mode, checkpoint, run.json) of a run's latest checkpoint."""
     run_dir = Path(run_dir)
     ckpt_path = latest_checkpoint(run_dir)
@@ -42,8 +43,10 @@ def load_run_model(run_dir, device: str = "cpu") -> tuple[GPT, dict, dict]:
     model = backbone_from_config(ckpt["model_config"])  # a GPT, or an Encoder for masked-LM runs
     model.load_state_dict(ckpt["model"])
     model.to(device).eval()
-    run_json = run_dir / "run.json"
-    info = json.loads(run_json.read_text(encoding="utf-8")) if run_json.exists() else {}
+    try:
+        info = RunRecord.load(run_dir / RunRecord.file_name)
+    except RecordError as e:
+        raise CheckpointError(str(e)) from None
     ckpt["path"] = str(ckpt_path)
     return model, ckpt, info
 
@@ -102,29 +105,27 @@ def _samples(model, tokenizer, eot_id, device, prompts, max_new_tokens, gen) -> 
     return out
 
 
-def corpus_section(corpus: dict) -> list[str]:
+def corpus_section(corpus: CorpusRef) -> list[str]:
     """Report lines naming the corpus a run trained on (folder and hashes)."""
     return [
         "## Corpus",
         "",
-        f"- folder: `{corpus['data_dir']}`",
-        f"- manifest sha256: `{corpus['manifest_sha256']}`",
-        f"- recipe hash: `{corpus['recipe_hash']}`",
-        f"- tokenizer sha256: `{corpus['tokenizer_sha256']}`",
+        f"- folder: `{corpus.data_dir}`",
+        f"- manifest sha256: `{corpus.manifest_sha256}`",
+        f"- recipe hash: `{corpus.recipe_hash}`",
+        f"- tokenizer sha256: `{corpus.tokenizer_sha256}`",
         "",
     ]
 
 
-def training_section(info: dict) -> list[str]:
-    """Report lines with the run's optimisation settings (from run.json), if recorded."""
-    c = info.get("config")
-    if not c:
-        return []
+def training_section(info: RunRecord) -> list[str]:
+    """Report lines with the run's optimisation settings (from run.json)."""
+    c = info.config
     return ["## Training settings", "",
             f"batch {c['batch_size']} x grad_accum {c['grad_accum']} x context {c['block_size']}, "
             f"lr {c['lr']} -> {c['min_lr']} (warmup {c['warmup_steps']}, cosine), weight decay "
-            f"{c['weight_decay']}, clip {c['grad_clip']}, seed {c['seed']}, device {info.get('device')}, "
-            f"dtype {info.get('dtype')}.", ""]
+            f"{c['weight_decay']}, clip {c['grad_clip']}, seed {c['seed']}, device {info.device}, "
+            f"dtype {info.dtype}.", ""]
 
 
 def evaluate(run_dir, data_dir=None, max_tokens: int | None = -1, batch_size: int | None = None,
@@ -137,7 +138,7 @@ def evaluate(run_dir, data_dir=None, max_tokens: int | None = -1, batch_size: in
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, ckpt, info = load_run_model(run_dir, device)
     cfg = ckpt.get("train_config", {})
-    data_dir = data_dir or info.get("corpus", {}).get("data_dir")
+    data_dir = data_dir or info.corpus.data_dir
     if not data_dir:
         raise DataError(f"{run_dir} does not record its corpus folder; pass data_dir")
     corpus = open_corpus(data_dir, need_val=True)
@@ -163,29 +164,24 @@ def evaluate(run_dir, data_dir=None, max_tokens: int | None = -1, batch_size: in
     tok = corpus.tokenizer()
     n_bytes = target_bytes(tok, val.target_ids())
     val_loss = loss_sum / n
-    result = {
-        "val_loss": val_loss,
-        "val_perplexity": math.exp(val_loss),
-        "val_bits_per_byte": loss_sum / math.log(2) / max(1, n_bytes),
-        "tokens_seen": int(ckpt.get("tokens_seen", 0)),
-        "step": int(ckpt["step"]),
-        "val_tokens": n,
-        "val_bytes": n_bytes,
-        "val_tokens_available": sum(s.n_tokens for s in corpus.val),
-        "checkpoint": ckpt["path"],
-        "n_params": model.num_params(),
-        "model": model.config.to_dict(),
-        "corpus": {k: prov[k] for k in ("data_dir", "manifest_sha256", "recipe_hash", "tokenizer_sha256")},
-        "eval_seconds": None,
-    }
-    if samples:
-        result["samples"] = sample_texts(model, tok, corpus.eot_id, device)
-    result["eval_seconds"] = time.perf_counter() - t0
-    _write_json(run_dir / "eval.json", result)
-    val_points = [(result["step"], val_loss)]
-    plot = plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png", val_points)
-    _write_text(run_dir / "report.md", render_report(run_dir, result, info, plot is not None))
+    record = EvalRecord(
+        val_loss=val_loss, val_perplexity=math.exp(val_loss), val_bits_per_byte=loss_sum / math.log(2) / max(1, n_bytes),
+        tokens_seen=int(ckpt.get("tokens_seen", 0)), step=int(ckpt["step"]), val_tokens=n, val_bytes=n_bytes,
+        val_tokens_available=sum(s.n_tokens for s in corpus.val), checkpoint=ckpt["path"], n_params=model.num_params(),
+        model=model.config.to_dict(), corpus=eval_corpus(prov),
+        samples=sample_texts(model, tok, corpus.eot_id, device) if samples else None,
+    )
+    record.eval_seconds = time.perf_counter() - t0
+    record.write(run_dir / EvalRecord.file_name)
+    plot = plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png", [(record.step, val_loss)])
+    result = record.dump()
+    write_text(render_report(run_dir, result, info, plot is not None), run_dir / "report.md")
     return result
+
+
+def eval_corpus(provenance: dict) -> CorpusRef:
+    """The corpus an evaluation read, pinned by its hashes."""
+    return CorpusRef(**{k: provenance[k] for k in ("data_dir", "manifest_sha256", "recipe_hash", "tokenizer_sha256")})
 
 
 def render_report(run_dir: Path, r: dict, info: dict, has_plot: bool) -> str:
@@ -215,7 +211,7 @@ def render_report(run_dir: Path, r: dict, info: dict, has_plot: bool) -> str:
         lines.append(f"| MFU (median) | {mfus[len(mfus) // 2] * 100:.1f}% |")
     lines += [
         "",
-        *corpus_section(corpus),
+        *corpus_section(CorpusRef(**corpus)),
     ]
     if has_plot:
         lines += ["## Loss", "", "![loss](loss.png)", ""]
@@ -226,16 +222,6 @@ def render_report(run_dir: Path, r: dict, info: dict, has_plot: bool) -> str:
             lines += [f"**{s['prompt']!r}**", "", "```text", text, "```", ""]
     lines += training_section(info)
     return "\n".join(lines)
-
-
-def _write_json(path: Path, obj):
-    _write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def _write_text(path: Path, text: str):
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:

@@ -10,7 +10,6 @@ The folder loads with `GPT2LMHeadModel.from_pretrained(OUT_DIR)` and `lm_eval --
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +18,8 @@ import torch
 
 from model.evaluate import load_run_model
 from model.gpt import GPT
+from pipeline.io import write_json
+from pipeline.records import TokenIndex
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
@@ -52,11 +53,11 @@ def export_hf(run_dir, out_dir) -> Path:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model, ckpt, info = load_run_model(run_dir, "cpu")
     cfg = model.config
-    data_dir = Path(info.get("corpus", {}).get("data_dir", ""))
+    data_dir = Path(info.corpus.data_dir or "")
     tok_file = data_dir / "tokenizer.json"
     if not tok_file.exists():
         raise FileNotFoundError(f"{tok_file} (the run's tokenizer) is missing; export needs it")
-    index = json.loads((data_dir / "tokens" / "index.json").read_text(encoding="utf-8"))
+    index = TokenIndex.load(data_dir / TokenIndex.file_name)
     eot = "<|endoftext|>"
     if not isinstance(model, GPT) or not cfg.causal:
         raise ValueError(f"{run_dir} holds a bidirectional encoder (masked LM); only causal GPT runs export "
@@ -65,7 +66,7 @@ def export_hf(run_dir, out_dir) -> Path:
         vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
         n_head=cfg.n_head, n_inner=4 * cfg.n_embd, activation_function="gelu",  # exact erf GELU, as nn.GELU()
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5,
-        tie_word_embeddings=True, bos_token_id=index["eot_id"], eos_token_id=index["eot_id"],
+        tie_word_embeddings=True, bos_token_id=index.eot_id, eos_token_id=index.eot_id,
     )
     hf = GPT2LMHeadModel(hf_cfg)
     missing, unexpected = hf.load_state_dict(gpt2_state_dict(model), strict=False)
@@ -77,19 +78,17 @@ def export_hf(run_dir, out_dir) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     hf.save_pretrained(out_dir)
     pad = None
-    if index.get("pad_id") is not None:
+    if index.pad_id is not None:
         from tokenizers import Tokenizer
 
-        pad = Tokenizer.from_file(str(tok_file)).id_to_token(index["pad_id"])
+        pad = Tokenizer.from_file(str(tok_file)).id_to_token(index.pad_id)
     tok = PreTrainedTokenizerFast(tokenizer_file=str(tok_file), bos_token=eot, eos_token=eot, unk_token=eot,
                                   pad_token=pad or eot, model_max_length=cfg.block_size)
     tok.save_pretrained(out_dir)
     shutil.copyfile(tok_file, out_dir / "tokenizer.json")
-    (out_dir / "opencorpus_run.json").write_text(json.dumps({
-        "run_dir": str(run_dir.resolve()), "checkpoint": ckpt["path"], "step": ckpt["step"],
-        "corpus": info.get("corpus", {}).get("manifest_sha256"),
-        "recipe_hash": info.get("corpus", {}).get("recipe_hash"),
-    }, indent=2) + "\n", encoding="utf-8")
+    write_json({"run_dir": str(run_dir.resolve()), "checkpoint": ckpt["path"], "step": ckpt["step"],
+                "corpus": info.corpus.manifest_sha256, "recipe_hash": info.corpus.recipe_hash},
+               out_dir / "opencorpus_run.json")
     return out_dir
 
 

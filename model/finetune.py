@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -37,9 +36,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from model.data import DataError, sha256_file
+from model.config import given_options, make_config
+from model.data import DataError
 from model.encoder import backbone_from_config, is_encoder_config
-from model.tasks import TaskData, TaskError, add_finetune_arguments, load_task, load_task_data
+from model.tasks import TRAINER_FLAGS, TaskData, TaskError, add_finetune_arguments, load_task, load_task_data
+from pipeline.io import atomic_path, sha256_file, write_json, write_text
+from pipeline.records import FinetuneRecord, RecordError, RunRecord, TokenIndex
 
 INITS = ("pretrained", "scratch")
 
@@ -222,10 +224,9 @@ def plot_confusion(cm: list[list[int]], labels: list[str], png_path: Path, title
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if rows[i, 0] and cm[i, j] / rows[i, 0] > 0.5 else "black")
     fig.tight_layout()
-    tmp = png_path.with_name(f".tmp-{png_path.name}")
-    fig.savefig(tmp, format="png")
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, png_path)
     return png_path
 
 
@@ -251,7 +252,7 @@ class Pretrained:
     run_dir: Path
     checkpoint: Path
     state: dict
-    run_info: dict
+    run_info: RunRecord
     tokenizer_path: Path
     pad_id: int
     eot_id: int
@@ -274,9 +275,11 @@ def load_pretrained(run_dir, data_dir=None) -> Pretrained:
     state = load_checkpoint(path)
     if "n_classes" in state["model_config"]:
         raise CheckpointError(f"{run_dir} is a fine-tuned classifier; fine-tune from a pretrained run")
-    info_path = run_dir / "run.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
-    data_dir = Path(data_dir or (info.get("corpus") or {}).get("data_dir") or "")
+    try:
+        info = RunRecord.load(run_dir / RunRecord.file_name)
+    except RecordError as e:
+        raise CheckpointError(str(e)) from None
+    data_dir = Path(data_dir or info.corpus.data_dir or "")
     tok_path = data_dir / "tokenizer.json"
     if not tok_path.is_file():
         raise DataError(f"the tokenizer of {run_dir}'s corpus is not at {tok_path}; pass the corpus folder (--data)")
@@ -284,21 +287,17 @@ def load_pretrained(run_dir, data_dir=None) -> Pretrained:
     if want and want != sha256_file(tok_path):
         raise DataError(f"tokenizer mismatch: {run_dir} was trained with tokenizer sha256 {want[:12]}…, "
                         f"{tok_path} differs")
-    index_path = data_dir / "tokens" / "index.json"
-    index = json.loads(index_path.read_text(encoding="utf-8")) if index_path.exists() else {}
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(tok_path))
-    eot_id = index.get("eot_id", tok.token_to_id("<|endoftext|>"))
-    pad_id = index.get("pad_id", tok.token_to_id("<|pad|>"))
+    try:
+        index = TokenIndex.load(data_dir / TokenIndex.file_name)
+    except RecordError as e:
+        raise DataError(str(e)) from None
+    eot_id, pad_id = index.eot_id, index.pad_id
     if eot_id is None:
         raise DataError(f"{tok_path} has no <|endoftext|> token")
     return Pretrained(run_dir, path, state, info, tok_path, eot_id if pad_id is None else pad_id, eot_id)
 
 
 def _trainer_config(task, model_cfg: dict, n_train: int, seed: int, device, progress: bool):
-    from model.train import make_config
-
     s = task.finetune
     steps = s.max_steps or max(1, math.ceil(s.epochs * n_train / s.batch_size))
     return make_config(
@@ -344,10 +343,10 @@ def _train_one(init: str, pre: Pretrained, data: TaskData, encoded: dict, out: P
     out.mkdir(parents=True, exist_ok=True)
     info = {"status": "running", "init": init, **identity, "pretrained_run": str(pre.run_dir),
             "pretrained_checkpoint": str(pre.checkpoint), "objective": pre.objective,
-            "corpus": pre.run_info.get("corpus", {}).get("data_dir"), "settings": s.model_dump(),
+            "corpus": pre.run_info.corpus.data_dir, "settings": s.model_dump(),
             "trainer": asdict(cfg), "splits": data.summary(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _write_json(out / "finetune.json", info)
+    write_json(info, out / "finetune.json")
     summary = fit(cfg, out, model, batches, rt, compute_loss=classification_loss, resume=resume,
                   checkpoint_extra={"finetune": identity})
 
@@ -361,13 +360,12 @@ def _train_one(init: str, pre: Pretrained, data: TaskData, encoded: dict, out: P
         pred = predict(model, encoded[split], pre.pad_id, s.eval_batch_size, rt)
         m = classification_metrics(data.label_ids(split), pred, data.label_names)
         result[split] = m
-    _write_json(out / "confusion_test.json", {"labels": data.label_names,
-                                              "matrix": result["test"]["confusion_matrix"],
-                                              "rows": "true class", "columns": "predicted class"})
+    write_json({"labels": data.label_names, "matrix": result["test"]["confusion_matrix"],
+                "rows": "true class", "columns": "predicted class"}, out / "confusion_test.json")
     plot_confusion(result["test"]["confusion_matrix"], data.label_names, out / "confusion_test.png",
                    f"{task.name} test ({init}, seed {seed})")
     info.update(status="finished", finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    _write_json(out / "finetune.json", info)
+    write_json(info, out / "finetune.json")
     return result
 
 
@@ -402,33 +400,30 @@ def finetune(run_dir, task, out_dir, from_scratch: bool = False, seed: int = 0, 
                                 device, progress) for init in inits}
 
     main = results["pretrained"]
-    report = {
-        "task": task.name, "task_file": task_file, "task_fingerprint": task.fingerprint(),
-        "pretrained_run": str(pre.run_dir), "pretrained_checkpoint": str(pre.checkpoint),
-        "objective": pre.objective,
-        "corpus": {k: (pre.run_info.get("corpus") or {}).get(k)
-                   for k in ("data_dir", "manifest_sha256", "recipe_hash", "tokenizer_sha256")},
-        "base_model": pre.run_dir.name,
-        "seeds": {"finetune": seed, "split": task.split.seed}, "labels": data.label_names, "pairs": data.pairs,
-        "splits": data.summary(), "settings": task.finetune.model_dump(),
-        "accuracy": main["test"]["accuracy"], "macro_f1": main["test"]["macro_f1"],
-        "validation_accuracy": main["validation"]["accuracy"],
-        "majority_class_accuracy": main["test"]["majority_class_accuracy"],
-        "pretrained": main,
-    }
+    record = FinetuneRecord(
+        task=task.name, task_file=task_file, task_fingerprint=task.fingerprint(), pretrained_run=str(pre.run_dir),
+        pretrained_checkpoint=str(pre.checkpoint), objective=pre.objective,
+        corpus=pre.run_info.corpus.model_dump(include={"data_dir", "manifest_sha256", "recipe_hash", "tokenizer_sha256"}),
+        base_model=pre.run_dir.name, seeds={"finetune": seed, "split": task.split.seed}, labels=data.label_names,
+        pairs=data.pairs, splits=data.summary(), settings=task.finetune.model_dump(),
+        accuracy=main["test"]["accuracy"], macro_f1=main["test"]["macro_f1"],
+        validation_accuracy=main["validation"]["accuracy"],
+        majority_class_accuracy=main["test"]["majority_class_accuracy"], pretrained=main,
+    )
     if from_scratch:
         sc = results["scratch"]
-        report["scratch_accuracy"] = sc["test"]["accuracy"]
-        report["accuracy_gain"] = main["test"]["accuracy"] - sc["test"]["accuracy"]
-        report["scratch"] = sc
-        report["pretraining_gain"] = {
+        record.scratch_accuracy = sc["test"]["accuracy"]
+        record.accuracy_gain = main["test"]["accuracy"] - sc["test"]["accuracy"]
+        record.scratch = sc
+        record.pretraining_gain = {
             "accuracy": main["test"]["accuracy"] - sc["test"]["accuracy"],
             "macro_f1": main["test"]["macro_f1"] - sc["test"]["macro_f1"],
             "validation_accuracy": main["validation"]["accuracy"] - sc["validation"]["accuracy"],
             "seed": seed,
         }
-    _write_json(out / "eval.json", report)
-    _write_text(out / "report.md", render_report(report))
+    record.write(out / FinetuneRecord.file_name)
+    report = record.model_dump(mode="json", exclude_none=True)  # what the CLI prints and the report shows
+    write_text(render_report(report), out / "report.md")
     return report
 
 
@@ -475,17 +470,6 @@ def render_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_json(path: Path, obj):
-    _write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def _write_text(path: Path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="opencorpus finetune", description=__doc__.split("\n\n")[0])
@@ -495,9 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_cli(args: argparse.Namespace) -> int:
     try:
+        settings = given_options(args, TRAINER_FLAGS)  # flags given; the task file's finetune: below them
+        device, progress = settings.pop("device", None), settings.pop("progress", True)
         r = finetune(args.run_dir, args.task, args.out, from_scratch=args.from_scratch, seed=args.seed,
-                     data_dir=args.data, device=args.device, progress=args.progress, epochs=args.epochs,
-                     max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr)
+                     data_dir=args.data, device=device, progress=progress, epochs=args.epochs, **settings)
     except (TaskError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from pipeline.io import atomic_path, write_text
 
 # Dense bf16 peak FLOP/s per device (vendor datasheets, without sparsity). MFU is reported
 # only when the device is recognised or --peak-flops is given.
@@ -39,9 +40,7 @@ class MetricsLog:
         if resume_step is not None and self.path.exists():
             keep = [line for line in self.path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and _step_of(line) is not None and _step_of(line) <= resume_step]
-            tmp = self.path.with_name(f".tmp-{self.path.name}")
-            tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_text("".join(line + "\n" for line in keep), self.path)
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self._f = open(self.path, "a", encoding="utf-8")
@@ -101,8 +100,7 @@ def plot_loss(metrics_path, png_path, val_points: list[tuple[int, float]] | None
     ax.legend()
     fig.tight_layout()
     png_path = Path(png_path)
-    tmp = png_path.with_name(f".tmp-{png_path.name}")
-    fig.savefig(tmp, format="png")
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, png_path)
     return png_path

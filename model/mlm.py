@@ -187,7 +187,7 @@ def mlm_model_and_batches(cfg, corpus: Corpus, gcfg, sequences):
     return ecfg, Encoder(ecfg), MaskedBatches(sequences, vocab, cfg.seed)
 
 
-def evaluate_mlm_run(run_dir, model, ckpt: dict, info: dict, corpus: Corpus, max_tokens, batch_size: int,
+def evaluate_mlm_run(run_dir, model, ckpt: dict, info, corpus: Corpus, max_tokens, batch_size: int,
                      device) -> dict:
     """`model.evaluate.evaluate` for an encoder run: masked-token loss and accuracy, eval.json, report.md.
 
@@ -198,8 +198,10 @@ def evaluate_mlm_run(run_dir, model, ckpt: dict, info: dict, corpus: Corpus, max
     import time
     from pathlib import Path
 
-    from model.evaluate import _write_json, _write_text
+    from model.evaluate import eval_corpus
     from model.metrics import plot_loss
+    from pipeline.io import write_text
+    from pipeline.records import EvalRecord
 
     run_dir = Path(run_dir)
     prov = corpus.provenance()
@@ -208,29 +210,23 @@ def evaluate_mlm_run(run_dir, model, ckpt: dict, info: dict, corpus: Corpus, max
                 if torch.device(device).type == "cuda" else None)
     m = evaluate_mlm(model, corpus, model.config.block_size, batch_size, max_tokens, seed=0, device=device,
                      autocast=autocast)
-    result = {
-        "objective": "mlm",
-        "val_loss": m["val_mlm_loss"],
-        "val_perplexity": m["val_mlm_perplexity"],
-        "val_bits_per_byte": None,
-        **m,
-        "tokens_seen": int(ckpt.get("tokens_seen", 0)),
-        "step": int(ckpt["step"]),
-        "val_tokens_available": sum(s.n_tokens for s in corpus.val),
-        "checkpoint": ckpt["path"],
-        "n_params": model.num_params(),
-        "model": model.config.to_dict(),
-        "corpus": {k: prov[k] for k in ("data_dir", "manifest_sha256", "recipe_hash", "tokenizer_sha256")},
-    }
-    result["eval_seconds"] = time.perf_counter() - t0
-    _write_json(run_dir / "eval.json", result)
-    plot = plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png", [(result["step"], result["val_loss"])])
-    _write_text(run_dir / "report.md", render_mlm_report(run_dir, result, info, plot is not None))
+    record = EvalRecord(
+        objective="mlm", val_loss=m["val_mlm_loss"], val_perplexity=m["val_mlm_perplexity"], val_bits_per_byte=None,
+        **m, tokens_seen=int(ckpt.get("tokens_seen", 0)), step=int(ckpt["step"]),
+        val_tokens_available=sum(s.n_tokens for s in corpus.val), checkpoint=ckpt["path"], n_params=model.num_params(),
+        model=model.config.to_dict(), corpus=eval_corpus(prov),
+    )
+    record.eval_seconds = time.perf_counter() - t0
+    record.write(run_dir / EvalRecord.file_name)
+    plot = plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png", [(record.step, record.val_loss)])
+    result = record.dump()
+    write_text(render_mlm_report(run_dir, result, info, plot is not None), run_dir / "report.md")
     return result
 
 
-def render_mlm_report(run_dir, r: dict, info: dict, has_plot: bool) -> str:
+def render_mlm_report(run_dir, r: dict, info, has_plot: bool) -> str:
     from model.evaluate import corpus_section, training_section
+    from pipeline.records import CorpusRef
 
     m, corpus = r["model"], r["corpus"]
     lines = [
@@ -248,7 +244,7 @@ def render_mlm_report(run_dir, r: dict, info: dict, has_plot: bool) -> str:
         f"| masked-token accuracy | {r['val_mlm_accuracy'] * 100:.2f}% |",
         f"| masked positions scored | {r['val_masked_tokens']:,} (of {r['val_tokens_available']:,} validation tokens) |",
         "",
-        *corpus_section(corpus),
+        *corpus_section(CorpusRef(**corpus)),
     ]
     if has_plot:
         lines += ["## Loss", "", "![loss](loss.png)", ""]

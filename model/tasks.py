@@ -33,6 +33,8 @@ import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from model.config import add_options, help_of
+
 SPLITS = ("train", "validation", "test")
 
 
@@ -100,18 +102,19 @@ class FinetuneSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     epochs: float = Field(3.0, gt=0, description="passes over the training split (sets max_steps)")
-    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
+    # Options the trainer has too take its help (model/config.py); the defaults are fine-tuning's own.
+    max_steps: int | None = Field(None, ge=1, description=help_of("max_steps") + "; overrides epochs")
     batch_size: int = Field(32, ge=1, description="examples per step")
-    lr: float = Field(3e-4, gt=0, description="peak learning rate (warmup then cosine to min_lr)")
-    min_lr: float | None = Field(None, ge=0, description="final learning rate (default lr / 10)")
+    lr: float = Field(3e-4, gt=0, description=help_of("lr"))
+    min_lr: float | None = Field(None, ge=0, description=help_of("min_lr") + " (default lr / 10)")
     warmup_fraction: float = Field(0.1, ge=0, lt=1, description="share of the steps spent warming up")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay on matrices")
+    weight_decay: float = Field(0.01, ge=0, description=help_of("weight_decay"))
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the classification head")
     max_len: int = Field(128, ge=4, description="tokens per example (pairs: both texts and separators); "
                                                "capped at the model's context")
     pooling: Literal["auto", "first", "mean", "last"] = Field(
         "auto", description="auto: mean for an encoder, last real token for a decoder")
-    checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints (and one at the end)")
+    checkpoint_every: int = Field(200, ge=1, description=help_of("checkpoint_every"))
     eval_batch_size: int = Field(128, ge=1, description="examples per evaluation batch")
 
 
@@ -437,6 +440,10 @@ def load_task_data(task: TaskConfig) -> TaskData:
 
 
 # ---------------------------------------------------------------------------- CLI flags
+# FinetuneSettings fields that are trainer options too, and the trainer flags `opencorpus finetune` takes.
+SHARED_SETTINGS = ("max_steps", "batch_size", "lr", "min_lr", "weight_decay", "checkpoint_every", "eval_batch_size")
+TRAINER_FLAGS = SHARED_SETTINGS + ("device", "progress")
+
 def add_finetune_arguments(p):
     """`opencorpus finetune` flags (here, not in model/finetune.py, so the CLI parser needs no torch)."""
     p.add_argument("run_dir", help="a pretrained run folder (opencorpus train --out)")
@@ -446,9 +453,6 @@ def add_finetune_arguments(p):
                    help="also train the same architecture from random weights and report the difference")
     p.add_argument("--seed", type=int, default=0, help="head init, data order and dropout (default 0)")
     p.add_argument("--data", help="the run's corpus folder, if it moved")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--epochs", type=float)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=True)
+    p.add_argument("--epochs", type=float, help=FinetuneSettings.model_fields["epochs"].description)
+    # the trainer's own flags (model/config.py), with fine-tuning's defaults shown
+    add_options(p, TRAINER_FLAGS, defaults={k: FinetuneSettings.model_fields[k].default for k in SHARED_SETTINGS})

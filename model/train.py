@@ -4,7 +4,7 @@
     torchrun --nproc_per_node=8 -m model.train --data DATA --out RUN --preset gpt2-124m
 
 The pieces are separable so other objectives (masked LM, fine-tuning) reuse the loop:
-`TrainConfig` + `PRESETS` (settings), `setup_runtime` (device, dtype, DDP), `build_model`,
+`TrainConfig` + `PRESETS` (settings, model/config.py), `setup_runtime` (device, dtype, DDP), `build_model`,
 `TrainSequences` (model/data.py), `make_adamw` / `lr_at` (model/optim.py),
 checkpoints (model/checkpoint.py), `MetricsLog` (model/metrics.py), and `fit`, the loop
 itself, which takes any model, batch source and loss function.
@@ -29,87 +29,12 @@ from typing import Callable
 import torch
 
 from model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from model.config import IDENTITY_FIELDS, PRESETS, TrainConfig, add_options, given_options, make_config
 from model.data import DataError, TrainSequences, check_vocabulary, open_corpus
 from model.gpt import GPT, GPTConfig
 from model.metrics import MetricsLog, peak_flops_for, plot_loss
 from model.optim import lr_at, make_adamw
-
-
-@dataclass
-class TrainConfig:
-    # model
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 256
-    block_size: int = 256
-    dropout: float = 0.0
-    bias: bool = False
-    vocab_size: int | None = None  # None: the corpus vocabulary rounded up to a multiple of 64
-    # data
-    batch_size: int = 16  # sequences per micro-batch per rank
-    grad_accum: int = 1  # micro-batches per optimizer step, over all ranks (divided among them)
-    seed: int = 1337
-    shuffle_window_tokens: int = 1 << 27  # shards are shuffled together in windows of this many tokens
-    # optimisation
-    max_steps: int = 250
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 20
-    decay_steps: int | None = None  # cosine ends here; None: max_steps
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0  # 0 disables
-    # runtime
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | float32 | bfloat16
-    compile: bool = False
-    threads: int | None = None  # torch CPU threads; None keeps torch's default
-    # bookkeeping
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    log_every: int = 1
-    progress: bool = True
-    peak_flops: float | None = None  # per device, for MFU; None: looked up from the GPU name
-    eval_tokens: int | None = 262_144  # validation tokens model.evaluate reads (None: all)
-    eval_batch_size: int = 16
-    # objective (masked LM lives in model/mlm.py and model/encoder.py)
-    objective: str = "clm"  # clm: next-token decoder | mlm: masked-LM bidirectional encoder
-    positions: str = "learned"  # mlm encoder positions: learned | rope
-
-    @property
-    def tokens_per_step(self) -> int:
-        return self.batch_size * self.block_size * self.grad_accum
-
-
-# Presets: the CPU one is sized so `make train` on the default corpus (train + eval) ends
-# in a few minutes on 2 cores; gpt2-124m is GPT-2 small with a 0.5M-token batch.
-PRESETS: dict[str, dict] = {
-    "cpu-tiny": dict(n_layer=4, n_head=4, n_embd=256, block_size=256, batch_size=16, grad_accum=1,
-                     max_steps=250, lr=1e-3, min_lr=1e-4, warmup_steps=20, checkpoint_every=100),
-    "gpu-small": dict(n_layer=6, n_head=6, n_embd=384, block_size=512, batch_size=64, grad_accum=1,
-                      max_steps=2000, lr=1e-3, min_lr=1e-4, warmup_steps=100, checkpoint_every=500,
-                      compile=True, eval_tokens=2_097_152, eval_batch_size=64),
-    "gpt2-124m": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, batch_size=16, grad_accum=32,
-                      max_steps=5000, lr=6e-4, min_lr=6e-5, warmup_steps=700, checkpoint_every=500,
-                      compile=True, eval_tokens=10_485_760, eval_batch_size=32),
-}
-
-# Settings that change what a checkpoint means: a resumed run must keep them.
-IDENTITY_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size", "batch_size",
-                   "grad_accum", "seed", "shuffle_window_tokens", "objective", "positions")
-OBJECTIVES = ("clm", "mlm")
-
-
-def make_config(preset: str = "cpu-tiny", **overrides) -> TrainConfig:
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"unknown training settings {unknown}; known: {sorted(fields)}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-    return TrainConfig(**values)
+from pipeline.records import RunRecord
 
 
 # ---------------------------------------------------------------------------- runtime
@@ -390,8 +315,6 @@ def train(data_dir, out_dir, preset: str = "cpu-tiny", max_steps: int | None = N
     the first step, so bad input fails in seconds with a message naming the file.
     """
     cfg = make_config(preset, max_steps=max_steps, **overrides)
-    if cfg.objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {cfg.objective!r}; choose one of {OBJECTIVES}")
     run_dir = Path(out_dir)
     corpus = open_corpus(data_dir)
     provenance = corpus.provenance()
@@ -414,37 +337,34 @@ def train(data_dir, out_dir, preset: str = "cpu-tiny", max_steps: int | None = N
         gcfg, model, batches = mlm_model_and_batches(cfg, corpus, gcfg, batches)
     else:
         model = build_model(gcfg, cfg.seed)
-    run_info = {
-        "status": "running", "preset": preset, "config": asdict(cfg), "model": gcfg.to_dict(),
-        "n_params": model.num_params(), "corpus": provenance, "world_size": rt.world_size,
-        "device": str(rt.device), "dtype": str(rt.dtype).replace("torch.", ""), "torch": torch.__version__,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "resumed_from_step": int(resume["step"]) if resume else None,
-    }
+    run_info = RunRecord(
+        status="running", preset=preset, config=asdict(cfg), model=gcfg.to_dict(), n_params=model.num_params(),
+        corpus=provenance, world_size=rt.world_size, device=str(rt.device),
+        dtype=str(rt.dtype).replace("torch.", ""), torch=torch.__version__, started_at=_now(),
+        resumed_from_step=int(resume["step"]) if resume else None,
+    )
     if rt.master:
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in (run_dir / "checkpoints").glob(".tmp-*"):  # left by a run killed mid-write
             stale.unlink(missing_ok=True)
-        _write_json(run_dir / "run.json", run_info)
+        run_info.write(run_dir / RunRecord.file_name)
     extra = {"corpus": {k: provenance[k] for k in ("tokenizer_sha256", "manifest_sha256", "recipe_hash")}}
     summary = fit(cfg, run_dir, model, batches, rt, resume=resume, checkpoint_extra=extra)
     if rt.master:
         plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
-        run_info.update(status="finished", final_step=summary["steps"], tokens_seen=summary["tokens_seen"],
-                        final_loss=summary["final_loss"], median_tokens_per_s=summary["median_tokens_per_s"],
-                        checkpoint=summary["checkpoint"],
-                        finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        _write_json(run_dir / "run.json", run_info)
+        run_info = run_info.model_copy(update=dict(
+            status="finished", final_step=summary["steps"], tokens_seen=summary["tokens_seen"],
+            final_loss=summary["final_loss"], median_tokens_per_s=summary["median_tokens_per_s"],
+            checkpoint=summary["checkpoint"], finished_at=_now()))
+        run_info.write(run_dir / RunRecord.file_name)
     if rt.ddp:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    return {"run_dir": str(run_dir), "n_params": run_info["n_params"], **summary}
+    return {"run_dir": str(run_dir), "n_params": run_info.n_params, **summary}
 
 
-def _write_json(path: Path, obj):
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -452,49 +372,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="opencorpus train", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="corpus folder (with tokens/ and tokenizer.json)")
     p.add_argument("--out", required=True, help="run folder; an existing one is resumed")
-    p.add_argument("--preset", default="cpu-tiny", choices=sorted(PRESETS))
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--min-lr", type=float)
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--grad-clip", type=float)
-    p.add_argument("--n-layer", type=int)
-    p.add_argument("--n-head", type=int)
-    p.add_argument("--n-embd", type=int)
-    p.add_argument("--block-size", type=int, help="context length")
-    p.add_argument("--dropout", type=float)
-    p.add_argument("--vocab-size", type=int, help="model vocabulary (default: the corpus's, rounded up to 64)")
-    p.add_argument("--decay-steps", type=int, help="step where the cosine reaches --min-lr (default: max steps)")
-    p.add_argument("--keep-checkpoints", type=int)
-    p.add_argument("--eval-tokens", type=int, help="validation tokens read by --eval / evaluate")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"])
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--log-every", type=int)
-    p.add_argument("--peak-flops", type=float, help="peak FLOP/s per device, for MFU")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="settings to start from (default cpu-tiny)")
     p.add_argument("--eval", action="store_true", help="evaluate on tokens/val/ after training")
-    p.add_argument("--objective", choices=["clm", "mlm"],
-                   help="clm: next-token decoder (default); mlm: masked-LM encoder (needs <|mask|> in the tokenizer)")
-    p.add_argument("--positions", choices=["learned", "rope"], help="mlm encoder positions (default learned)")
+    add_options(p)  # every TrainConfig field, from model/config.py
     return p
 
 
-def main(argv=None) -> int:
-    args = vars(build_parser().parse_args(argv))
-    data, out, preset, run_eval = args.pop("data"), args.pop("out"), args.pop("preset"), args.pop("eval")
+def main(argv=None, defaults: dict | None = None) -> int:
+    """`defaults`: settings below the command line's (a recipe's `train:` section, preset included)."""
+    args = build_parser().parse_args(argv)
+    options = {**(defaults or {}), **given_options(args)}
+    preset = args.preset or options.pop("preset", None) or "cpu-tiny"
+    options.pop("preset", None)
     try:
-        summary = train(data, out, preset=preset, **args)
-        if run_eval and int(os.environ.get("RANK", 0)) == 0:
+        summary = train(args.data, args.out, preset=preset, **options)
+        if args.eval and int(os.environ.get("RANK", 0)) == 0:
             from model.evaluate import evaluate
 
-            summary["eval"] = {k: v for k, v in evaluate(out, data).items() if k != "samples"}
+            summary["eval"] = {k: v for k, v in evaluate(args.out, args.data).items() if k != "samples"}
     except (DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -45,7 +45,8 @@ class Recipe(BaseModel):
     clean: CleanConfig = Field(default_factory=CleanConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
-    # Options for `opencorpus train` (preset, max_steps, ...); checked by the trainer.
+    # Defaults for `opencorpus train --recipe`: `preset` and any model/config.py TrainConfig field,
+    # checked by model.config.make_config (pipeline/ does not import model/).
     train: dict[str, Any] = Field(default_factory=dict)
 
     # Where relative paths resolved; set by parse_recipe, not part of the YAML.

@@ -7,13 +7,13 @@ and not against the tokenize stage's code.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conftest import SHARED_CORPORA  # noqa: E402  (the one place that finds ../shared)
+from pipeline.records import Manifest, SplitTotals, TokenIndex, TokenShard  # noqa: E402
 CLASSIC = SHARED_CORPORA / "classic"
 EOT = "<|endoftext|>"
 
@@ -85,14 +85,16 @@ def make_corpus(out: Path, n_chars: int = 200_000, vocab_size: int = 512, val_ev
         paths = write_shards(out / "tokens" / split, [enc[i] for i in idx], [names[i] for i in idx],
                              docs_per_shard, V)
         for p in paths:
-            entries.append({"split": split, "path": f"{split}/{p.name}", "sha256": _sha(p)})
-    manifest = {"name": "test-shakespeare", "recipe_hash": "test-recipe-0001", "stages": {}}
-    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    index = {
-        "vocab_size": V, "eot_id": eot, "pad_id": tok.token_to_id("<|pad|>"),
-        "totals": {"train_tokens": sum(len(enc[i]) for i in train_idx),
-                   "val_tokens": sum(len(enc[i]) for i in val_idx)},
-        "shards": entries,
-    }
-    (out / "tokens" / "index.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
+            n = pq.read_table(p, columns=["n_tokens"]).column("n_tokens").to_pylist()
+            entries.append(TokenShard(split=split, file=f"{split}/{p.name}", tokens=sum(n), documents=len(n),
+                                      bytes=p.stat().st_size, sha256=_sha(p)))
+    Manifest(name="test-shakespeare", created="2026-01-01T00:00:00+00:00", recipe_hash="test-recipe-0001", recipe={},
+             code_version="test").write(out / Manifest.file_name)
+    totals = {split: SplitTotals(documents=sum(e.documents for e in entries if e.split == split),
+                                 tokens=sum(e.tokens for e in entries if e.split == split),
+                                 shards=sum(e.split == split for e in entries)) for split in ("train", "val")}
+    TokenIndex(columns={"id": "string", "input_ids": "list<uint16>", "n_tokens": "int32"}, dtype="uint16",
+               vocab_size=V, eot_id=eot, pad_id=tok.token_to_id("<|pad|>"), tokenizer_sha256=_sha(out / "tokenizer.json"),
+               val_fraction=1 / val_every, seed=0, shard_tokens=0, totals=totals,
+               shards=entries).write(out / TokenIndex.file_name)
     return out

@@ -255,3 +255,41 @@ def test_ddp_two_ranks_on_cpu_trains_and_resumes(corpus_dir, tmp_path):
     launch(6)
     assert list(losses(run)) == list(range(1, 7))
     assert json.loads((run / "run.json").read_text())["resumed_from_step"] == 3
+
+
+def test_one_mechanism_for_training_settings(corpus_dir, tmp_path, capsys):
+    """TrainConfig is the only place an option lives: every field is a flag of `opencorpus
+    train` (with its help), a key of a recipe's `train:` section (preset, then recipe, then
+    command line), and the fine-tuning flags it shares carry the same help."""
+    import argparse
+    import dataclasses
+
+    from flows.cli import main as cli_main
+    from model.config import TrainConfig, help_of
+    from model.tasks import add_finetune_arguments
+    from model.train import build_parser
+
+    flags = {a.dest: a for a in build_parser()._actions}
+    for f in dataclasses.fields(TrainConfig):
+        assert f.name in flags, f"TrainConfig.{f.name} has no --{f.name.replace('_', '-')} flag"
+        assert flags[f.name].help.startswith(help_of(f.name))
+    ft = argparse.ArgumentParser()
+    add_finetune_arguments(ft)
+    ft_flags = {a.dest: a for a in ft._actions}
+    assert ft_flags["min_lr"].help.startswith(help_of("min_lr")) and "(default 32)" in ft_flags["batch_size"].help
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nsources: [{name: s, type: text, paths: ['*.txt']}]\n"
+                      "train: {preset: cpu-tiny, max_steps: 3, lr: 0.005, n_layer: 1, n_head: 2, n_embd: 32, "
+                      "block_size: 32, batch_size: 4, progress: false}\n", encoding="utf-8")
+    run = tmp_path / "run"
+    assert cli_main(["train", "--recipe", str(recipe), "--data", str(corpus_dir), "--out", str(run),
+                     "--max-steps", "2"]) == 0
+    config = json.loads((run / "run.json").read_text())["config"]
+    assert (config["max_steps"], config["lr"], config["n_layer"]) == (2, 0.005, 1)  # the command line wins
+
+    recipe.write_text(recipe.read_text().replace("lr: 0.005", "learning_rate: 0.005"), encoding="utf-8")
+    capsys.readouterr()
+    assert cli_main(["train", "--recipe", str(recipe), "--data", str(corpus_dir), "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert str(recipe) in err and "learning_rate" in err
