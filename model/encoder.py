@@ -80,16 +80,6 @@ class RotarySelfAttention(SelfAttention):
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
 
-def key_padding_mask(idx: torch.Tensor, pad_id: int | None) -> torch.Tensor | None:
-    """(B, 1, 1, T) boolean mask, True where a key is a real token; None when nothing is padding."""
-    if pad_id is None:
-        return None
-    keep = idx != pad_id
-    if bool(keep.all()):
-        return None  # the fused kernels are fastest without a mask
-    return keep[:, None, None, :]
-
-
 class Encoder(GPT):
     """Bidirectional transformer over token ids, with the decoder's blocks and tied output head."""
 

@@ -43,8 +43,6 @@ from model.tasks import TRAINER_FLAGS, TaskData, TaskError, add_finetune_argumen
 from pipeline.io import atomic_path, sha256_file, write_json, write_text
 from pipeline.records import FinetuneRecord, RecordError, RunRecord, TokenIndex
 
-INITS = ("pretrained", "scratch")
-
 
 # ---------------------------------------------------------------------------- the model
 @dataclass

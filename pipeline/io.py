@@ -83,13 +83,6 @@ def list_shards(folder: str | os.PathLike, pattern: str = "part-*.parquet") -> l
     return sorted(p for p in folder.glob(pattern) if not p.name.startswith(".tmp-"))
 
 
-def read_shards(paths, columns: list[str] | None = None) -> pa.Table:
-    tables = [pq.read_table(p, columns=columns) for p in paths]
-    if not tables:
-        raise FileNotFoundError("no shards to read")
-    return pa.concat_tables(tables)
-
-
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

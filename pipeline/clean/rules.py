@@ -83,11 +83,6 @@ def _is_symbol_char(c: str) -> bool:
     return cat[0] in "PS" or cat == "Cc"
 
 
-def is_symbol_word(w: str) -> bool:
-    """A word made only of punctuation/symbols (Gopher does not count those as words)."""
-    return False if w.isalnum() else _is_symbol_word(w)
-
-
 @lru_cache(maxsize=65536)
 def _is_symbol_word(w: str) -> bool:
     return all(map(_is_symbol_char, w))

@@ -403,6 +403,3 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return keys
 
 
-def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
-    """Share of equal signature positions, row by row (datasketch's MinHash.jaccard)."""
-    return (sig_a == sig_b).mean(axis=-1)
