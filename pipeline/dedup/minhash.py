@@ -401,5 +401,3 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
             g = g * U64(TOKEN_MUL) + sig[:, i * rows + j].astype(U64)
         keys[:, i] = fmix64(g + U64(((i + 1) * LEN_MUL) & MASK64))
     return keys
-
-
