@@ -1,6 +1,6 @@
 """`opencorpus` command line: build corpora, train and evaluate models, write data cards.
 
-    opencorpus run RECIPE.yaml [--output DIR|URL] [--workers N] [--dask ADDRESS|local:N] [--progress]
+    opencorpus run RECIPE.yaml [--output DIR|URL] [--force] [--workers N] [--dask ADDRESS|local:N] [--progress]
     opencorpus deploy RECIPE.yaml --cron "0 3 * * *"   (serve a scheduled deployment; see `make serve`)
     opencorpus progress DIR [--follow]
     opencorpus train --data DIR --out RUN_DIR [--preset NAME] [--max-steps N] [trainer flags...]
@@ -9,6 +9,9 @@
     opencorpus export RUN_DIR --hf OUT_DIR
     opencorpus finetune RUN_DIR --task TASK.yaml --out FT_DIR [--from-scratch] [--seed N]
     opencorpus card DIR [--html [PATH]] [--write]   |   opencorpus card --diff A B
+
+A failure ends in one line on stderr naming what failed (exit 2 for bad input or usage,
+1 otherwise, 130 on Ctrl-C); add --debug anywhere for the traceback.
 """
 from __future__ import annotations
 
@@ -31,13 +34,23 @@ def cmd_run(args) -> int:
     _quiet_prefect_defaults()
     from pipeline.recipe import load_recipe
 
-    load_recipe(args.recipe)  # a bad recipe fails here, before a Prefect server is started
-    from flows.corpus import run_corpus
+    recipe = load_recipe(args.recipe)  # a bad recipe or output folder fails here, before a Prefect server starts
+    from flows.corpus import default_output, quiet_tracebacks, run_corpus
+    from flows.state import check_output
+    from flows.storage import split_url
+
+    if not args.debug:
+        quiet_tracebacks()
+    target = args.output or str(default_output(recipe))
+    protocol, path = split_url(target)
+    if protocol is None:
+        check_output(Path(path), args.force)
 
     if args.progress:
         manifest = _run_with_progress(args)
     else:
-        manifest = run_corpus(args.recipe, args.output, args.workers, args.cards_dir or None, args.dask, args.work_dir)
+        manifest = run_corpus(args.recipe, args.output, args.workers, args.cards_dir or None, args.dask, args.work_dir,
+                              args.force)
     for name, s in manifest.stages.items():
         print(f"{name:>9}: {s.docs_in:>8,} in {s.docs_out:>8,} out {s.docs_rejected:>7,} rejected  {s.seconds:7.1f} s")
     return 0
@@ -179,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="build a corpus from a recipe (Prefect flow)")
     r.add_argument("recipe")
     r.add_argument("--output", "-o", default=None, help="output folder (default data/<recipe name>)")
+    r.add_argument("--force", action="store_true",
+                   help="use a non-empty output folder that is not an opencorpus corpus (its files are never deleted)")
     r.add_argument("--workers", "-w", type=int, default=2, help="shards processed at once")
     r.add_argument("--cards-dir", default="data_cards", help="also copy the data card here as <name>.md ('' for no copy)")
     _add_scale_arguments(r)
@@ -232,24 +247,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Errors that name what failed in their message: one line on stderr, no traceback (unless --debug).
+USAGE_ERRORS = ("RecipeError", "RecordError", "OutputFolderError", "DataError", "CheckpointError", "TaskError")
+
+
+def _error_line(e: BaseException) -> tuple[str, int]:
+    """(one line for the user, exit status) of an error that ended a command."""
+    import errno
+
+    names = {c.__name__ for c in type(e).__mro__}
+    if "EmptyCorpusError" in names:
+        return f"error: {e}", 1
+    if names & set(USAGE_ERRORS) or isinstance(e, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return f"error: {e}", 2
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return f"error: no space left on the device writing {e.filename or 'an output file'}", 1
+    return f"error: {type(e).__name__}: {e} (run again with --debug for the traceback)", 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if getattr(args, "passthrough", False):
-        return args.func(args, rest)
-    if rest:
+    args.debug = debug
+    if rest and not getattr(args, "passthrough", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        # Recipe and input errors already name the file and field; a traceback adds nothing.
-        from pipeline.recipe import RecipeError
-
-        if isinstance(e, (RecipeError, FileNotFoundError)):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        raise
+        return args.func(args, rest) if getattr(args, "passthrough", False) else args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - every failure ends in one line naming what failed
+        if debug:
+            raise
+        line, status = _error_line(e)
+        print(line, file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ outputs when the stage is complete.
 """
 from __future__ import annotations
 
+import logging
+import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -30,13 +32,34 @@ from prefect.tasks import exponential_backoff
 
 from flows import storage
 from flows.progress import ProgressLog
-from flows.state import HashCache, StateStore, sha256_json, source_fingerprint, source_module, unit_key
+from flows.state import HashCache, StateStore, claim_output, sha256_json, source_fingerprint, source_module, unit_key
 from pipeline import card as card_mod
-from pipeline.io import list_shards
+from pipeline.io import list_shards, remove_written, written_files
 from pipeline.manifest import build_manifest
 from pipeline.recipe import Recipe, load_recipe
 from pipeline.records import (CleanStats, IngestStats, Manifest, StageStats, Stages, TokenizerStats,
                               TokenizeStats)
+
+class _NoTraceback(logging.Filter):
+    """Prefect logs a failing task or flow with its traceback; the CLI prints the error in one
+    line instead (tracebacks with --debug). Installed in every process that runs tasks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_tracebacks():
+    os.environ["OPENCORPUS_QUIET_TRACEBACKS"] = "1"  # pool and Dask worker processes inherit it
+    for logger in [logging.getLogger()] + [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
+                                          if n.startswith("prefect")]:
+        for handler in logger.handlers:
+            if not any(isinstance(f, _NoTraceback) for f in handler.filters):
+                handler.addFilter(_NoTraceback())
+
+
+if os.environ.get("OPENCORPUS_QUIET_TRACEBACKS") == "1":
+    quiet_tracebacks()
 
 # Tokenize options that change how tokens are written, not which tokenizer is trained.
 ENCODE_ONLY_FIELDS = {"shard_tokens", "row_group_tokens", "batch_docs", "batch_bytes", "zstd_level", "pack_length"}
@@ -82,9 +105,9 @@ class UnitResult:
     reused: bool = False
 
 
-def _unlink(paths):
-    for p in paths:
-        Path(p).unlink(missing_ok=True)
+def _unlink(root: Path, paths):
+    """Remove earlier outputs before a unit reruns: only files opencorpus wrote (pipeline.io ledger)."""
+    remove_written(root, paths)
 
 
 def _source_outputs(root: Path, name: str) -> list[Path]:
@@ -102,7 +125,7 @@ def ingest_task(recipe: Recipe, index: int, root: str, key: str) -> UnitResult:
     root = Path(root)
     source = recipe.source_objects(root)[index]
     name = source.config.name
-    _unlink(_source_outputs(root, name))  # shards of a killed attempt, or of an older config
+    _unlink(root, _source_outputs(root, name))  # shards of a killed attempt, or of an older config
     stats = ingest_source(source, root, recipe.ingest.shard_docs)  # shards relative to root: the folder may move
     outputs = [root / s for s in stats.shards] + [root / "rejected" / f"ingest-{name}.parquet"]
     return _result(StateStore(root).write("ingest", name, key, outputs, stats), stats)
@@ -115,7 +138,7 @@ def clean_task(shard: str, root: str, config, key: str) -> UnitResult:
     root = Path(root)
     name = Path(shard).name
     out, rejected = root / "clean" / name, root / "rejected" / f"clean-{name}"
-    _unlink([out, rejected])
+    _unlink(root, [out, rejected])
     stats = clean_shard(root / shard, out, rejected, config)
     return _result(StateStore(root).write("clean", name, key, [p for p in (out, rejected) if p.exists()], stats), stats)
 
@@ -133,10 +156,10 @@ def dedup_task(shards: list[str], root: str, config, workers: int, key: str) -> 
     from pipeline.dedup import run_dedup
 
     root = Path(root)
-    _unlink(_dedup_shards(root))  # dedup_index/ is swapped in by run_dedup itself
+    _unlink(root, _dedup_shards(root))  # dedup_index/ is swapped in by run_dedup itself
     stats = run_dedup([root / s for s in shards], root, config, workers=workers)
-    return _result(StateStore(root).write("dedup", "all", key, _dedup_shards(root) + _files(root / "dedup_index"), stats),
-                   stats)
+    outputs = _ours(root, _dedup_shards(root)) + _files(root / "dedup_index")
+    return _result(StateStore(root).write("dedup", "all", key, outputs, stats), stats)
 
 
 @task(name="train-tokenizer")
@@ -151,7 +174,12 @@ def tokenizer_task(shards: list[str], root: str, config, docs: int, key: str) ->
 
 
 def _token_outputs(root: Path) -> list[Path]:
-    return _files(root / "tokens") + list_shards(root / "rejected", "tokenize-*.parquet")
+    return _files(root / "tokens") + _ours(root, list_shards(root / "rejected", "tokenize-*.parquet"))
+
+
+def _ours(root: Path, paths: list[Path]) -> list[Path]:
+    written = written_files(root)
+    return [p for p in paths if p.resolve().relative_to(root.resolve()).as_posix() in written]
 
 
 @task(name="tokenize")
@@ -159,7 +187,7 @@ def tokenize_task(shards: list[str], root: str, config, workers: int, key: str) 
     from pipeline.tokenize import tokenize_corpus
 
     root = Path(root)
-    _unlink(list_shards(root / "rejected", "tokenize-*.parquet"))
+    _unlink(root, list_shards(root / "rejected", "tokenize-*.parquet"))
     stats = tokenize_corpus([root / s for s in shards], root / "tokenizer.json", root / "tokens", config, workers=workers)
     return _result(StateStore(root).write("tokenize", "all", key, _token_outputs(root), stats), stats)
 
@@ -251,6 +279,10 @@ class CorpusBuild:
             units.append((source.config.name, key, {"recipe": recipe, "index": i, "root": str(root), "key": key}))
         self.hashes.save()
         results = self._mapped("ingest", ingest_task, units)
+        for (name, _, _), r in zip(units, results):
+            if r.stats.docs_out == 0:  # reported when read, not only when the corpus ends empty
+                self.log.warning("source %s holds no document (%d records read, %d rejected)", name, r.stats.docs_in,
+                                 r.stats.docs_rejected)
         keep = {o for r in results for o in r.outputs}
         _prune(root, keep, [("documents", "part-*.parquet"), ("rejected", "ingest-*.parquet")])
         return results
@@ -306,11 +338,10 @@ class CorpusBuild:
 
 
 def _prune(root: Path, keep: set[str], patterns: list[tuple[str, str]]):
-    """Remove files a stage owns that the current run did not produce (an older recipe's shards)."""
+    """Remove files a stage owns that the current run did not produce (an older recipe's shards);
+    only files opencorpus wrote, never a file of the user's with a name like ours."""
     for folder, pattern in patterns:
-        for p in list_shards(root / folder, pattern):
-            if p.relative_to(root).as_posix() not in keep:
-                p.unlink()
+        remove_written(root, [p for p in list_shards(root / folder, pattern) if p.relative_to(root).as_posix() not in keep])
 
 
 # --------------------------------------------------------------------------- the flow
@@ -335,37 +366,44 @@ def make_task_runner(workers: int, dask: str | None = None):
 
 @flow(name="corpus", log_prints=True)
 def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2, cards_dir: str | None = "data_cards",
-                dask: str | None = None, work_dir: str | None = None) -> Manifest:
+                dask: str | None = None, work_dir: str | None = None, force: bool = False) -> Manifest:
     """Build the corpus a recipe describes; returns the manifest.
 
     `output` is a folder or an fsspec URL (s3://, gs://, file://); a remote output is
     built in `work_dir` (default: a cache folder named after the URL) and synced. The
     data card is written to the output folder as README.md and copied to
     `cards_dir/<name>.md` (None: no copy). `dask`: run mapped tasks on a dask.distributed
-    cluster at this address, or on a local one of N worker processes (`local:N`)."""
+    cluster at this address, or on a local one of N worker processes (`local:N`). The
+    output folder is held for the run (flows/state.py claim_output): a folder that is not
+    empty and is not a corpus of ours is refused unless `force`."""
     log = get_run_logger()
     recipe = load_recipe(recipe_path)
     location = storage.OutputLocation.of(output or str(default_output(recipe)), work_dir)
     if location.remote:
         log.info("output %s staged in %s: %d files pulled", location.url, location.local, location.pull())
     root = location.local.resolve()  # workers (Dask ones included) may run in another folder
-    root.mkdir(parents=True, exist_ok=True)
-    recipe = storage.stage_remote_sources(recipe)
-    progress = ProgressLog(root)
-    progress.run_start(recipe.name)
-    status = "failed"
-    try:
-        with make_task_runner(workers, dask) as runner:
-            build = CorpusBuild(recipe, root, workers, runner, progress, log)
-            manifest = _build(build, recipe, recipe_path, output, location, cards_dir, log)
-        status = "completed"
-        return manifest
-    finally:
-        progress.run_end(status)
+    with claim_output(root, force):
+        recipe = storage.stage_remote_sources(recipe)
+        progress = ProgressLog(root)
+        progress.run_start(recipe.name)
+        status = "failed"
+        try:
+            with make_task_runner(workers, dask) as runner:
+                build = CorpusBuild(recipe, root, workers, runner, progress, log)
+                manifest = _build(build, recipe, recipe_path, output, location, cards_dir, log)
+            status = "completed"
+            return manifest
+        finally:
+            progress.run_end(status)
+
+
+class EmptyCorpusError(RuntimeError):
+    """A stage left no document; the manifest and card of what happened were still written."""
 
 
 def _build(build: CorpusBuild, recipe: Recipe, recipe_path, output, location, cards_dir, log) -> Manifest:
     root, stages, progress = build.root, Stages(), build.progress
+    command = "opencorpus run " + shlex.quote(str(recipe_path)) + (f" --output {shlex.quote(str(output))}" if output else "")
 
     def finish(stage: str, stats: StageStats):
         setattr(stages, stage, stats)
@@ -374,6 +412,10 @@ def _build(build: CorpusBuild, recipe: Recipe, recipe_path, output, location, ca
         log.info("%s: %s%s", stage, stats.funnel_line(), f" [{reused}/{units} units reused]" if reused else "")
         if location.remote:
             push_task(location)
+        if stats.docs_out == 0:  # nothing left for the next stage: say where everything went
+            manifest = _write_manifest(build, recipe, recipe_path, stages, command, cards_dir, location)
+            raise EmptyCorpusError(f"{stage} left no document: {_removed_by(stage, stats)} "
+                                   f"(manifest and card written to {location.url})")
 
     t0 = time.perf_counter()
     ingested = build.ingest()
@@ -392,21 +434,34 @@ def _build(build: CorpusBuild, recipe: Recipe, recipe_path, output, location, ca
     finish("tokenize", encoded.stats.model_copy(update={
         "tokenizer_seconds": tokenizer_seconds, "seconds": round(encoded.stats.seconds + tokenizer_seconds, 3)}))
 
-    command = "opencorpus run " + shlex.quote(str(recipe_path)) + (f" --output {shlex.quote(str(output))}" if output else "")
+    manifest = _write_manifest(build, recipe, recipe_path, stages, command, cards_dir, location)
+    log.info("corpus written to %s", location.url)
+    return manifest
+
+
+def _write_manifest(build: CorpusBuild, recipe: Recipe, recipe_path, stages: Stages, command: str, cards_dir,
+                    location) -> Manifest:
+    """manifest.json and the card of the stages run so far (all of them, or up to an empty one)."""
     manifest = build_manifest(recipe, str(recipe_path), stages, command,
                               resume={stage: {"units": n, "reused": r} for stage, (r, n) in build.reused.items()})
     broken = manifest.conservation_errors()
     if broken:
         raise RuntimeError("documents unaccounted for: " + "; ".join(broken))
-    manifest.write(root / Manifest.file_name)
+    manifest.write(build.root / Manifest.file_name)
     build.hashes.save()
-    card_path = card_task(root, manifest, cards_dir)
+    card_task(build.root, manifest, cards_dir)
     create_markdown_artifact(key=f"funnel-{_artifact_key(recipe.name)}", markdown=_artifact_markdown(manifest, location),
                              description=f"Funnel of corpus {recipe.name}")
     if location.remote:
         push_task(location)
-    log.info("corpus written to %s (card %s)", location.url, card_path)
     return manifest
+
+
+def _removed_by(stage: str, stats: StageStats) -> str:
+    if stats.docs_in == 0:
+        return "it received none" if stage != "ingest" else "the sources hold no document"
+    top = sorted(stats.rejected_by_filter.items(), key=lambda kv: -kv[1])[:3]
+    return f"{stats.docs_in:,} in, all rejected (" + ", ".join(f"{name} {n:,}" for name, n in top) + ")"
 
 
 def _artifact_markdown(manifest: Manifest, location) -> str:
@@ -422,7 +477,7 @@ def _artifact_key(name: str) -> str:
 
 
 def run_corpus(recipe_path: str, output: str | None = None, workers: int = 2, cards_dir: str | None = "data_cards",
-               dask: str | None = None, work_dir: str | None = None) -> Manifest:
+               dask: str | None = None, work_dir: str | None = None, force: bool = False) -> Manifest:
     """Run the corpus flow (its mapped stages on `workers` processes, or on Dask with `dask`)."""
     with storage.prefect_api():
-        return corpus_flow(recipe_path, output, workers, cards_dir, dask, work_dir)
+        return corpus_flow(recipe_path, output, workers, cards_dir, dask, work_dir, force)

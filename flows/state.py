@@ -22,18 +22,19 @@ themselves, not only that a task once returned.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata as md
 import json
 import os
 import platform
+import shutil
 from functools import lru_cache
 from pathlib import Path
 
-from pipeline.io import sha256_file, write_json
+from pipeline.io import STATE_DIR, sha256_file, write_json
 from pipeline.records import UNIT_STATS, DoneRecord, RecordError, StageStats
 
-STATE_DIR = ".opencorpus"
 PIPELINE = Path(__file__).resolve().parents[1] / "pipeline"
 
 # The module each stage's unit runs; its code is that module and every pipeline module it
@@ -243,3 +244,80 @@ def _inputs_of(source, hashes: HashCache) -> dict:
             dists = sorted(f"{d.metadata.get('Name')}=={d.version}" for d in md.distributions())
         return {"python": platform.python_version(), "distributions": dists}
     return {}
+
+
+# --------------------------------------------------------------------------- the output folder
+
+
+class OutputFolderError(ValueError):
+    """An output folder the run must not use (another run holds it, or it is the user's)."""
+
+
+@contextlib.contextmanager
+def claim_output(root: Path, force: bool = False):
+    """Hold `root` for one run: refuse a non-empty folder that is not a corpus of ours (unless
+    `force`), refuse a folder another run is building (naming it), and remove the `.tmp-*`
+    files and folders earlier runs left behind when killed (no other run writes them: the
+    lock says so). Files opencorpus wrote are listed in the ledger (pipeline.io); a folder
+    from before the ledger gets one made from its done records."""
+    root = Path(root)
+    check_output(root, force)
+    state = root / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    lock = _lock(root)
+    try:
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()} on {platform.node()}\n")
+        lock.flush()
+        _seed_ledger(root)
+        for stale in sorted(root.rglob(".tmp-*"), key=lambda p: -len(p.parts)):
+            if STATE_DIR not in stale.relative_to(root).parts[:1]:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+        yield root
+    finally:
+        lock.close()  # closing releases the lock
+
+
+def check_output(root: Path, force: bool = False):
+    """The checks of claim_output that need no lock held (the CLI runs them before Prefect starts)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise OutputFolderError(f"--output {root} is a file, not a folder")
+    state = root / STATE_DIR
+    if root.is_dir() and not state.is_dir() and any(root.iterdir()) and not force:
+        raise OutputFolderError(f"--output {root} is not empty and holds no opencorpus corpus (no {STATE_DIR}/): "
+                                "choose an empty or new folder, or pass --force (files of yours there are never deleted)")
+    if (state / "lock").exists():
+        _lock(root).close()  # only to see whether another run holds it
+
+
+def _lock(root: Path):
+    """The open lock file of a corpus folder, locked by this process; an error naming the holder if held."""
+    import fcntl
+
+    lock = open(Path(root) / STATE_DIR / "lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise OutputFolderError(f"--output {root} is being built by {holder}; wait for it or use another folder") from None
+    return lock
+
+
+def _seed_ledger(root: Path):
+    from pipeline.io import LEDGER
+
+    ledger = root / STATE_DIR / LEDGER
+    if ledger.exists():
+        return
+    done = root / STATE_DIR / "done"
+    names = set()
+    for path in done.rglob("*.json") if done.is_dir() else []:
+        try:
+            names.update(json.loads(path.read_text()).get("outputs", {}))
+        except (OSError, ValueError):
+            continue
+    ledger.write_text("".join(f"{n}\n" for n in sorted(names)), encoding="utf-8")

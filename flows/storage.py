@@ -29,7 +29,7 @@ from pipeline.io import write_json
 
 LOCAL_PROTOCOLS = {"file", "local"}
 # Machine-local state that is never pushed: the hash cache, the progress log, the ledger.
-NOT_PUSHED = (f"{STATE_DIR}/file-hashes.json", f"{STATE_DIR}/progress.jsonl",
+NOT_PUSHED = (f"{STATE_DIR}/file-hashes.json", f"{STATE_DIR}/progress.jsonl", f"{STATE_DIR}/lock",
               f"{STATE_DIR}/pushed.json")
 
 

@@ -312,10 +312,39 @@ def train(data_dir, out_dir, preset: str = "cpu-tiny", max_steps: int | None = N
     """Train (or resume) a run in out_dir on the corpus in data_dir; returns a summary dict.
 
     Every check (corpus files, tokenizer, vocabulary, checkpoint, settings) happens before
-    the first step, so bad input fails in seconds with a message naming the file.
+    the first step, so bad input fails in seconds with a message naming the file. One
+    trainer at a time per run folder: a second one exits naming the holder.
     """
     cfg = make_config(preset, max_steps=max_steps, **overrides)
     run_dir = Path(out_dir)
+    with contextlib.ExitStack() as held:
+        if int(os.environ.get("RANK", 0)) == 0:  # the master writes run.json and checkpoints
+            held.enter_context(hold_run_folder(run_dir))
+        return _train(data_dir, run_dir, preset, cfg)
+
+
+@contextlib.contextmanager
+def hold_run_folder(run_dir: Path):
+    """An exclusive lock on RUN_DIR/.lock for this process (released when it ends, even by a kill)."""
+    import fcntl
+    import socket
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise CheckpointError(f"{run_dir} is being trained by {lock.read().strip() or 'another process'}; "
+                                  "wait for it or use another --out") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        lock.flush()
+        yield
+
+
+def _train(data_dir, run_dir: Path, preset: str, cfg: TrainConfig) -> dict:
     corpus = open_corpus(data_dir)
     provenance = corpus.provenance()
     gcfg = model_config(cfg, corpus.vocab_size)

@@ -1,8 +1,13 @@
-"""File I/O every stage shares: atomic Parquet writes, shard listing, compressed streams.
+"""File I/O every stage shares: atomic writes, file hashing, shard listing, compressed streams.
 
 A file is written to a temporary name in the same folder and renamed into place only
 when complete, so a crash or kill never leaves a half-written file that a rerun would
 trust (readers ignore the `.tmp-*` names).
+
+Inside a corpus folder (one with a `.opencorpus/` state folder) every file written here is
+also noted in `.opencorpus/written.txt`: the run only ever deletes files listed there (its
+own outputs) and its own `.tmp-*` files, never a file of the user's that happens to sit
+in the folder under one of our names.
 """
 from __future__ import annotations
 
@@ -48,9 +53,55 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _note_written(path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+STATE_DIR = ".opencorpus"
+LEDGER = "written.txt"
+
+
+def corpus_root(path: Path, depth: int = 4) -> Path | None:
+    """The corpus folder (the nearest parent with a `.opencorpus/` folder) a path lies in."""
+    for parent in list(Path(path).resolve().parents)[:depth]:
+        if (parent / STATE_DIR).is_dir():
+            return parent
+    return None
+
+
+def _note_written(path: Path):
+    root = corpus_root(path)
+    if root is None or STATE_DIR in path.resolve().relative_to(root).parts[:1]:
+        return  # outside a corpus folder, or the run's own state
+    # One short line per O_APPEND write: lines of concurrent workers never interleave.
+    line = (path.resolve().relative_to(root).as_posix() + "\n").encode("utf-8")
+    fd = os.open(root / STATE_DIR / LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def written_files(root: Path) -> set[str]:
+    """Paths (relative to `root`) that opencorpus wrote in a corpus folder."""
+    ledger = Path(root) / STATE_DIR / LEDGER
+    return set(ledger.read_text(encoding="utf-8").split()) if ledger.is_file() else set()
+
+
+def remove_written(root: Path, paths) -> list[Path]:
+    """Delete those of `paths` that opencorpus wrote (listed in the ledger); return them."""
+    root = Path(root)
+    ours = written_files(root)
+    removed = []
+    for p in paths:
+        p = Path(p)
+        rel = (p if p.is_absolute() else root / p).resolve().relative_to(root.resolve()).as_posix()
+        if rel in ours and p.exists():
+            p.unlink()
+            removed.append(p)
+    return removed
 
 
 def write_parquet(table: pa.Table, path: str | os.PathLike, row_group_size: int | None = None) -> Path:

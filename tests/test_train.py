@@ -293,3 +293,24 @@ def test_one_mechanism_for_training_settings(corpus_dir, tmp_path, capsys):
     assert cli_main(["train", "--recipe", str(recipe), "--data", str(corpus_dir), "--out", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err
     assert str(recipe) in err and "learning_rate" in err
+
+
+def test_second_trainer_on_a_run_folder_exits_naming_the_holder(corpus_dir, tmp_path, capsys):
+    """Two trainers on one run folder would interleave checkpoints: the second one stops at once."""
+    import fcntl
+
+    from model.train import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / ".lock", "a+") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        holder.write("pid 4242 on elsewhere\n")
+        holder.flush()
+        with pytest.raises(CheckpointError, match="being trained by pid 4242 on elsewhere"):
+            train(corpus_dir, run, max_steps=2, **TINY)
+        assert main(["--data", str(corpus_dir), "--out", str(run), "--max-steps", "2"]) == 2
+        assert "being trained by pid 4242" in capsys.readouterr().err
+    assert not list_checkpoints(run)
+    train(corpus_dir, run, max_steps=2, **TINY)  # released: the run goes ahead
+    assert list_checkpoints(run)
