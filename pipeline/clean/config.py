@@ -154,7 +154,10 @@ class CleanConfig(BaseModel):
 
     # basic rules (every document)
     min_chars: int = Field(1, ge=0, description="documents shorter than this (after repair) are rejected")
-    max_chars: int | None = Field(None, description="documents longer than this are rejected")
+    max_chars: int | None = Field(
+        2_000_000, description="documents longer than this, as read, are rejected before repair: it bounds the memory "
+        "one document costs the rules (about 40 bytes per character). Gopher quality rejects prose over 100,000 "
+        "words (~600,000 characters) anyway; null for no limit")
     max_bad_char_ratio: float | None = Field(0.1, description="reject as binary when control or U+FFFD characters exceed this share (before repair)")
     max_symbol_ratio: float | None = Field(0.3, description="reject prose when the share of non-alphanumeric, non-space characters exceeds this")
 

@@ -81,6 +81,8 @@ class Cleaner:
         """-> (text, language, score, Rejection | None) for one document."""
         c = self.c
         code = kind == "code"
+        if c.max_chars is not None and len(raw) > c.max_chars:  # before repair: bounds memory per document
+            return raw, None, None, Rejection("max_chars", f"{len(raw)} characters, maximum {c.max_chars}")
         if c.max_bad_char_ratio is not None and raw:
             bad = bad_char_count(raw)
             if bad and bad / len(raw) > c.max_bad_char_ratio:
@@ -89,8 +91,6 @@ class Cleaner:
         text = repair(raw, c.fix_text, c.normalization, c.remove_control_chars, c.normalize_whitespace, code)
         if len(text) < c.min_chars:
             return text, None, None, Rejection("min_chars", f"{len(text)} characters after repair, minimum {c.min_chars}")
-        if c.max_chars is not None and len(text) > c.max_chars:
-            return text, None, None, Rejection("max_chars", f"{len(text)} characters, maximum {c.max_chars}")
         if code:
             language = code_language(path)
             doc = Doc(text, kind, language, license, c.script_aware_words)
