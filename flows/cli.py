@@ -45,6 +45,11 @@ def cmd_run(args) -> int:
     protocol, path = split_url(target)
     if protocol is None:
         check_output(Path(path), args.force)
+    from flows.supervise import is_supervised, supervise, watch_parent
+
+    if not is_supervised():  # the work runs in a child session that Ctrl-C and kill -9 never leave behind
+        return supervise(args.argv)
+    watch_parent()
 
     if args.progress:
         manifest = _run_with_progress(args)
@@ -271,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    args.debug = debug
+    args.debug, args.argv = debug, argv + (["--debug"] if debug else [])
     if rest and not getattr(args, "passthrough", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
