@@ -208,7 +208,8 @@ def _renamed(batch: SourceBatch, old: str, new: str) -> SourceBatch:
         ids = pc.replace_substring_regex(table.column("id"), pattern=pattern, replacement=new.replace("\\", "\\\\") + "\\1")
         return table.set_column(table.schema.get_field_index("id"), table.schema.field("id"), ids)
 
-    return SourceBatch(fix(batch.docs), fix(batch.rejected), batch.records_read, batch.bytes_read)
+    return SourceBatch(fix(batch.docs), fix(batch.rejected), batch.records_read, batch.bytes_read,
+                       batch.surrogates_replaced)
 
 
 @register
