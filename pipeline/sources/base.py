@@ -168,7 +168,10 @@ class Source:
                 parts.append(f"{len(skipped)} folder link(s) skipped (loop or folder already listed): {', '.join(skipped)}")
             if dangling:
                 parts.append(f"{len(dangling)} dangling link(s): {', '.join(dangling)}")
-            log.warning("source %r: %s", self.config.name, "; ".join(parts))
+            message = f"source {self.config.name!r}: {'; '.join(parts)}"
+            if getattr(self, "_warned", None) != message:  # once per source, not per listing
+                self._warned = message
+                log.warning(message)
         # keep order, drop repeats (also the same file reached through a link)
         unique: dict[str, Path] = {}
         for f in files:

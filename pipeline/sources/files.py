@@ -73,8 +73,7 @@ class JsonlSource(Source):
                         b.reject(fallback_id, "invalid_json", f"{where}: invalid JSON: {e.msg} at column {e.colno}",
                                  line.decode("utf-8", "replace"))
                     except RecursionError:
-                        b.reject(fallback_id, "invalid_json", f"{where}: invalid JSON: nested deeper than "
-                                 f"{sys.getrecursionlimit()} levels", line[:10000].decode("utf-8", "replace"))
+                        b.reject(fallback_id, "invalid_json", _too_deep(where), line[:10000].decode("utf-8", "replace"))
                     except ValueError:  # an integer over Python's int_max_str_digits: keep its digits as a string
                         _add_parsed(b, _loads_keeping_long_ints, line, c, fallback_id, where)
                     else:
@@ -106,8 +105,15 @@ def _lines(raw, path: Path, source: str):
                       "the file is truncated or corrupt") from e
 
 
+def _too_deep(where: str) -> str:
+    return f"{where}: invalid JSON: nested too deeply (past Python's recursion limit, {sys.getrecursionlimit()})"
+
+
 def _int_or_digits(s: str):
-    return int(s) if len(s) <= 4000 else s
+    try:
+        return int(s)
+    except ValueError:  # over sys.get_int_max_str_digits(): keep the exact digits
+        return s
 
 
 def _loads_keeping_long_ints(line: bytes):
@@ -121,8 +127,7 @@ def _add_parsed(b: BatchBuilder, loads, data, c: "FileSourceConfig", fallback_id
         rec = loads(data) if loads else data
         _add_record(b, rec, c, fallback_id, where)
     except RecursionError:
-        b.reject(fallback_id, "invalid_json", f"{where}: invalid JSON: nested deeper than "
-                 f"{sys.getrecursionlimit()} levels", None)
+        b.reject(fallback_id, "invalid_json", _too_deep(where), None)
     except ValueError as e:
         b.reject(fallback_id, "invalid_json", f"{where}: invalid JSON: {e}"[:1000], None)
 
