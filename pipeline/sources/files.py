@@ -57,7 +57,7 @@ class JsonlSource(Source):
         for path in self.resolve_globs(c.paths):
             self.provenance.append({"path": str(path), "size": path.stat().st_size})
             id_prefix = f"{c.name}/{self.input_name(path)}"
-            with open_compressed(path) as raw:
+            with _open(path, c.name) as raw:
                 for lineno, line in enumerate(_lines(raw, path, c.name), start=1):
                     if not line.strip():
                         continue  # blank lines are not records
@@ -88,6 +88,14 @@ class JsonlSource(Source):
 
 
 _BOM = b"\xef\xbb\xbf"
+
+
+def _open(path: Path, source: str):
+    """open_compressed, with a file that cannot be opened an error naming the source and the file."""
+    try:
+        return open_compressed(path)
+    except OSError as e:
+        raise InputError(f"source {source!r}: {path}: cannot open ({e.strerror or e})") from e
 
 
 def _lines(raw, path: Path, source: str):
@@ -175,10 +183,10 @@ class ParquetSource(Source):
                 pf = pq.ParquetFile(path)
                 n_groups = pf.num_row_groups
                 group_rows = [pf.metadata.row_group(g).num_rows for g in range(n_groups)]
+                names = pf.schema_arrow.names
             except (pa.ArrowException, OSError) as e:
                 raise InputError(f"source {c.name!r}: {path}: not a readable Parquet file, cannot read its footer "
                                  f"({_one_line(e)})") from e
-            names = pf.schema_arrow.names
             if c.text_field not in names:
                 raise InputError(f"source {c.name!r}: {path}: no column {c.text_field!r} (columns: {names})")
             ttype = pf.schema_arrow.field(c.text_field).type
@@ -297,7 +305,7 @@ class TextSource(Source):
         count = 0
         for path in self.resolve_globs(c.paths):
             self.provenance.append({"path": str(path), "size": path.stat().st_size})
-            with open_compressed(path) as f:
+            with _open(path, c.name) as f:
                 try:
                     raw = f.read()
                 except (EOFError, OSError) as e:

@@ -116,7 +116,7 @@ def detect_format(path: Path, name: str | None = None) -> str:
             return "parquet"
     try:
         with open_compressed(path) as f:
-            head = f.read(4096)
+            head = f.read(4096).removeprefix(b"\xef\xbb\xbf")  # a byte order mark says nothing of the format
     except (OSError, EOFError) as e:
         raise IOError(f"{path}: cannot read the start of the file to detect its format ({e})") from e
     if head.startswith(b"WARC/"):
