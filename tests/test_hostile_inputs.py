@@ -285,6 +285,21 @@ def test_corrupt_parquet_row_group_rejects_its_rows_and_the_rest_is_read(tmp_pat
     assert "a.parquet" in reason and "row group 1" in reason and "row 100" in reason and "Corrupt" in reason
 
 
+def test_invalid_utf8_in_a_parquet_string_column_rejects_that_row(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    as_string = lambda values: pa.array(values, pa.binary()).view(pa.string())  # noqa: E731 - Parquet does not check
+    pq.write_table(pa.table({"id": ["a", "b", "c", "d"],
+                             "text": as_string([b"good", b"bad \xff\xfe here", b"fine", b"also fine"]),
+                             "note": as_string([b"ok", b"ok", b"cut \xc3", b"ok"])}), src / "u.parquet")
+    stats, docs, rej = _ingest({"name": "u", "type": "parquet", "paths": ["u.parquet"]}, src)
+    assert docs.column("id").to_pylist() == ["a", "d"]
+    assert json.loads(docs.column("meta")[1].as_py()) == {"note": "ok"}
+    rows = rej.to_pylist()
+    assert [r["id"] for r in rows] == ["b", "c"] and {r["filter"] for r in rows} == {"invalid_utf8"}
+    assert "u.parquet: row 1: column 'text'" in rows[0]["reason"] and "row 2: column 'note'" in rows[1]["reason"]
+
+
 def test_dictionary_encoded_text_column_is_read_as_strings(tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -231,8 +231,22 @@ def _one_line(e: BaseException) -> str:
 
 def _parquet_batch(t: pa.Table, path: Path, row0: int, names: list[str], c: FileSourceConfig,
                    id_prefix: str) -> SourceBatch:
+    n_read = t.num_rows
+    rows: list[int] | range = range(row0, row0 + n_read)
+    bad_utf8 = _invalid_utf8_rows(t)
+    utf8_rej = None
+    if bad_utf8:  # rare: Parquet readers do not check UTF-8, our writers and later stages do
+        bad = sorted(bad_utf8)
+        bad_ids = [f"{id_prefix}:{row0 + i}" for i in bad]
+        if c.id_field in t.column_names and c.id_field not in bad_utf8.values():
+            bad_ids = own_or_fallback_ids(t.take(pa.array(bad, type=pa.int64())), c.id_field, bad_ids)
+        utf8_rej = rejected_table(
+            bad_ids, c.name, "ingest", "invalid_utf8",
+            [f"{path}: row {row0 + i}: column {bad_utf8[i]!r} is not valid UTF-8" for i in bad], None)
+        keep = [i for i in range(n_read) if i not in bad_utf8]
+        t = t.take(pa.array(keep, type=pa.int64()))
+        rows = [row0 + i for i in keep]
     n = t.num_rows
-    rows = range(row0, row0 + n)
     ids = own_or_fallback_ids(t, c.id_field, [f"{id_prefix}:{r}" for r in rows])
     text = t.column(c.text_field)
     if not pa.types.is_string(text.type):
@@ -256,8 +270,35 @@ def _parquet_batch(t: pa.Table, path: Path, row0: int, names: list[str], c: File
     bad_idx = [i for i, v in enumerate(valid.to_pylist()) if not v]
     rejected = rejected_table(
         [ids[i] for i in bad_idx], c.name, "ingest", "missing_text",
-        [f"{path}: row {row0 + i}: column {c.text_field!r} is null" for i in bad_idx], None)
-    return SourceBatch(good.cast(DOC_SCHEMA), rejected, n, int(pc.sum(pc.binary_length(good.column("text"))).as_py() or 0))
+        [f"{path}: row {rows[i]}: column {c.text_field!r} is null" for i in bad_idx], None)
+    if utf8_rej is not None:
+        rejected = pa.concat_tables([utf8_rej, rejected])
+    return SourceBatch(good.cast(DOC_SCHEMA), rejected, n_read,
+                       int(pc.sum(pc.binary_length(good.column("text"))).as_py() or 0))
+
+
+def _invalid_utf8_rows(t: pa.Table) -> dict[int, str]:
+    """Row index -> name of the first string column whose value there is not valid UTF-8.
+    One vectorised validation per string column; rows are only looked at when it fails."""
+    out: dict[int, str] = {}
+    for name, col in zip(t.column_names, t.columns):
+        typ = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+        if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+            continue
+        try:
+            col.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        if pa.types.is_dictionary(col.type):
+            col = pa.chunked_array([ch.dictionary.take(ch.indices) for ch in col.chunks], type=typ)
+        for i, v in enumerate(col.cast(pa.large_binary()).to_pylist()):
+            if v is not None and i not in out:
+                try:
+                    v.decode("utf-8")
+                except UnicodeDecodeError:
+                    out[i] = name
+    return out
 
 
 def _corrupt_rows(pf: pq.ParquetFile, path: Path, group: int, offset: int, start: int, stop: int,
