@@ -198,18 +198,22 @@ class ParquetSource(Source):
             id_prefix = f"{c.name}/{self.input_name(path)}"
             row0 = 0
             for g in range(n_groups):
-                group_end = row0 + group_rows[g]
+                group_start, group_end = row0, row0 + group_rows[g]
                 batches = pf.iter_batches(batch_size=2000, row_groups=[g])
                 while row0 < group_end:
                     if c.max_docs and count >= c.max_docs:
                         return
                     try:
                         rb = next(batches)
-                    except StopIteration:
-                        break
+                    except StopIteration:  # fewer rows than the footer promised: account for the rest
+                        why = f"row group ended after {row0 - group_start} of its {group_rows[g]} rows"
                     except (pa.ArrowException, OSError) as e:
-                        stop = min(group_end, row0 + (c.max_docs - count if c.max_docs else group_end))
-                        yield _corrupt_rows(pf, path, g, row0 - (group_end - group_rows[g]), row0, stop, e, c, id_prefix)
+                        why = f"corrupt data ({_one_line(e)})"
+                    else:
+                        why = None
+                    if why is not None:
+                        stop = min(group_end, row0 + c.max_docs - count) if c.max_docs else group_end
+                        yield _unreadable_rows(pf, path, g, row0 - group_start, row0, stop, why, c, id_prefix)
                         count += stop - row0
                         row0 = stop
                         break
@@ -301,8 +305,8 @@ def _invalid_utf8_rows(t: pa.Table) -> dict[int, str]:
     return out
 
 
-def _corrupt_rows(pf: pq.ParquetFile, path: Path, group: int, offset: int, start: int, stop: int,
-                  error: BaseException, c: FileSourceConfig, id_prefix: str) -> SourceBatch:
+def _unreadable_rows(pf: pq.ParquetFile, path: Path, group: int, offset: int, start: int, stop: int,
+                     why: str, c: FileSourceConfig, id_prefix: str) -> SourceBatch:
     """Rows start..stop (file row numbers; `offset` rows into row group `group`) could not
     be decoded: one rejected record each, with the record's own id when the id column
     of that row group can still be read."""
@@ -313,11 +317,9 @@ def _corrupt_rows(pf: pq.ParquetFile, path: Path, group: int, offset: int, start
         try:
             own = pf.read_row_group(group, columns=[c.id_field]).slice(offset, stop - start)
             ids = own_or_fallback_ids(own, c.id_field, fallback)
-        except (pa.ArrowException, OSError):
+        except (pa.ArrowException, OSError, ValueError):
             pass
-    why = _one_line(error)
-    reasons = [f"source {c.name!r}: {path}: row {r}: row group {group} cannot be decoded, corrupt data ({why})"
-               for r in rows]
+    reasons = [f"source {c.name!r}: {path}: row {r}: row group {group} cannot be decoded: {why}" for r in rows]
     rejected = rejected_table(ids, c.name, "ingest", "corrupt_row_group", reasons, None)
     return SourceBatch(DOC_SCHEMA.empty_table(), rejected, len(rows), 0)
 
