@@ -141,8 +141,9 @@ def open_compressed(path: str | os.PathLike) -> IO[bytes]:
     The codec comes from the file name (`.gz`, `.bz2`, `.zst`; `.txt`, `.jsonl`, ... are
     plain); only a name that says nothing is sniffed by its magic bytes, and a sniffed
     codec that cannot decode the first block falls back to the plain bytes (a text file
-    may well start with "BZh"). A file whose name names a codec is always decoded with it,
-    so its truncation or corruption is an error, never plain-text garbage."""
+    may well start with "BZh"), while one that runs out of input there is a truncated
+    file (IOError). A file whose name names a codec is always decoded with it, so its
+    truncation or corruption is an error, never plain-text garbage."""
     path = Path(path)
     suffix = path.suffix.lower()
     codec = compression_of(path)
@@ -151,7 +152,10 @@ def open_compressed(path: str | os.PathLike) -> IO[bytes]:
     try:  # sniffed: make sure the codec really decodes this file's first block
         with _open_codec(path, codec) as probe:
             probe.read(1)
-    except (OSError, EOFError, ValueError):
+    except EOFError as e:  # a real stream of that codec, cut short: not plain text
+        raise IOError(f"{path}: {codec} stream (from its magic bytes) ends inside its first block ({e}); "
+                      "the file is truncated") from e
+    except (OSError, ValueError):  # not that codec after all
         return open(path, "rb")
     except Exception as e:  # zstandard.ZstdError is not an OSError
         if type(e).__module__.split(".")[0] != "zstandard":

@@ -118,6 +118,10 @@ def test_compression_from_the_name_first_then_sniffed_with_plain_fallback(tmp_pa
     gz_no_suffix.write_bytes(gzip.compress(b"zipped\n"))
     with open_compressed(gz_no_suffix) as f:
         assert f.read() == b"zipped\n"
+    cut = tmp_path / "cut"  # no suffix, real bz2 cut inside its first block: truncated, not text
+    cut.write_bytes(bz2.compress(bytes(range(256)) * 400)[:200])
+    with pytest.raises(IOError, match="cut.*truncated"):
+        open_compressed(cut).read()
     gz_named_txt = tmp_path / "data.txt"  # the name says plain: bytes are returned as they are
     gz_named_txt.write_bytes(gzip.compress(b"zipped\n"))
     with open_compressed(gz_named_txt) as f:
