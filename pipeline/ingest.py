@@ -34,7 +34,8 @@ def ingest_source(source, out_dir: Path, shard_docs: int) -> IngestSourceStats:
     rejected: list[pa.Table] = []
     pending_rows = 0
     shards: list[str] = []
-    stats = {"docs_in": 0, "docs_out": 0, "docs_rejected": 0, "bytes_in": 0, "bytes_out": 0}
+    stats = {"docs_in": 0, "docs_out": 0, "docs_rejected": 0, "bytes_in": 0, "bytes_out": 0,
+             "surrogates_replaced": 0}
     reasons: dict[str, int] = {}
 
     def flush(final: bool):
@@ -55,6 +56,7 @@ def ingest_source(source, out_dir: Path, shard_docs: int) -> IngestSourceStats:
         docs = batch.docs
         stats["docs_in"] += docs.num_rows + batch.rejected.num_rows
         stats["bytes_in"] += batch.bytes_read
+        stats["surrogates_replaced"] += getattr(batch, "surrogates_replaced", 0)
         if batch.rejected.num_rows:
             rejected.append(batch.rejected)
         docs, dup_rej = _reject_repeated_ids(docs, seen)
@@ -90,10 +92,10 @@ def _reject_repeated_ids(docs: pa.Table, seen: dict[str, str]):
             keep.append(i)
     if not bad:
         return docs, None
-    dup = docs.take(bad)
+    dup = docs.take(pa.array(bad, type=pa.int64()))
     rej = rejected_table(
         dup.column("id").to_pylist(), dup.column("source").to_pylist(), "ingest", "duplicate_id",
         [f"{paths[i]}: id {ids[i]!r} already used by {seen[ids[i]]}" for i in bad], dup.column("text").to_pylist(),
         duplicate_of=[ids[i] for i in bad],
     )
-    return docs.take(keep), rej
+    return docs.take(pa.array(keep, type=pa.int64())), rej  # typed: `keep` may be empty

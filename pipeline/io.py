@@ -142,18 +142,70 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def open_compressed(path: str | os.PathLike) -> IO[bytes]:
-    """Open a local file as a binary stream, decompressing gzip, zstd or bz2 by magic bytes."""
-    path = Path(path)
+# Compression by file name first; the bytes are sniffed only when the name says nothing.
+_CODEC_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".tgz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
+_PLAIN_SUFFIXES = frozenset(
+    ".jsonl .ndjson .json .txt .text .md .rst .csv .tsv .parquet .pq .warc .wet .wat .arc .html .htm .xml .py".split())
+
+
+def compression_of(path: str | os.PathLike) -> str | None:
+    """'gzip', 'bz2', 'zstd' or None (plain): from the name's suffix when it is a known
+    compressed or plain one, else from the magic bytes (strict: gzip with deflate, bzip2
+    with its block or end-of-stream signature, the zstd frame magic)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in _CODEC_SUFFIXES:
+        return _CODEC_SUFFIXES[suffix]
+    if suffix in _PLAIN_SUFFIXES:
+        return None
     with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic[:2] == b"\x1f\x8b":
+        magic = f.read(10)
+    if magic[:3] == b"\x1f\x8b\x08":
+        return "gzip"
+    if magic[:3] == b"BZh" and magic[3:4] in b"123456789" and len(magic) == 10 and \
+            magic[4:10] in (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90"):
+        return "bz2"
+    if magic[:4] == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    return None
+
+
+def _open_codec(path: Path, codec: str | None) -> IO[bytes]:
+    if codec == "gzip":
         return gzip.open(path, "rb")
-    if magic[:3] == b"BZh":
+    if codec == "bz2":
         return bz2.open(path, "rb")
-    if magic == b"\x28\xb5\x2f\xfd":
+    if codec == "zstd":
         return io.BufferedReader(_ZstdReader(open(path, "rb")), buffer_size=1 << 20)
     return open(path, "rb")
+
+
+def open_compressed(path: str | os.PathLike) -> IO[bytes]:
+    """Open a local file as a binary stream, decompressing gzip, zstd or bz2.
+
+    The codec comes from the file name (`.gz`, `.bz2`, `.zst`; `.txt`, `.jsonl`, ... are
+    plain); only a name that says nothing is sniffed by its magic bytes, and a sniffed
+    codec that cannot decode the first block falls back to the plain bytes (a text file
+    may well start with "BZh"), while one that runs out of input there is a truncated
+    file (IOError). A file whose name names a codec is always decoded with it, so its
+    truncation or corruption is an error, never plain-text garbage."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    codec = compression_of(path)
+    if codec is None or suffix in _CODEC_SUFFIXES:
+        return _open_codec(path, codec)
+    try:  # sniffed: make sure the codec really decodes this file's first block
+        with _open_codec(path, codec) as probe:
+            probe.read(1)
+    except EOFError as e:  # a real stream of that codec, cut short: not plain text
+        raise IOError(f"{path}: {codec} stream (from its magic bytes) ends inside its first block ({e}); "
+                      "the file is truncated") from e
+    except (OSError, ValueError):  # not that codec after all
+        return open(path, "rb")
+    except Exception as e:  # zstandard.ZstdError is not an OSError
+        if type(e).__module__.split(".")[0] != "zstandard":
+            raise
+        return open(path, "rb")
+    return _open_codec(path, codec)
 
 
 class _ZstdReader(io.RawIOBase):

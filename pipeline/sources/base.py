@@ -7,8 +7,11 @@ reason naming the file and line: nothing is dropped silently.
 """
 from __future__ import annotations
 
-import glob
+import fnmatch
 import json
+import logging
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Iterator
@@ -17,6 +20,14 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.schema import DOC_SCHEMA, REJECTED_SCHEMA, conform, rejected_table
+
+log = logging.getLogger("pipeline.sources")
+
+
+class InputError(ValueError):
+    """An input that cannot be read at all (a folder that cannot be listed, a Parquet file
+    whose footer cannot be read). The message is one line naming the source and the file.
+    (A truncated compressed stream stays an IOError naming the source and the file.)"""
 
 
 class SourceConfig(BaseModel):
@@ -36,6 +47,7 @@ class SourceBatch:
     rejected: pa.Table
     records_read: int = 0  # docs + rejected; for the funnel
     bytes_read: int = 0
+    surrogates_replaced: int = 0  # records whose strings held lone UTF-16 surrogates (now U+FFFD)
 
 
 @dataclass
@@ -50,6 +62,7 @@ class BatchBuilder:
     bytes_read: int = 0
 
     def add(self, id: str, text: str, *, kind="prose", url=None, path=None, license=None, meta=None):
+        meta = json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str) if meta else None  # may raise: before any append
         d = self.docs
         d["id"].append(id)
         d["text"].append(text)
@@ -58,7 +71,7 @@ class BatchBuilder:
         d["kind"].append(kind)
         d["url"].append(url)
         d["path"].append(path)
-        d["meta"].append(json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str) if meta else None)
+        d["meta"].append(meta)
 
     def reject(self, id: str, filter: str, reason: str, text: str | None = None):
         self.rej["id"].append(id)
@@ -73,14 +86,39 @@ class BatchBuilder:
         return len(self) >= self.batch_size
 
     def flush(self) -> SourceBatch:
-        docs = pa.Table.from_pydict(self.docs, schema=DOC_SCHEMA)
+        fixed = 0
+        try:
+            docs = pa.Table.from_pydict(self.docs, schema=DOC_SCHEMA)
+        except UnicodeEncodeError:  # a lone surrogate (JSON "\\ud83d"): rare, so only checked on failure
+            fixed += replace_lone_surrogates(self.docs)
+            docs = pa.Table.from_pydict(self.docs, schema=DOC_SCHEMA)
         r = self.rej
-        rejected = rejected_table(r["id"], self.source, "ingest", r["filter"], r["reason"], r["text"])
-        batch = SourceBatch(docs, rejected, docs.num_rows + rejected.num_rows, self.bytes_read)
+        try:
+            rejected = rejected_table(r["id"], self.source, "ingest", r["filter"], r["reason"], r["text"])
+        except UnicodeEncodeError:
+            fixed += replace_lone_surrogates(r)
+            rejected = rejected_table(r["id"], self.source, "ingest", r["filter"], r["reason"], r["text"])
+        batch = SourceBatch(docs, rejected, docs.num_rows + rejected.num_rows, self.bytes_read, fixed)
         self.docs = {f.name: [] for f in DOC_SCHEMA}
         self.rej = {"id": [], "filter": [], "reason": [], "text": []}
         self.bytes_read = 0
         return batch
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_lone_surrogates(columns: dict[str, list]) -> int:
+    """Replace every lone UTF-16 surrogate in the string values of `columns` (equal-length
+    lists, one entry per record) by U+FFFD, in place; return how many records had one.
+    (json.loads joins escaped pairs into one code point, so any surrogate left is lone.)"""
+    touched: set[int] = set()
+    for values in columns.values():
+        for i, v in enumerate(values):
+            if isinstance(v, str) and _SURROGATE.search(v):
+                values[i] = _SURROGATE.sub("\ufffd", v)
+                touched.add(i)
+    return len(touched)
 
 
 class Source:
@@ -96,17 +134,145 @@ class Source:
     def read(self) -> Iterator[SourceBatch]:
         raise NotImplementedError
 
+    def _full_patterns(self, patterns: list[str]) -> list[str]:
+        # absolute already: the recipe resolved them against its folder when it was parsed
+        return [os.path.normpath(Path(pat).expanduser()) for pat in patterns]
+
     def resolve_globs(self, patterns: list[str]) -> list[Path]:
-        """Expand `paths:` globs (made absolute when the recipe was parsed); a pattern matching nothing is an error."""
+        """Expand `paths:` globs (made absolute when the recipe was parsed); a pattern matching nothing is an error.
+
+        `**` matches any number of folders. Every real folder is listed at most once, so a
+        symlink loop (or a second link to a folder already walked) is skipped; skipped links
+        and dangling links are reported in one warning line. A folder that cannot be listed
+        is an InputError naming it. A file reached under two names is read once."""
         files: list[Path] = []
-        for pat in patterns:
-            full = Path(pat).expanduser()
-            matches = sorted(Path(m) for m in glob.glob(str(full), recursive=True) if Path(m).is_file())
+        skipped: list[str] = []
+        dangling: list[str] = []
+        for pat, full in zip(patterns, self._full_patterns(patterns)):
+            try:
+                matches = sorted(_glob_files(full, skipped, dangling))
+            except OSError as e:
+                where = e.filename if e.filename is not None else full
+                raise InputError(f"source {self.config.name!r}: cannot list folder {where}: "
+                                 f"{e.strerror or e} (paths pattern {pat!r})") from e
             if not matches:
                 raise FileNotFoundError(f"source {self.config.name!r}: paths pattern {pat!r} matched no file (looked for {full})")
-            files.extend(matches)
-        # keep order, drop repeats
-        return list(dict.fromkeys(files))
+            files.extend(Path(m) for m in matches)
+        skipped, dangling = list(dict.fromkeys(skipped)), list(dict.fromkeys(dangling))
+        if skipped or dangling:
+            parts = []
+            if skipped:
+                parts.append(f"{len(skipped)} folder link(s) skipped (loop or folder already listed): {', '.join(skipped)}")
+            if dangling:
+                parts.append(f"{len(dangling)} dangling link(s): {', '.join(dangling)}")
+            message = f"source {self.config.name!r}: {'; '.join(parts)}"
+            if getattr(self, "_warned", None) != message:  # once per source, not per listing
+                self._warned = message
+                log.warning(message)
+        # keep order, drop repeats (also the same file reached through a link)
+        unique: dict[str, Path] = {}
+        for f in files:
+            unique.setdefault(os.path.realpath(f), f)
+        self._input_root = _common_root(self._full_patterns(patterns))
+        return list(unique.values())
+
+    def input_name(self, path: Path) -> str:
+        """`path` relative to the common folder of the `paths:` patterns (their part before the
+        first wildcard), in `/` form: unique per input file and stable across reruns; what
+        generated ids are made of (`<source>/<input_name>:<line>`)."""
+        root = getattr(self, "_input_root", None)
+        if root is None:
+            root = self._input_root = _common_root(self._full_patterns(getattr(self.config, "paths", None) or [str(path)]))
+        rel = os.path.relpath(os.path.normpath(path), root)
+        return Path(rel).as_posix() if not rel.startswith("..") else Path(path).name
+
+
+_MAGIC = re.compile(r"[*?[]")
+
+
+def _static_prefix(full: str) -> str:
+    """The folder part of a pattern before its first wildcard component."""
+    parts = Path(full).parts
+    for i, part in enumerate(parts):
+        if _MAGIC.search(part):
+            return str(Path(*parts[:i])) if i else os.curdir
+    return str(Path(full).parent)
+
+
+def _common_root(full_patterns: list[str]) -> str:
+    prefixes = [os.path.abspath(_static_prefix(f)) for f in full_patterns]
+    return os.path.commonpath(prefixes) if prefixes else os.path.abspath(os.curdir)
+
+
+def _glob_files(full: str, skipped: list[str], dangling: list[str]) -> Iterator[str]:
+    """Files matching the glob `full` (absolute or relative to the working folder). Like
+    glob(recursive=True) for files, but each real folder is walked once per pattern
+    position, listing errors raise OSError, and skipped/dangling links are collected."""
+    parts = Path(full).parts
+    for i, part in enumerate(parts):
+        if _MAGIC.search(part):
+            break
+    else:
+        if os.path.isfile(full):
+            yield full
+        return
+    root = str(Path(*parts[:i])) if i else os.curdir
+    rest = list(parts[i:])
+    if rest[-1] == "**":
+        rest.append("*")  # `dir/**` means every file below dir
+    if not os.path.isdir(root):
+        return
+    seen: set[tuple[str, int]] = set()
+    yield from _match(root, rest, 0, seen, skipped, dangling)
+
+
+def _scan(folder: str) -> list[os.DirEntry]:
+    with os.scandir(folder) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def _visible(name: str, part: str) -> bool:
+    return not name.startswith(".") or part.startswith(".")
+
+
+def _match(folder: str, rest: list[str], k: int, seen: set, skipped: list[str], dangling: list[str]) -> Iterator[str]:
+    key = (os.path.realpath(folder), k)
+    if key in seen:
+        return
+    seen.add(key)
+    part, last = rest[k], k == len(rest) - 1
+    if part == "**":
+        # zero folders here, then one more folder below (each real folder once)
+        yield from _match(folder, rest, k + 1, seen, skipped, dangling)
+        # real folders before links to folders, so a folder is named by its own path first
+        for e in sorted(_scan(folder), key=lambda e: e.is_symlink()):
+            if e.name.startswith(".") or not e.is_dir():  # like glob, `**` skips hidden folders
+                if e.is_symlink() and not os.path.exists(e.path):
+                    dangling.append(e.path)
+                continue
+            if e.is_symlink() and (os.path.realpath(e.path), k) in seen:
+                skipped.append(f"{e.path} -> {os.readlink(e.path)}")
+                continue
+            yield from _match(e.path, rest, k, seen, skipped, dangling)
+        return
+    if not _MAGIC.search(part):
+        p = os.path.join(folder, part)
+        if last:
+            if os.path.isfile(p):
+                yield p
+        elif os.path.isdir(p):
+            yield from _match(p, rest, k + 1, seen, skipped, dangling)
+        return
+    for e in _scan(folder):
+        if not _visible(e.name, part) or not fnmatch.fnmatchcase(e.name, part):
+            continue
+        if e.is_symlink() and not os.path.exists(e.path):
+            dangling.append(e.path)
+        elif last:
+            if e.is_file():
+                yield e.path
+        elif e.is_dir():
+            yield from _match(e.path, rest, k + 1, seen, skipped, dangling)
 
 
 def own_or_fallback_ids(table: pa.Table, id_field: str, fallback: list[str]) -> list[str]:

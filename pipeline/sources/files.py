@@ -1,14 +1,22 @@
 """Local file sources: `jsonl` (plain or gzip/zstd/bz2), `parquet`, `text`.
 
 Record ids: the record's own id (from `id_field`, default `id`) when it has one, so users
-can map results back to their data; otherwise `<source>/<file name>:<line>` (jsonl),
-`<source>/<file name>:<row>` (parquet) or `<source>/<file name>[#<part>]` (text), all
-stable across runs of the same inputs.
+can map results back to their data; otherwise `<source>/<file>:<line>` (jsonl),
+`<source>/<file>:<row>` (parquet) or `<source>/<file>[#<part>]` (text), where `<file>` is
+the file's path relative to the common folder of the `paths:` patterns (so 2023/part-0.jsonl
+and 2024/part-0.jsonl differ), all stable across runs of the same inputs.
+
+Hostile records stay records: a line nested deeper than Python can parse is rejected
+(`invalid_json`), an integer over Python's 4300-digit conversion limit is kept as its
+digit string, a lone UTF-16 surrogate escape becomes U+FFFD (counted), a leading BOM is
+dropped. A Parquet row group that cannot be decoded rejects its rows (`corrupt_row_group`)
+and the rest of the file is read; a file that cannot be opened at all is an InputError.
 """
 from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -21,7 +29,8 @@ from pipeline.io import open_compressed
 from pipeline.records import recipe_path
 from pipeline.schema import DOC_SCHEMA, rejected_table
 from pipeline.sources import register
-from pipeline.sources.base import BatchBuilder, Source, SourceBatch, SourceConfig, own_or_fallback_ids
+from pipeline.sources.base import (BatchBuilder, InputError, Source, SourceBatch, SourceConfig,
+                                   own_or_fallback_ids)
 
 # Columns a source may fill directly from a record's field of the same name.
 _DIRECT = ("url", "license", "kind")
@@ -32,10 +41,6 @@ class FileSourceConfig(SourceConfig):
     text_field: str = "text"
     id_field: str = "id"
     meta_fields: list[str] | None = Field(None, description="record fields kept in `meta` (default: all others)")
-
-
-def _doc_name(path: Path) -> str:
-    return path.name
 
 
 @register
@@ -52,11 +57,12 @@ class JsonlSource(Source):
         count = 0
         for path in self.resolve_globs(c.paths):
             self.provenance.append({"path": str(path), "size": path.stat().st_size})
-            with open_compressed(path) as raw:
-                for lineno, line in enumerate(_lines(raw, path), start=1):
+            id_prefix = f"{c.name}/{self.input_name(path)}"
+            with _open(path, c.name) as raw:
+                for lineno, line in enumerate(_lines(raw, path, c.name), start=1):
                     if not line.strip():
                         continue  # blank lines are not records
-                    fallback_id = f"{c.name}/{path.name}:{lineno}"
+                    fallback_id = f"{id_prefix}:{lineno}"
                     where = f"{path}:{lineno}"
                     b.bytes_read += len(line)
                     try:
@@ -67,8 +73,12 @@ class JsonlSource(Source):
                     except json.JSONDecodeError as e:
                         b.reject(fallback_id, "invalid_json", f"{where}: invalid JSON: {e.msg} at column {e.colno}",
                                  line.decode("utf-8", "replace"))
+                    except RecursionError:
+                        b.reject(fallback_id, "invalid_json", _too_deep(where), line[:10000].decode("utf-8", "replace"))
+                    except ValueError:  # an integer over Python's int_max_str_digits: keep its digits as a string
+                        _add_parsed(b, _loads_keeping_long_ints, line, c, fallback_id, where)
                     else:
-                        _add_record(b, rec, c, fallback_id, where)
+                        _add_parsed(b, None, rec, c, fallback_id, where)
                     count += 1
                     if b.full():
                         yield b.flush()
@@ -78,13 +88,57 @@ class JsonlSource(Source):
         yield b.flush()
 
 
-def _lines(raw, path: Path):
-    """Yield raw lines; a truncated or corrupt compressed stream is an error naming the file."""
+_BOM = b"\xef\xbb\xbf"
+
+
+def _open(path: Path, source: str):
+    """open_compressed, with a file that cannot be opened an error naming the source and the file."""
     try:
-        for line in io.BufferedReader(raw, buffer_size=1 << 20) if not hasattr(raw, "peek") else raw:
-            yield line
+        return open_compressed(path)
+    except OSError as e:
+        raise InputError(f"source {source!r}: {path}: cannot open ({e.strerror or e})") from e
+
+
+def _lines(raw, path: Path, source: str):
+    """Yield raw lines (a leading UTF-8 BOM dropped); a truncated or corrupt compressed
+    stream is an error naming the source and the file."""
+    try:
+        lines = iter(io.BufferedReader(raw, buffer_size=1 << 20) if not hasattr(raw, "peek") else raw)
+        first = next(lines, None)
+        if first is None:
+            return
+        yield first[3:] if first.startswith(_BOM) else first
+        yield from lines
     except (EOFError, OSError) as e:
-        raise IOError(f"{path}: cannot read compressed stream to the end ({e}); the file is truncated or corrupt") from e
+        raise IOError(f"source {source!r}: {path}: cannot read compressed stream to the end ({e}); "
+                      "the file is truncated or corrupt") from e
+
+
+def _too_deep(where: str) -> str:
+    return f"{where}: invalid JSON: nested too deeply (past Python's recursion limit, {sys.getrecursionlimit()})"
+
+
+def _int_or_digits(s: str):
+    try:
+        return int(s)
+    except ValueError:  # over sys.get_int_max_str_digits(): keep the exact digits
+        return s
+
+
+def _loads_keeping_long_ints(line: bytes):
+    return json.loads(line.decode("utf-8"), parse_int=_int_or_digits)
+
+
+def _add_parsed(b: BatchBuilder, loads, data, c: "FileSourceConfig", fallback_id: str, where: str):
+    """Add a parsed record (or parse `data` with `loads` first); a record too deep or odd
+    for the parser or the JSON encoder is rejected, never raised."""
+    try:
+        rec = loads(data) if loads else data
+        _add_record(b, rec, c, fallback_id, where)
+    except RecursionError:
+        b.reject(fallback_id, "invalid_json", _too_deep(where), None)
+    except ValueError as e:
+        b.reject(fallback_id, "invalid_json", f"{where}: invalid JSON: {e}"[:1000], None)
 
 
 def _add_record(b: BatchBuilder, rec, c: FileSourceConfig, fallback_id: str, where: str):
@@ -112,7 +166,11 @@ def _add_record(b: BatchBuilder, rec, c: FileSourceConfig, fallback_id: str, whe
 
 @register
 class ParquetSource(Source):
-    """Parquet files read in record batches. Rows whose text is null are rejected with the row number."""
+    """Parquet files read in record batches, row group by row group. Rows whose text is
+    null are rejected with the row number; a row group that cannot be decoded (corrupt
+    page, bad compression) rejects its unread rows (`corrupt_row_group`, naming file, row
+    group and row) and reading goes on with the next one. A file whose footer cannot be
+    read is an InputError naming the source and the file."""
 
     type = "parquet"
     Config = FileSourceConfig
@@ -122,48 +180,149 @@ class ParquetSource(Source):
         count = 0
         for path in self.resolve_globs(c.paths):
             self.provenance.append({"path": str(path), "size": path.stat().st_size})
-            pf = pq.ParquetFile(path)
-            names = pf.schema_arrow.names
+            try:
+                pf = pq.ParquetFile(path)
+                n_groups = pf.num_row_groups
+                group_rows = [pf.metadata.row_group(g).num_rows for g in range(n_groups)]
+                names = pf.schema_arrow.names
+            except (pa.ArrowException, OSError) as e:
+                raise InputError(f"source {c.name!r}: {path}: not a readable Parquet file, cannot read its footer "
+                                 f"({_one_line(e)})") from e
             if c.text_field not in names:
-                raise ValueError(f"{path}: no column {c.text_field!r} (columns: {names})")
+                raise InputError(f"source {c.name!r}: {path}: no column {c.text_field!r} (columns: {names})")
+            ttype = pf.schema_arrow.field(c.text_field).type
+            if pa.types.is_dictionary(ttype):
+                ttype = ttype.value_type  # pandas `category`: decoded to plain strings below
+            if not (pa.types.is_string(ttype) or pa.types.is_large_string(ttype)):
+                raise InputError(f"source {c.name!r}: {path}: column {c.text_field!r} has type "
+                                 f"{pf.schema_arrow.field(c.text_field).type}, not string")
+            id_prefix = f"{c.name}/{self.input_name(path)}"
             row0 = 0
-            for rb in pf.iter_batches(batch_size=2000):
-                t = pa.Table.from_batches([rb])
-                n = t.num_rows
-                if c.max_docs:
-                    n = min(n, c.max_docs - count)
-                    t = t.slice(0, n)
-                rows = range(row0, row0 + n)
-                fallback = [f"{c.name}/{path.name}:{r}" for r in rows]
-                ids = own_or_fallback_ids(t, c.id_field, fallback)
-                text = t.column(c.text_field)
-                if not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
-                    raise ValueError(f"{path}: column {c.text_field!r} has type {text.type}, not string")
-                valid = pc.is_valid(text)
-                meta_cols = c.meta_fields if c.meta_fields is not None else [
-                    k for k in names if k not in {c.text_field, c.id_field, *_DIRECT}]
-                meta_rows = t.select([m for m in meta_cols if m in names]).to_pylist() if meta_cols else [None] * n
-                docs = {
-                    "id": ids,
-                    "text": text.cast(pa.string()),
-                    "source": [c.name] * n,
-                    "license": t.column("license").cast(pa.string()) if "license" in names else [c.license] * n,
-                    "kind": t.column("kind").cast(pa.string()) if "kind" in names else ["prose"] * n,
-                    "url": t.column("url").cast(pa.string()) if "url" in names else [None] * n,
-                    "path": [f"{path}:{r}" for r in rows],
-                    "meta": [json.dumps(m, ensure_ascii=False, sort_keys=True, default=str) if m else None for m in meta_rows],
-                }
-                table = pa.Table.from_pydict(docs, schema=pa.schema([f.with_nullable(True) for f in DOC_SCHEMA]))
-                good = table.filter(valid)
-                bad_idx = [i for i, v in enumerate(valid.to_pylist()) if not v]
-                rejected = rejected_table(
-                    [ids[i] for i in bad_idx], c.name, "ingest", "missing_text",
-                    [f"{path}: row {row0 + i}: column {c.text_field!r} is null" for i in bad_idx], None)
-                yield SourceBatch(good.cast(DOC_SCHEMA), rejected, n, int(pc.sum(pc.binary_length(good.column("text"))).as_py() or 0))
-                row0 += n
-                count += n
+            for g in range(n_groups):
+                group_start, group_end = row0, row0 + group_rows[g]
+                batches = pf.iter_batches(batch_size=2000, row_groups=[g])
+                while row0 < group_end:
+                    if c.max_docs and count >= c.max_docs:
+                        return
+                    try:
+                        rb = next(batches)
+                    except StopIteration:  # fewer rows than the footer promised: account for the rest
+                        why = f"row group ended after {row0 - group_start} of its {group_rows[g]} rows"
+                    except (pa.ArrowException, OSError) as e:
+                        why = f"corrupt data ({_one_line(e)})"
+                    else:
+                        why = None
+                    if why is not None:
+                        stop = min(group_end, row0 + c.max_docs - count) if c.max_docs else group_end
+                        yield _unreadable_rows(pf, path, g, row0 - group_start, row0, stop, why, c, id_prefix)
+                        count += stop - row0
+                        row0 = stop
+                        break
+                    t = pa.Table.from_batches([rb])
+                    if c.max_docs:
+                        t = t.slice(0, c.max_docs - count)
+                    yield _parquet_batch(t, path, row0, names, c, id_prefix)
+                    row0 += t.num_rows
+                    count += t.num_rows
+                row0 = group_end
                 if c.max_docs and count >= c.max_docs:
                     return
+
+
+def _one_line(e: BaseException) -> str:
+    msg = " ".join(str(e).split())
+    return f"{type(e).__name__}: {msg[:300]}"
+
+
+def _parquet_batch(t: pa.Table, path: Path, row0: int, names: list[str], c: FileSourceConfig,
+                   id_prefix: str) -> SourceBatch:
+    n_read = t.num_rows
+    rows: list[int] | range = range(row0, row0 + n_read)
+    bad_utf8 = _invalid_utf8_rows(t)
+    utf8_rej = None
+    if bad_utf8:  # rare: Parquet readers do not check UTF-8, our writers and later stages do
+        bad = sorted(bad_utf8)
+        bad_ids = [f"{id_prefix}:{row0 + i}" for i in bad]
+        if c.id_field in t.column_names and c.id_field not in bad_utf8.values():
+            bad_ids = own_or_fallback_ids(t.take(pa.array(bad, type=pa.int64())), c.id_field, bad_ids)
+        utf8_rej = rejected_table(
+            bad_ids, c.name, "ingest", "invalid_utf8",
+            [f"{path}: row {row0 + i}: column {bad_utf8[i]!r} is not valid UTF-8" for i in bad], None)
+        keep = [i for i in range(n_read) if i not in bad_utf8]
+        t = t.take(pa.array(keep, type=pa.int64()))
+        rows = [row0 + i for i in keep]
+    n = t.num_rows
+    ids = own_or_fallback_ids(t, c.id_field, [f"{id_prefix}:{r}" for r in rows])
+    text = t.column(c.text_field)
+    if not pa.types.is_string(text.type):
+        text = text.cast(pa.string())  # large_string, or dictionary-encoded (pandas `category`)
+    valid = pc.is_valid(text)
+    meta_cols = c.meta_fields if c.meta_fields is not None else [
+        k for k in names if k not in {c.text_field, c.id_field, *_DIRECT}]
+    meta_rows = t.select([m for m in meta_cols if m in names]).to_pylist() if meta_cols else [None] * n
+    docs = {
+        "id": ids,
+        "text": text,
+        "source": [c.name] * n,
+        "license": t.column("license").cast(pa.string()) if "license" in names else [c.license] * n,
+        "kind": t.column("kind").cast(pa.string()) if "kind" in names else ["prose"] * n,
+        "url": t.column("url").cast(pa.string()) if "url" in names else [None] * n,
+        "path": [f"{path}:{r}" for r in rows],
+        "meta": [json.dumps(m, ensure_ascii=False, sort_keys=True, default=str) if m else None for m in meta_rows],
+    }
+    table = pa.Table.from_pydict(docs, schema=pa.schema([f.with_nullable(True) for f in DOC_SCHEMA]))
+    good = table.filter(valid)
+    bad_idx = [i for i, v in enumerate(valid.to_pylist()) if not v]
+    rejected = rejected_table(
+        [ids[i] for i in bad_idx], c.name, "ingest", "missing_text",
+        [f"{path}: row {rows[i]}: column {c.text_field!r} is null" for i in bad_idx], None)
+    if utf8_rej is not None:
+        rejected = pa.concat_tables([utf8_rej, rejected])
+    return SourceBatch(good.cast(DOC_SCHEMA), rejected, n_read,
+                       int(pc.sum(pc.binary_length(good.column("text"))).as_py() or 0))
+
+
+def _invalid_utf8_rows(t: pa.Table) -> dict[int, str]:
+    """Row index -> name of the first string column whose value there is not valid UTF-8.
+    One vectorised validation per string column; rows are only looked at when it fails."""
+    out: dict[int, str] = {}
+    for name, col in zip(t.column_names, t.columns):
+        typ = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+        if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+            continue
+        try:
+            col.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        if pa.types.is_dictionary(col.type):
+            col = pa.chunked_array([ch.dictionary.take(ch.indices) for ch in col.chunks], type=typ)
+        for i, v in enumerate(col.cast(pa.large_binary()).to_pylist()):
+            if v is not None and i not in out:
+                try:
+                    v.decode("utf-8")
+                except UnicodeDecodeError:
+                    out[i] = name
+    return out
+
+
+def _unreadable_rows(pf: pq.ParquetFile, path: Path, group: int, offset: int, start: int, stop: int,
+                     why: str, c: FileSourceConfig, id_prefix: str) -> SourceBatch:
+    """Rows start..stop (file row numbers; `offset` rows into row group `group`) could not
+    be decoded: one rejected record each, with the record's own id when the id column
+    of that row group can still be read."""
+    rows = range(start, stop)
+    fallback = [f"{id_prefix}:{r}" for r in rows]
+    ids = fallback
+    if c.id_field in pf.schema_arrow.names:
+        try:
+            own = pf.read_row_group(group, columns=[c.id_field]).slice(offset, stop - start)
+            ids = own_or_fallback_ids(own, c.id_field, fallback)
+        except (pa.ArrowException, OSError, ValueError):
+            pass
+    reasons = [f"source {c.name!r}: {path}: row {r}: row group {group} cannot be decoded: {why}" for r in rows]
+    rejected = rejected_table(ids, c.name, "ingest", "corrupt_row_group", reasons, None)
+    return SourceBatch(DOC_SCHEMA.empty_table(), rejected, len(rows), 0)
 
 
 class TextSourceConfig(SourceConfig):
@@ -190,15 +349,18 @@ class TextSource(Source):
         count = 0
         for path in self.resolve_globs(c.paths):
             self.provenance.append({"path": str(path), "size": path.stat().st_size})
-            with open_compressed(path) as f:
+            with _open(path, c.name) as f:
                 try:
                     raw = f.read()
                 except (EOFError, OSError) as e:
-                    raise IOError(f"{path}: cannot read compressed stream to the end ({e}); the file is truncated or corrupt") from e
+                    raise IOError(f"source {c.name!r}: {path}: cannot read compressed stream to the end ({e}); "
+                                  "the file is truncated or corrupt") from e
             b.bytes_read += len(raw)
-            base_id = f"{c.name}/{path.name}"
+            base_id = f"{c.name}/{self.input_name(path)}"
             try:
                 text = raw.decode(c.encoding)
+                if text.startswith("\ufeff"):
+                    text = text[1:]  # a byte order mark is not text
             except UnicodeDecodeError as e:
                 b.reject(base_id, "invalid_utf8", f"{path}: invalid {c.encoding} at byte {e.start}",
                          raw.decode(c.encoding, "replace"))

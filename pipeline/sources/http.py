@@ -117,7 +117,7 @@ def detect_format(path: Path, name: str | None = None) -> str:
             return "parquet"
     try:
         with open_compressed(path) as f:
-            head = f.read(4096)
+            head = f.read(4096).removeprefix(b"\xef\xbb\xbf")  # a byte order mark says nothing of the format
     except (OSError, EOFError) as e:
         raise IOError(f"{path}: cannot read the start of the file to detect its format ({e})") from e
     if head.startswith(b"WARC/"):
@@ -209,7 +209,8 @@ def _renamed(batch: SourceBatch, old: str, new: str) -> SourceBatch:
         ids = pc.replace_substring_regex(table.column("id"), pattern=pattern, replacement=new.replace("\\", "\\\\") + "\\1")
         return table.set_column(table.schema.get_field_index("id"), table.schema.field("id"), ids)
 
-    return SourceBatch(fix(batch.docs), fix(batch.rejected), batch.records_read, batch.bytes_read)
+    return SourceBatch(fix(batch.docs), fix(batch.rejected), batch.records_read, batch.bytes_read,
+                       batch.surrogates_replaced)
 
 
 @register
