@@ -19,7 +19,7 @@ from typing import ClassVar, Iterator
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.schema import DOC_SCHEMA, REJECTED_SCHEMA, conform, rejected_table
+from pipeline.schema import DOC_SCHEMA, rejected_table
 
 log = logging.getLogger("pipeline.sources")
 
@@ -281,11 +281,3 @@ def own_or_fallback_ids(table: pa.Table, id_field: str, fallback: list[str]) -> 
         return fallback
     own = table.column(id_field).cast(pa.string()).to_pylist()
     return [o if o not in (None, "") else f for o, f in zip(own, fallback)]
-
-
-def to_docs(table: pa.Table) -> pa.Table:
-    return conform(table, DOC_SCHEMA)
-
-
-def empty_batch() -> SourceBatch:
-    return SourceBatch(DOC_SCHEMA.empty_table(), REJECTED_SCHEMA.empty_table())
