@@ -118,3 +118,85 @@ def test_rerun_removes_temporary_files_a_killed_run_left(built):
     run_corpus(str(recipe), str(out), workers=1, cards_dir=None)
     assert not stale_file.exists() and not stale_dir.exists()
     assert not [p for p in out.rglob(".tmp-*") if ".opencorpus" not in p.parts]
+
+
+def _session_members(session: int) -> list[int]:
+    """Pids of the processes in a session (from /proc/PID/stat: field 6 is the session id)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _wait(predicate, timeout: float, step: float = 0.2) -> bool:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+@pytest.mark.slow
+def test_ctrl_c_and_kill_9_leave_no_process_behind(tmp_path):
+    """Ctrl-C (SIGINT to the command's process group, as a terminal sends it) stops the run,
+    its Prefect server and its pool workers within seconds; so does a kill -9 of the command.
+    The rerun then completes with no temporary file left."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    rng = random.Random(7)
+    words = "the river and the stone of the market with a garden to the light that was quiet in the north".split()
+    with open(tmp_path / "docs.jsonl", "w", encoding="utf-8") as f:
+        for i in range(6_000):
+            text = ". ".join(" ".join(rng.choice(words) for _ in range(12)).capitalize() for _ in range(25)) + "."
+            f.write(json.dumps({"id": f"d{i}", "text": text}) + "\n")
+    recipe = recipe_file(tmp_path, sources=[{"name": "gen", "type": "jsonl", "paths": ["docs.jsonl"]}],
+                         ingest={"shard_docs": 1000})
+    out = tmp_path / "out"
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"))
+    env.pop("PREFECT_API_URL", None)  # its own temporary server, as a user's run has
+    cmd = [sys.executable, "-m", "flows.cli", "run", str(recipe), "--output", str(out), "--workers", "2",
+           "--cards-dir", ""]
+
+    for how in ("ctrl-c", "kill -9"):
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        assert _wait(lambda: (out / ".opencorpus" / "progress.jsonl").exists() and len(_children(proc.pid)) > 0, 120)
+        session = _children(proc.pid)[0]  # the supervised child leads a session of its own
+        assert _wait(lambda: len(_session_members(session)) >= 3, 60)  # flow, Prefect server, pool workers
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+            assert proc.wait(timeout=15) == 130
+            assert "interrupted" in proc.stderr.read()
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        assert _wait(lambda: not _session_members(session), 10), (how, _session_members(session))
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not [p for p in out.rglob(".tmp-*") if ".opencorpus" not in p.parts]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"]["ingest"]["docs_in"] == 6_000
