@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flows.state import STATE_DIR
-from pipeline.io import write_json
+from pipeline.io import atomic_path, write_json
 
 LOCAL_PROTOCOLS = {"file", "local"}
 # Machine-local state that is never pushed: the hash cache, the progress log, the ledger.
@@ -202,9 +202,8 @@ def _download(pattern: str, inputs_dir: Path | None) -> list[Path]:
         except (OSError, ValueError):
             fresh = False
         if not fresh:
-            tmp = folder / f".tmp-{local.name}"
-            fs.get_file(m, str(tmp))
-            os.replace(tmp, local)
+            with atomic_path(local) as tmp:
+                fs.get_file(m, str(tmp))
             write_json(stamp, stamp_path)
         out.append(local)
     return out

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -57,6 +58,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def replace_dir(staging: Path, final: Path) -> None:
+    """Move a finished staging folder onto `final`; the old folder is removed only after, so
+    a reader (or a kill) sees the old complete folder or the new complete one."""
+    old = None
+    if final.exists():
+        old = final.parent / f".tmp-{final.name}.old-{os.getpid()}"
+        os.replace(final, old)
+    os.replace(staging, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 STATE_DIR = ".opencorpus"

@@ -50,7 +50,7 @@ from pipeline.dedup.minhash import (
     shingle_hashes,
     unique_shingle_sets,
 )
-from pipeline.io import PARQUET_COMPRESSION, atomic_path, text_bytes, write_json, write_parquet
+from pipeline.io import PARQUET_COMPRESSION, atomic_path, replace_dir, text_bytes, write_json, write_parquet
 from pipeline.records import DedupStats
 from pipeline.schema import CLEAN_SCHEMA, conform, rejected_table
 
@@ -620,7 +620,7 @@ def load_index(folder: Path, work: Path, params: Params) -> IndexParts:
 def save_index(out_dir: Path, work: Path, old: IndexParts, names, first, counts, status, params: Params):
     """Write out_dir/dedup_index/: the old parts plus this run's kept documents, renumbered densely."""
     final = out_dir / "dedup_index"
-    tmp = out_dir / "dedup_index.tmp"
+    tmp = out_dir / ".tmp-dedup_index"  # our temporary naming: a killed run's copy is removed by the rerun
     shutil.rmtree(tmp, ignore_errors=True)
     gen = old.generation + 1 if old.entries is not None else 0
     parts = []
@@ -659,15 +659,7 @@ def save_index(out_dir: Path, work: Path, old: IndexParts, names, first, counts,
     tmp.mkdir(parents=True, exist_ok=True)
     write_json({"version": INDEX_VERSION, "generation": gen, "params": _index_params(params), "docs": next_doc, "parts": parts},
                tmp / "index.json")
-    # Swap in: a reader sees the old complete index or the new complete one.
-    if final.exists():
-        trash = out_dir / "dedup_index.old"
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    replace_dir(tmp, final)
 
 
 def _mark_groups(lf, keys: list[str], status, rep_doc, code: int, edges_a, edges_b, n_old: int = 0):

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.io import sha256_file, write_json, write_parquet
+from pipeline.io import replace_dir, sha256_file, write_json, write_parquet
 from pipeline.records import TOKEN_INDEX_FORMAT, TokenIndex, TokenizeStats
 from pipeline.schema import rejected_table, token_schema
 from pipeline.tokenize.config import TokenizeConfig
@@ -256,7 +256,7 @@ def tokenize_corpus(
             write_json(packed_index, staging / "packed" / "index.json")
             index.packed_index = "packed/index.json"
         index.write(staging / "index.json")
-        _replace_dir(staging, out_dir)
+        replace_dir(staging, out_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -325,14 +325,3 @@ def _write_rejected(rejected: dict[Path, list[pa.Table]], rejected_dir: Path) ->
         elif target.exists():
             target.unlink()
     return written
-
-
-def _replace_dir(staging: Path, out_dir: Path) -> None:
-    """Move the finished staging folder onto out_dir (the old one goes away only after)."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".tmp-{out_dir.name}.old-{os.getpid()}"
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
