@@ -37,8 +37,7 @@ from pipeline import card as card_mod
 from pipeline.io import list_shards, remove_written, written_files
 from pipeline.manifest import build_manifest
 from pipeline.recipe import Recipe, load_recipe
-from pipeline.records import (CleanStats, IngestStats, Manifest, StageStats, Stages, TokenizerStats,
-                              TokenizeStats)
+from pipeline.records import CleanStats, IngestStats, Manifest, StageStats, Stages, TokenizerStats
 
 class _NoTraceback(logging.Filter):
     """Prefect logs a failing task or flow with its traceback; the CLI prints the error in one
@@ -402,7 +401,7 @@ class EmptyCorpusError(RuntimeError):
 
 
 def _build(build: CorpusBuild, recipe: Recipe, recipe_path, output, location, cards_dir, log) -> Manifest:
-    root, stages, progress = build.root, Stages(), build.progress
+    stages, progress = Stages(), build.progress
     command = "opencorpus run " + shlex.quote(str(recipe_path)) + (f" --output {shlex.quote(str(output))}" if output else "")
 
     def finish(stage: str, stats: StageStats):
@@ -413,7 +412,7 @@ def _build(build: CorpusBuild, recipe: Recipe, recipe_path, output, location, ca
         if location.remote:
             push_task(location)
         if stats.docs_out == 0:  # nothing left for the next stage: say where everything went
-            manifest = _write_manifest(build, recipe, recipe_path, stages, command, cards_dir, location)
+            _write_manifest(build, recipe, recipe_path, stages, command, cards_dir, location)
             raise EmptyCorpusError(f"{stage} left no document: {_removed_by(stage, stats)} "
                                    f"(manifest and card written to {location.url})")
 

@@ -72,18 +72,24 @@ def _filters(figures: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _languages(figures: dict, path: Path) -> Path | None:
-    rows = figures["languages"]["rows"][:TOP_LANGUAGES]
+def _language_bars(figures: dict, key: str, xlabel: str, title: str, path: Path) -> Path | None:
+    """One horizontal bar per language (the top ones), of the rows' `key`."""
+    rows = [r for r in figures["languages"]["rows"][:TOP_LANGUAGES] if r.get(key)]
     if not rows:
         return None
     fig, ax = plt.subplots(layout="constrained", figsize=(7, 0.32 * len(rows) + 1.2))
-    ax.barh(range(len(rows)), [r["docs"] for r in rows], color=BLUE)
+    ax.barh(range(len(rows)), [r[key] for r in rows], color=BLUE)
     ax.set_yticks(range(len(rows)), [r["language"] for r in rows])
     ax.invert_yaxis()
-    ax.set_xlabel("documents")
-    ax.set_title("Languages" + (f" (top {TOP_LANGUAGES})" if len(figures["languages"]["rows"]) > TOP_LANGUAGES else ""))
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
     ax.spines[["top", "right"]].set_visible(False)
     return _save(fig, path)
+
+
+def _languages(figures: dict, path: Path) -> Path | None:
+    top = f" (top {TOP_LANGUAGES})" if len(figures["languages"]["rows"]) > TOP_LANGUAGES else ""
+    return _language_bars(figures, "docs", "documents", "Languages" + top, path)
 
 
 def _histogram(hist: dict | None, title: str, xlabel: str, path: Path, color: str) -> Path | None:
@@ -104,17 +110,8 @@ def _histogram(hist: dict | None, title: str, xlabel: str, path: Path, color: st
 
 
 def _bytes_per_token(figures: dict, path: Path) -> Path | None:
-    rows = [r for r in figures["languages"]["rows"][:TOP_LANGUAGES] if r.get("bytes_per_token")]
-    if not rows:
-        return None
-    fig, ax = plt.subplots(layout="constrained", figsize=(7, 0.32 * len(rows) + 1.2))
-    ax.barh(range(len(rows)), [r["bytes_per_token"] for r in rows], color=BLUE)
-    ax.set_yticks(range(len(rows)), [r["language"] for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel("UTF-8 bytes per token (higher = the tokenizer fits the language better)")
-    ax.set_title("Bytes per token per language")
-    ax.spines[["top", "right"]].set_visible(False)
-    return _save(fig, path)
+    return _language_bars(figures, "bytes_per_token", "UTF-8 bytes per token (higher = the tokenizer fits the language better)",
+                          "Bytes per token per language", path)
 
 
 def _clusters(figures: dict, path: Path) -> Path | None:

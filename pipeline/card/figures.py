@@ -12,10 +12,8 @@ manifest alone.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from pipeline.io import list_shards, sha256_file

@@ -275,6 +275,31 @@ def _match(folder: str, rest: list[str], k: int, seen: set, skipped: list[str], 
             yield from _match(e.path, rest, k + 1, seen, skipped, dangling)
 
 
+# Record fields that are DOC_SCHEMA columns of their own; every other field goes into `meta`.
+DIRECT_FIELDS = ("url", "license", "kind")
+
+
+def docs_from_table(t: pa.Table, c, ids: list[str], text, paths: list[str]) -> pa.Table:
+    """DOC_SCHEMA columns (all nullable: the caller filters rows without text) for a table of
+    records from a columnar source (Parquet, a Hugging Face dataset) with config `c`."""
+    n, names = t.num_rows, t.column_names
+    meta_cols = c.meta_fields if c.meta_fields is not None else [
+        k for k in names if k not in {c.text_field, c.id_field, *DIRECT_FIELDS}]
+    meta_cols = [m for m in meta_cols if m in names]
+    meta_rows = t.select(meta_cols).to_pylist() if meta_cols else [None] * n
+    cols = {
+        "id": ids,
+        "text": text,
+        "source": [c.name] * n,
+        "license": t.column("license").cast(pa.string()) if "license" in names else [c.license] * n,
+        "kind": t.column("kind").cast(pa.string()) if "kind" in names else ["prose"] * n,
+        "url": t.column("url").cast(pa.string()) if "url" in names else [None] * n,
+        "path": paths,
+        "meta": [json.dumps(m, ensure_ascii=False, sort_keys=True, default=str) if m else None for m in meta_rows],
+    }
+    return pa.Table.from_pydict(cols, schema=pa.schema([f.with_nullable(True) for f in DOC_SCHEMA]))
+
+
 def own_or_fallback_ids(table: pa.Table, id_field: str, fallback: list[str]) -> list[str]:
     """The records' own ids from `id_field` where present and non-empty, else `fallback`."""
     if id_field not in table.column_names:

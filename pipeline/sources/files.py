@@ -29,11 +29,10 @@ from pipeline.io import open_compressed
 from pipeline.records import recipe_path
 from pipeline.schema import DOC_SCHEMA, rejected_table
 from pipeline.sources import register
-from pipeline.sources.base import (BatchBuilder, InputError, Source, SourceBatch, SourceConfig,
-                                   own_or_fallback_ids)
+from pipeline.sources.base import (DIRECT_FIELDS, BatchBuilder, InputError, Source, SourceBatch, SourceConfig,
+                                   docs_from_table, own_or_fallback_ids)
 
 # Columns a source may fill directly from a record's field of the same name.
-_DIRECT = ("url", "license", "kind")
 
 
 class FileSourceConfig(SourceConfig):
@@ -157,7 +156,7 @@ def _add_record(b: BatchBuilder, rec, c: FileSourceConfig, fallback_id: str, whe
         b.reject(doc_id, "text_not_string", f"{where}: field {c.text_field!r} is a {type(text).__name__}, not a string",
                  json.dumps(rec, ensure_ascii=False)[:10000])
         return
-    skip = {c.text_field, c.id_field, *_DIRECT}
+    skip = {c.text_field, c.id_field, *DIRECT_FIELDS}
     keys = c.meta_fields if c.meta_fields is not None else [k for k in rec if k not in skip]
     meta = {k: rec[k] for k in keys if k in rec}
     b.add(doc_id, text, url=rec.get("url"), path=where, license=rec.get("license"),
@@ -221,7 +220,7 @@ class ParquetSource(Source):
                     t = pa.Table.from_batches([rb])
                     if c.max_docs:
                         t = t.slice(0, c.max_docs - count)
-                    yield _parquet_batch(t, path, row0, names, c, id_prefix)
+                    yield _parquet_batch(t, path, row0, c, id_prefix)
                     row0 += t.num_rows
                     count += t.num_rows
                 row0 = group_end
@@ -234,7 +233,7 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg[:300]}"
 
 
-def _parquet_batch(t: pa.Table, path: Path, row0: int, names: list[str], c: FileSourceConfig,
+def _parquet_batch(t: pa.Table, path: Path, row0: int, c: FileSourceConfig,
                    id_prefix: str) -> SourceBatch:
     n_read = t.num_rows
     rows: list[int] | range = range(row0, row0 + n_read)
@@ -251,26 +250,12 @@ def _parquet_batch(t: pa.Table, path: Path, row0: int, names: list[str], c: File
         keep = [i for i in range(n_read) if i not in bad_utf8]
         t = t.take(pa.array(keep, type=pa.int64()))
         rows = [row0 + i for i in keep]
-    n = t.num_rows
     ids = own_or_fallback_ids(t, c.id_field, [f"{id_prefix}:{r}" for r in rows])
     text = t.column(c.text_field)
     if not pa.types.is_string(text.type):
         text = text.cast(pa.string())  # large_string, or dictionary-encoded (pandas `category`)
     valid = pc.is_valid(text)
-    meta_cols = c.meta_fields if c.meta_fields is not None else [
-        k for k in names if k not in {c.text_field, c.id_field, *_DIRECT}]
-    meta_rows = t.select([m for m in meta_cols if m in names]).to_pylist() if meta_cols else [None] * n
-    docs = {
-        "id": ids,
-        "text": text,
-        "source": [c.name] * n,
-        "license": t.column("license").cast(pa.string()) if "license" in names else [c.license] * n,
-        "kind": t.column("kind").cast(pa.string()) if "kind" in names else ["prose"] * n,
-        "url": t.column("url").cast(pa.string()) if "url" in names else [None] * n,
-        "path": [f"{path}:{r}" for r in rows],
-        "meta": [json.dumps(m, ensure_ascii=False, sort_keys=True, default=str) if m else None for m in meta_rows],
-    }
-    table = pa.Table.from_pydict(docs, schema=pa.schema([f.with_nullable(True) for f in DOC_SCHEMA]))
+    table = docs_from_table(t, c, ids, text, [f"{path}:{r}" for r in rows])
     good = table.filter(valid)
     bad_idx = [i for i, v in enumerate(valid.to_pylist()) if not v]
     rejected = rejected_table(

@@ -21,7 +21,6 @@ or not a string becomes a rejected record naming the dataset, split and row.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -34,9 +33,8 @@ from pydantic import Field
 from pipeline.records import recipe_path
 from pipeline.schema import DOC_SCHEMA, rejected_table
 from pipeline.sources import register
-from pipeline.sources.base import Source, SourceBatch, SourceConfig, own_or_fallback_ids
+from pipeline.sources.base import Source, SourceBatch, SourceConfig, docs_from_table, own_or_fallback_ids
 
-_DIRECT = ("url", "license", "kind")
 
 
 class HfConfig(SourceConfig):
@@ -197,21 +195,7 @@ class HfSource(Source):
             raise ValueError(f"{where} [{c.split}]: column {c.text_field!r} has type {text.type}, not string")
         text = text.cast(pa.string())
         valid = pc.is_valid(text)
-        meta_cols = c.meta_fields if c.meta_fields is not None else [
-            k for k in names if k not in {c.text_field, c.id_field, *_DIRECT}]
-        meta_cols = [m for m in meta_cols if m in names]
-        meta_rows = t.select(meta_cols).to_pylist() if meta_cols else [None] * n
-        cols = {
-            "id": ids,
-            "text": text,
-            "source": [c.name] * n,
-            "license": t.column("license").cast(pa.string()) if "license" in names else [c.license] * n,
-            "kind": t.column("kind").cast(pa.string()) if "kind" in names else ["prose"] * n,
-            "url": t.column("url").cast(pa.string()) if "url" in names else [None] * n,
-            "path": paths,
-            "meta": [json.dumps(m, ensure_ascii=False, sort_keys=True, default=str) if m else None for m in meta_rows],
-        }
-        table = pa.Table.from_pydict(cols, schema=pa.schema([f.with_nullable(True) for f in DOC_SCHEMA]))
+        table = docs_from_table(t, c, ids, text, paths)
         bad = [i for i, v in enumerate(valid.to_pylist()) if not v]
         rejected = rejected_table([ids[i] for i in bad], c.name, "ingest", "missing_text",
                                   [f"{where} [{c.split}] row {row0 + i}: column {c.text_field!r} is null" for i in bad],
