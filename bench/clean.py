@@ -116,13 +116,13 @@ def _clean_one(job):
 
 
 def run_ours(pq_paths: list[Path], work: Path, workers: int) -> tuple[float, dict]:
-    from pipeline.clean import merge_stats
+    from pipeline.records import CleanStats
 
     jobs = [(p, work / "clean" / p.name, work / "rejected" / f"clean-{p.name}") for p in pq_paths]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers) as pool:
         stats = list(pool.map(_clean_one, jobs))
-    return time.perf_counter() - t0, merge_stats(stats)
+    return time.perf_counter() - t0, CleanStats.merged(stats)
 
 
 def run_datatrove(dt_python: str, js_dir: Path, work: Path, tasks: int, workers: int) -> tuple[float, dict]:
@@ -263,7 +263,7 @@ def agreement(args):
 
 def langid(args):
     folder = SHARED / "corpora" / "multilingual" / "lingua_sentences"
-    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+    from lingua import Language, LanguageDetectorBuilder
 
     from pipeline.clean.language import _identifier
 

@@ -114,10 +114,10 @@ def run_datatrove(corpus: Path, work: Path, dt_python: str, log: Path) -> dict:
 def child(shards: str, out: str, workers: int, executor: str):
     """The measured process: the dedup stage alone, as the flow calls it."""
     from pipeline.dedup import DedupConfig, run_dedup
-    from pipeline.io import list_shards, write_json
+    from pipeline.io import list_shards
 
     stats = run_dedup(list_shards(shards), Path(out), DedupConfig(executor=executor), workers=workers)
-    write_json(stats, Path(out) / "stats.json")
+    stats.write(Path(out) / "stats.json")
 
 
 def main():

@@ -129,7 +129,7 @@ def run_ours(name: str, overrides: dict, shards: list[Path], work: Path, thresho
         pairs += [(cid, i) for i, cid, k in zip(*(c.column(x).to_pylist() for x in ("id", "cluster_id", "kept"))) if not k]
     (out / "removed.txt").write_text("\n".join(removed) + "\n")
     (out / "pairs.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in pairs))
-    return {"name": name, "dir": out, "wall_s": wall, "bands": stats["bands"], "rows": stats["rows"], "verify": stats["verify"]}
+    return {"name": name, "dir": out, "wall_s": wall, "bands": stats.bands, "rows": stats.rows, "verify": stats.verify}
 
 
 def run_datasketch(corpus: Path, work: Path) -> dict:

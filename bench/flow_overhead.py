@@ -73,30 +73,29 @@ def _clean_one(args):
 def run_direct(recipe_path: Path, out: Path, workers: int) -> dict:
     """The same stages as the flow, without Prefect: plain calls and a process pool."""
     from pipeline import card
-    from pipeline.clean import merge_stats
     from pipeline.dedup import run_dedup
-    from pipeline.ingest import ingest_source, merge_stage_stats
-    from pipeline.io import write_json
+    from pipeline.ingest import ingest_source
     from pipeline.manifest import build_manifest
     from pipeline.recipe import load_recipe
+    from pipeline.records import CleanStats, IngestStats, Manifest, Stages
     from pipeline.tokenize import tokenize_corpus, train_tokenizer
 
     recipe = load_recipe(recipe_path)
-    stages = {}
+    stages = Stages()
     t0 = time.perf_counter()
     per_source = [ingest_source(s, out, recipe.ingest.shard_docs) for s in recipe.source_objects(out)]
-    stages["ingest"] = merge_stage_stats(per_source, time.perf_counter() - t0)
-    shards = [s for r in per_source for s in r["shards"]]
-    config = recipe.clean.with_base_dir(recipe.base_dir)
+    stages.ingest = IngestStats.summed(per_source, time.perf_counter() - t0,
+                                       sources={s.name: r for s, r in zip(recipe.sources, per_source)})
+    shards = [out / s for r in per_source for s in r.shards]
     with ProcessPoolExecutor(workers) as pool:
-        stages["clean"] = merge_stats(list(pool.map(_clean_one, [(s, out, config) for s in shards])))
+        stages.clean = CleanStats.merged(list(pool.map(_clean_one, [(s, out, recipe.clean) for s in shards])))
     clean = sorted(out / "clean" / Path(s).name for s in shards)
-    stages["dedup"] = run_dedup(clean, out, recipe.dedup, workers=workers)
+    stages.dedup = run_dedup(clean, out, recipe.dedup, workers=workers)
     dedup = sorted(out / "dedup" / p.name for p in clean)
     train_tokenizer(dedup, out / "tokenizer.json", recipe.tokenize)
-    stages["tokenize"] = tokenize_corpus(dedup, out / "tokenizer.json", out / "tokens", recipe.tokenize, workers=workers)
+    stages.tokenize = tokenize_corpus(dedup, out / "tokenizer.json", out / "tokens", recipe.tokenize, workers=workers)
     manifest = build_manifest(recipe, str(recipe_path), stages, "bench")
-    write_json(manifest, out / "manifest.json")
+    manifest.write(out / Manifest.file_name)
     card.write_card(out, manifest)
     return manifest
 
@@ -131,7 +130,7 @@ def main(argv=None):
                 else:
                     m = run_corpus(str(recipe), str(out), args.workers, cards_dir=None)
                 times[mode].append(time.perf_counter() - t)
-                docs = m["stages"]["ingest"]["docs_out"]
+                docs = m.stages.ingest.docs_out
                 print(f"  {mode:>6} #{i}: {times[mode][-1]:7.1f} s", flush=True)
             t = time.perf_counter()
             run_corpus(str(recipe), str(work / f"flow-{i}"), args.workers, cards_dir=None)

@@ -149,7 +149,7 @@ def main():
                 cpu[name].append(cpu_seconds() - c)
                 if out is not None:
                     stats = out
-                    assert out["tokens_train"] + out["tokens_val"] - out["docs_out"] == text_tokens, "token count mismatch"
+                    assert out.tokens_train + out.tokens_val - out.docs_out == text_tokens, "token count mismatch"
             print(f"repeat {r + 1}/{args.repeat}: " + ", ".join(f"{k} {wall[k][-1]:.2f}s" for k in rows), file=sys.stderr)
 
         base = statistics.median(wall["bare encode_batch"])
@@ -176,13 +176,13 @@ def main():
              for e in index["shards"]]
         ).astype(np.uint16)
         zstd_raw = len(zstandard.ZstdCompressor(level=3).compress(ids.tobytes()))
-        print(f"\n| Storage | bytes | bytes/token | vs raw uint16 |")
+        print("\n| Storage | bytes | bytes/token | vs raw uint16 |")
         print("|---|---|---|---|")
         for name, size in (("raw uint16 array (.bin)", 2 * all_tokens), ("raw uint16 + zstd -3", zstd_raw),
                            ("our Parquet shards (id, input_ids, n_tokens; zstd)", on_disk)):
             print(f"| {name} | {size:,} | {size / all_tokens:.3f} | {size / (2 * all_tokens):.2f}x |")
         print(f"\n{all_tokens:,} tokens incl. end-of-text; {len(index['shards'])} shards; "
-              f"stats: docs_train {stats['docs_train']}, docs_val {stats['docs_val']}")
+              f"stats: docs_train {stats.docs_train}, docs_val {stats.docs_val}")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -204,7 +204,7 @@ if __name__ == "__main__":
     threading.Thread(target=sample, daemon=True).start()
     t = time.perf_counter()
     stats = tokenize_corpus([Path(p) for p in {shards!r}], Path({tok!r}), Path({out!r}), TokenizeConfig.model_validate_json({cfg!r}), workers={workers})
-    print(json.dumps({{"seconds": time.perf_counter() - t, "bytes_in": stats["bytes_in"], "tokens": stats["tokens_train"] + stats["tokens_val"],
+    print(json.dumps({{"seconds": time.perf_counter() - t, "bytes_in": stats.bytes_in, "tokens": stats.tokens_train + stats.tokens_val,
                       "self_mb": PEAK[0] / 2**20,
                       "children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}}))
 """
