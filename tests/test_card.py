@@ -5,6 +5,7 @@ with polars, and the card's metadata goes through huggingface_hub and datasets."
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -307,7 +308,11 @@ def test_model_entry_is_added_once(built, tiny_run, monkeypatch):
         assert f"| {result['tokens_seen']:,} |" in rows[0] and "| cpu-tiny | clm |" in rows[0]
         # the run folder is neither published nor committed with the card: named, never linked or absolute
         assert "`tiny/report.md`" in rows[0] and "](" not in rows[0] and str(run_dir) not in text
-    assert _figures(out)["models"][0]["run_dir"] == str(run_dir.resolve())
+    assert json.loads((out / "models.json").read_text())["models"][0]["run_dir"] == str(run_dir.resolve())
+    for folder, figures_file in ((out, out / "card.json"), (cards, cards / "card-test.json")):
+        written = json.loads(figures_file.read_text())["models"][0]  # what is published: no machine path
+        assert not any(os.path.isabs(written[k]) for k in ("run_dir", "evaluated_on", "report") if written.get(k))
+        assert (folder / written["run_dir"]).resolve() == run_dir.resolve()
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -21,10 +22,26 @@ def assets_dir(name: str) -> str:
     return f"{name}_assets"
 
 
+MODEL_PATHS = ("run_dir", "evaluated_on", "report")
+
+
+def _portable(figures: dict, charts: dict, card_dir: Path) -> dict:
+    """The figures as written next to a card: the models' folders relative to the card's
+    folder, so a published or committed card.json holds no path of the machine that made it."""
+    models = []
+    for m in figures.get("models") or []:
+        m = dict(m)
+        for key in MODEL_PATHS:
+            if m.get(key) and os.path.isabs(m[key]):
+                m[key] = Path(os.path.relpath(m[key], card_dir.resolve())).as_posix()
+        models.append(m)
+    return figures | {"models": models, "charts": charts}
+
+
 def _write_all(out_dir: Path, figures: dict, charts: dict, data_cards_dir: Path | None) -> Path:
     name = figures["name"]
     path = write_text(render_markdown(figures, assets_dir(name), charts, out_dir), out_dir / "README.md")
-    write_json(figures | {"charts": charts}, out_dir / FIGURES_FILE)
+    write_json(_portable(figures, charts, out_dir), out_dir / FIGURES_FILE)
     if data_cards_dir is not None:
         data_cards_dir = Path(data_cards_dir)
         assets = data_cards_dir / assets_dir(name)
@@ -35,7 +52,7 @@ def _write_all(out_dir: Path, figures: dict, charts: dict, data_cards_dir: Path 
             for file in charts.values():
                 shutil.copyfile(out_dir / assets_dir(name) / file, assets / file)
         write_text(render_markdown(figures, assets_dir(name), charts, data_cards_dir), data_cards_dir / f"{name}.md")
-        write_json(figures | {"charts": charts}, data_cards_dir / f"{name}.json")
+        write_json(_portable(figures, charts, data_cards_dir), data_cards_dir / f"{name}.json")
     return path
 
 
