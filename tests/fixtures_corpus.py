@@ -26,7 +26,7 @@ import random
 import zlib
 from pathlib import Path
 
-from fixtures_text import LANGS, article, chinese_poems, paragraph, sentence, sentences
+from fixtures_text import LANGS, article, chinese_poems, paragraph, sentence, sentences, wiki_paragraph
 
 SEED = 20261203
 N_PAGES = 60
@@ -51,9 +51,8 @@ def wiki_text(n_articles: int = 40, seed: int = SEED) -> str:
         for s in range(rng.randint(1, 3)):
             if s:
                 out.append(f" = = Section {s} = = \n \n")
-            for p in article(rng, rng.randint(120, 220)):
-                out.append(f" {p} \n")
-            out.append(" \n")
+            for _ in range(rng.randint(3, 5)):
+                out.append(f" {wiki_paragraph(rng, rng.randint(3, 6))} \n \n")
     return "".join(out)
 
 
