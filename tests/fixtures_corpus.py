@@ -211,7 +211,7 @@ def build_corpora(root: Path, seed: int = SEED) -> Path:
     for k, n in enumerate(WGET_PAGES):
         write_wget(root / "web" / f"wget-{k + 1}.warc.gz", n, seed + k)
     for lang in LANGS:
-        (root / "multilingual" / "sentences" / f"{lang}.txt").write_text("\n".join(sentences(lang, 400, seed)) + "\n",
+        (root / "multilingual" / "sentences" / f"{lang}.txt").write_text("\n".join(sentences(lang, 1000, seed)) + "\n",
                                                                           encoding="utf-8")
     (root / "multilingual" / "poems.json").write_text(json.dumps(chinese_poems(40, seed), ensure_ascii=False), encoding="utf-8")
     (root / "blocklists" / "en.txt").write_text("\n".join(BAD_WORDS) + "\n", encoding="utf-8")
