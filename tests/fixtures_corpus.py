@@ -89,6 +89,8 @@ def web_pages(n: int = N_PAGES, seed: int = SEED) -> list[dict]:
         lang = others[(i // 7) % len(others)] if i % 7 == 6 else "en"
         words = rng.choice([60, 150, 300, 450, 900])
         text = "\n\n".join(article(rng, words, lang))
+        if i % 10 == 3:  # something for the PII rules
+            text += f"\n\nWrite to editor{i}@example.org or visit 192.168.{i}.17 for the archive."
         pages.append({"id": f"page-{i:04d}", "text": text, "source": "generated-web", "added": "2026-01-01T00:00:00Z",
                       "metadata": {"url": f"https://site{i % 13}.example.org/{i}/index.html", "language": lang}})
     return pages
