@@ -3,6 +3,7 @@
 `build_corpora(root)` writes, from a fixed seed (same bytes on every machine):
 
   classic/wiki.txt            WikiText-style articles (" = Title = " lines, " = = Section = = ")
+  classic/wiki_other_edition.txt   the same articles with <unk> masking and CSV quoting (near duplicates)
   classic/novel.txt           a novel in "CHAPTER I".."CHAPTER XII" chapters
   classic/play.txt            a play: "SPEAKER:" then lines, speeches separated by blank lines
   classic/stories.txt         short stories separated by blank lines
@@ -54,6 +55,19 @@ def wiki_text(n_articles: int = 40, seed: int = SEED) -> str:
             for _ in range(rng.randint(3, 5)):
                 out.append(f" {wiki_paragraph(rng, rng.randint(3, 6))} \n \n")
     return "".join(out)
+
+
+def other_edition(wiki: str, mask: float = 0.05, seed: int = SEED) -> str:
+    """The same articles as another edition would print them: some words masked as <unk>,
+    every line CSV-quoted (blank lines become '""'). Article pairs keep a word 5-gram
+    Jaccard around 0.6."""
+    rng = random.Random(f"edition-{seed}")
+    out = []
+    for line in wiki.split("\n"):
+        if not line.startswith(" = "):  # titles and section headings stay as they are
+            line = " ".join("<unk>" if w and rng.random() < mask else w for w in line.split(" "))
+        out.append('"' + line.replace('"', '""') + '"')
+    return "\n".join(out)
 
 
 def novel_text(seed: int = SEED) -> str:
@@ -200,7 +214,9 @@ def build_corpora(root: Path, seed: int = SEED) -> Path:
     root = Path(root)
     for d in ("classic", "web", "multilingual/sentences", "blocklists"):
         (root / d).mkdir(parents=True, exist_ok=True)
-    (root / "classic" / "wiki.txt").write_text(wiki_text(seed=seed), encoding="utf-8")
+    wiki = wiki_text(seed=seed)
+    (root / "classic" / "wiki.txt").write_text(wiki, encoding="utf-8")
+    (root / "classic" / "wiki_other_edition.txt").write_text(other_edition(wiki, seed=seed), encoding="utf-8")
     (root / "classic" / "novel.txt").write_text(novel_text(seed), encoding="utf-8")
     (root / "classic" / "play.txt").write_text(play_text(seed=seed), encoding="utf-8")
     (root / "classic" / "stories.txt").write_text(stories_text(seed=seed), encoding="utf-8")
