@@ -56,7 +56,7 @@ def test_s3_inputs_and_output_with_resume_from_the_bucket(tmp_path, corpora, s3,
     s3.put_file(str(classic / "novel.txt"), "inputs/books/novel.txt")
     sources = [
         {"name": "wt2", "type": "text", "paths": ["s3://inputs/wiki/*.txt"], "separator_regex": r"^ = [^=].* = $"},
-        {"name": "botchan", "type": "text", "paths": ["s3://inputs/books/botchan_en.txt"], "separator_regex": r"^CHAPTER [IVXL]+"},
+        {"name": "botchan", "type": "text", "paths": ["s3://inputs/books/novel.txt"], "separator_regex": r"^CHAPTER [IVXL]+"},
     ]
     recipe = small_recipe(tmp_path, corpora, name="s3-small", sources=sources)
     url = "s3://corpora/s3-small"
