@@ -1,6 +1,6 @@
 """Acquisition throughput: our sources against the raw reader alone, measured in the same run.
 
-    .venv/bin/python bench/acquire.py [--repeat 5] [--copies 8] [--bench-python /work/benchenv-acquire/bin/python]
+    .venv/bin/python bench/acquire.py [--repeat 5] [--copies 8] [--bench-python ../benchenv-acquire/bin/python]
 
 Rows (median of --repeat runs; ratio = ours / raw reader, in throughput, so < 1 is our overhead):
   - jsonl.gz read      `jsonl` source vs gzip.open + json.loads per line   (MB/s of decompressed JSONL)
@@ -12,8 +12,8 @@ Inputs are the real files of ../shared/corpora/web, concatenated --copies times.
 
 The HTML extractor choice (resiliparse vs trafilatura) is measured by `--bench-python`, a
 separate venv that has trafilatura (not a project dependency):
-    python3 -m venv /work/benchenv-acquire
-    /work/benchenv-acquire/bin/pip install trafilatura lxml_html_clean resiliparse
+    python3 -m venv ../benchenv-acquire
+    ../benchenv-acquire/bin/pip install trafilatura lxml_html_clean resiliparse
 Both extractors then run in that one process on the same HTML pages (every HTML response of
 the WARC files); we report pages/s, pages with text, characters kept, and the share of kept
 characters that sit in lines repeated on 3+ pages of the same host (template boilerplate:
@@ -306,7 +306,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--copies", type=int, default=8, help="concatenate each input this many times")
-    ap.add_argument("--bench-python", default=os.environ.get("ACQUIRE_BENCH_PYTHON", "/work/benchenv-acquire/bin/python"),
+    ap.add_argument("--bench-python", default=os.environ.get("ACQUIRE_BENCH_PYTHON", str(REPO.parent / "benchenv-acquire" / "bin" / "python")),
                     help="python of a venv with trafilatura, for the extractor comparison ('' to skip)")
     ap.add_argument("--extract-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()

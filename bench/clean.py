@@ -11,8 +11,8 @@ The corpus is the one ../shared/anchors/make_bench_corpus.py builds from ../shar
 datatrove runs in its own virtual environment, never in the project's (it is a baseline,
 not a dependency). Create it once (offline works against the package registry):
 
-    python3 -m venv /work/benchenv-clean
-    /work/benchenv-clean/bin/pip install "datatrove[processing]==0.10.1" spacy==3.8.18 orjson
+    python3 -m venv ../benchenv-clean
+    ../benchenv-clean/bin/pip install "datatrove[processing]==0.10.1" spacy==3.8.18 orjson
 
 and point --dt-python (or $DATATROVE_PYTHON) at its python.
 
@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
 ANCHORS = SHARED / "anchors"
-DEFAULT_DT_PYTHON = os.environ.get("DATATROVE_PYTHON", "/work/benchenv-clean/bin/python")
+DEFAULT_DT_PYTHON = os.environ.get("DATATROVE_PYTHON", str(REPO.parent / "benchenv-clean" / "bin" / "python"))
 
 
 # ----------------------------------------------------------------------------- corpus

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-document keep/drop decisions of datatrove's quality filters (run with the bench venv's python).
 
-    /work/benchenv-clean/bin/python bench/clean_datatrove_decisions.py CORPUS.jsonl OUT.jsonl
+    ../benchenv-clean/bin/python bench/clean_datatrove_decisions.py CORPUS.jsonl OUT.jsonl
 
 Writes one JSON line per input document: {"id", "gopher_repetition", "gopher_quality", "c4",
 "fineweb", "chain"}, each null when kept or datatrove's reason string when dropped. Each filter

@@ -16,10 +16,10 @@ Wall time and peak RSS come from ../shared/anchors/measure.py (peak of the summe
 process tree, sampled every 0.1 s). The table gives medians over --repeats and the ratio.
 
 datatrove runs in a separate venv (never a project dependency). Create it once:
-    python3 -m venv /work/benchenv-dedup
-    /work/benchenv-dedup/bin/pip install "datatrove[processing]==0.10.1"
-    /work/benchenv-dedup/bin/pip install spacy==3.8.18 orjson==3.13.0 datasketch==2.0.0
-and pass --datatrove-python (default: $DEDUP_BENCH_PYTHON or /work/benchenv-dedup/bin/python).
+    python3 -m venv ../benchenv-dedup
+    ../benchenv-dedup/bin/pip install "datatrove[processing]==0.10.1"
+    ../benchenv-dedup/bin/pip install spacy==3.8.18 orjson==3.13.0 datasketch==2.0.0
+and pass --datatrove-python (default: $DEDUP_BENCH_PYTHON or ../benchenv-dedup/bin/python).
 Corpora and run folders live under data/dedup_bench/ (git-ignored).
 """
 from __future__ import annotations
@@ -125,7 +125,7 @@ def main():
     ap.add_argument("--scales", default="1,5,14", help="comma-separated make_bench_corpus.py scales")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--datatrove-python", default=os.environ.get("DEDUP_BENCH_PYTHON", "/work/benchenv-dedup/bin/python"))
+    ap.add_argument("--datatrove-python", default=os.environ.get("DEDUP_BENCH_PYTHON", str(REPO.parent / "benchenv-dedup" / "bin" / "python")))
     ap.add_argument("--skip-datatrove", action="store_true")
     ap.add_argument("--datatrove-scales", default=None, help="run datatrove only at these scales (default: all)")
     ap.add_argument("--json-out", default=str(BENCH_DATA / "speed.jsonl"))

@@ -9,9 +9,9 @@ validation loss of both final models measured by the same code on the same token
 
 Setup (once; everything outside the repository):
 
-    mkdir -p /work/benchenv-train/nanoGPT
+    mkdir -p ../benchenv-train/nanoGPT
     # karpathy/nanoGPT at 3adf61e154c3fe3fca428ad6bc3818b27a3b8291, e.g. from a clone:
-    git -C NANOGPT_CLONE archive 3adf61e154c3fe3fca428ad6bc3818b27a3b8291 | tar -x -C /work/benchenv-train/nanoGPT
+    git -C NANOGPT_CLONE archive 3adf61e154c3fe3fca428ad6bc3818b27a3b8291 | tar -x -C ../benchenv-train/nanoGPT
 
 nanoGPT's train.py needs only torch and numpy, so it runs by default under this same
 interpreter (the same torch build: the fairest comparison); `--nanogpt-python` picks another.
@@ -196,8 +196,8 @@ def val_loss_of(state_dict: dict, data: Path, max_tokens: int) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--work", type=Path, default=Path("/work/benchenv-train/work"))
-    ap.add_argument("--nanogpt", type=Path, default=Path(os.environ.get("NANOGPT_DIR", "/work/benchenv-train/nanoGPT")))
+    ap.add_argument("--work", type=Path, default=REPO.parent / "benchenv-train" / "work")
+    ap.add_argument("--nanogpt", type=Path, default=Path(os.environ.get("NANOGPT_DIR", REPO.parent / "benchenv-train" / "nanoGPT")))
     ap.add_argument("--nanogpt-python", default=os.environ.get("NANOGPT_PYTHON", sys.executable))
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=1)

@@ -1,5 +1,6 @@
-"""A small real corpus for the data-card tests, built by calling the stage functions
-directly (no Prefect: the card tests need the outputs, not the orchestration)."""
+"""A small corpus for the data-card tests, built from the generated corpora of
+tests/fixtures_corpus.py by calling the stage functions directly (no Prefect: the card
+tests need the outputs, not the orchestration)."""
 from __future__ import annotations
 
 import gzip
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import SHARED_CORPORA
+from fixtures_text import sentences
 from pipeline.clean import clean_shard
 from pipeline.dedup import run_dedup
 from pipeline.ingest import ingest_source
@@ -20,15 +21,15 @@ from pipeline.records import CleanStats, IngestStats, Manifest, Stages
 from pipeline.tokenize import tokenize_corpus, train_tokenizer
 
 
-WEB = "web/dolma_CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
+WEB = "web/pages.jsonl.gz"
 
 
-def mirrored_pages(shared: Path, out_path: Path, n: int = 8, every: int = 40) -> Path:
+def mirrored_pages(corpora: Path, out_path: Path, n: int = 8, every: int = 40) -> Path:
     """JSONL of copies of real web pages, as a mirror site would serve them: the first n/2
     long pages verbatim (exact duplicates) and n pages with every `every`-th word replaced
     (near duplicates, Jaccard ~0.8 on word 5-grams). Page 0 has both, a cluster of 3."""
     pages = []
-    with gzip.open(shared / WEB, "rt", encoding="utf-8") as f:
+    with gzip.open(corpora / WEB, "rt", encoding="utf-8") as f:
         for line in f:
             text = json.loads(line)["text"]
             if len(text.split()) >= 400:
@@ -46,35 +47,40 @@ def mirrored_pages(shared: Path, out_path: Path, n: int = 8, every: int = 40) ->
     return out_path
 
 
-def card_recipe(shared: Path, work: Path, name: str = "card-test") -> dict:
-    """Web pages, a mirror of some of them (exact and near duplicates), Shakespeare
-    paragraphs (many too short: the quality filters) and one page of sentences per
-    language (the language charts)."""
+def sentence_pages(out_dir: Path, langs=("de", "fr", "ru", "es"), n: int = 40) -> list[str]:
+    """One page of n generated sentences per language, LANG.txt in out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for lang in langs:
+        (out_dir / f"{lang}.txt").write_text("\n".join(sentences(lang, n, seed=7)) + "\n", encoding="utf-8")
+        paths.append(str(out_dir / f"{lang}.txt"))
+    return paths
+
+
+def card_recipe(corpora: Path, work: Path, name: str = "card-test") -> dict:
+    """Web pages, a mirror of some of them (exact and near duplicates), a play's speeches
+    (many too short: the quality filters) and one page of sentences per language (the
+    language charts)."""
     return {
         "name": name,
         "description": "Small corpus built by the data-card tests.",
         "sources": [
             {"name": "web", "type": "jsonl", "license": "Common Crawl terms of use",
-             "paths": [str(shared / "dedup" / "dolma_deduper" / "documents_000.json.gz"), str(shared / WEB)],
-             "max_docs": 110},
-            {"name": "mirror", "type": "jsonl", "paths": [str(mirrored_pages(shared, work / "mirror.jsonl"))]},
-            {"name": "shakespeare", "type": "text", "license": "MIT",
-             "paths": [str(shared / "classic" / "tinyshakespeare_input.txt")], "separator": "\n\n", "max_docs": 150},
-            {"name": "sentences", "type": "text", "license": "Apache-2.0",
-             "paths": [str(shared / "multilingual" / "lingua_sentences" / f"{lang}.txt") for lang in ("de", "fr", "ru", "es")]},
+             "paths": [str(corpora / WEB)], "max_docs": 50},
+            {"name": "mirror", "type": "jsonl", "paths": [str(mirrored_pages(corpora, work / "mirror.jsonl"))]},
+            {"name": "play", "type": "text", "license": "MIT",
+             "paths": [str(corpora / "classic" / "play.txt")], "separator": "\n\n", "max_docs": 150},
+            {"name": "sentences", "type": "text", "license": "Apache-2.0", "paths": sentence_pages(work / "sentences")},
         ],
         "ingest": {"shard_docs": 200},
         "tokenize": {"vocab_size": 1024, "val_fraction": 0.1, "seed": 7},
     }
 
 
-def build_corpus(out_dir: Path, data_cards_dir: Path | None, recipe_data: dict | None = None,
-                 shared: Path | None = None) -> Manifest:
+def build_corpus(out_dir: Path, data_cards_dir: Path | None, recipe_data: dict) -> Manifest:
     """Run ingest, clean, dedup, tokenize into out_dir, write manifest.json and the card."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if recipe_data is None:
-        recipe_data = card_recipe(shared or SHARED_CORPORA, out_dir.parent)
     recipe_path = out_dir.parent / f"{recipe_data['name']}.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe_data, sort_keys=False), encoding="utf-8")
     recipe = load_recipe(recipe_path)

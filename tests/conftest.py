@@ -21,15 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _find_shared() -> Path:
     """The folder with the shared test corpora (`corpora/`) and baselines (`anchors/`):
-    $OPENCORPUS_SHARED, else a `shared/` beside the checkout or beside one of its parents
-    (a clone made elsewhere on the project machine still finds /work/shared)."""
+    $OPENCORPUS_SHARED when set (and then only it: pointing it at an empty folder hides
+    shared/), else a `shared/` beside the checkout or beside one of its parents."""
     env = os.environ.get("OPENCORPUS_SHARED")
-    candidates = [Path(env)] if env else []
-    candidates += [parent / "shared" for parent in REPO.parents]
-    candidates.append(Path("/work/shared"))
-    for c in candidates:
-        if (c / "corpora").is_dir():
-            return c
+    if env:
+        return Path(env)
+    for parent in REPO.parents:
+        if (parent / "shared" / "corpora").is_dir():
+            return parent / "shared"
     return REPO.parent / "shared"
 
 
@@ -48,15 +47,48 @@ def shipped_task(name: str) -> Path:
     return out
 
 
+SHARED_SKIP_REASON = f"needs ../shared/corpora (not found at {SHARED_CORPORA})"
+
+
 def require_shared() -> Path:
+    """The shared corpora, for tests marked `shared` (they are skipped without them)."""
     if not SHARED_CORPORA.is_dir():
-        pytest.skip(f"shared corpora not found at {SHARED_CORPORA}")
+        pytest.skip(SHARED_SKIP_REASON)
     return SHARED_CORPORA
 
 
 @pytest.fixture(scope="session")
 def shared_corpora() -> Path:
     return require_shared()
+
+
+@pytest.fixture(scope="session")
+def corpora(tmp_path_factory) -> Path:
+    """The generated corpora of tests/fixtures_corpus.py (seeded: the same bytes on every machine)."""
+    from fixtures_corpus import build_corpora
+
+    return build_corpora(tmp_path_factory.mktemp("corpora"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `shared` need ../shared/corpora: without it they are skipped (and counted
+    in the summary); a test that asks for `shared_corpora` must carry the marker."""
+    have = SHARED_CORPORA.is_dir()
+    for item in items:
+        marked = item.get_closest_marker("shared") is not None
+        if "shared_corpora" in getattr(item, "fixturenames", ()) and not marked:
+            raise pytest.UsageError(f"{item.nodeid} uses shared_corpora but is not marked `shared`")
+        if marked and not have:
+            item.add_marker(pytest.mark.skip(reason=SHARED_SKIP_REASON))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if isinstance(r.longrepr, tuple) and SHARED_SKIP_REASON in str(r.longrepr[2])]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} tests need ../shared/corpora (not found at {SHARED_CORPORA}): skipped; "
+            "set OPENCORPUS_SHARED or put shared/ beside the checkout to run them", yellow=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """A loopback HTTP file server for tests, with fault injection.
 
-    with FileServer({"/corpora": SHARED_CORPORA}) as srv:
+    with FileServer({"/corpora": corpora_dir}) as srv:
         srv.fault("/corpora/web/x.warc.gz", drop_at=50_000, times=2)   # close the socket mid-body
         srv.fault("/corpora/classic/a.txt", status=[503, 429])          # answer these first
         url = srv.url("/corpora/web/x.warc.gz")

@@ -1,7 +1,8 @@
 """Pretraining corpora for the masked-LM and fine-tuning tests, built by the pipeline's own stages.
 
-Documents come from ../shared/corpora (lingua sentences, grouped into documents of one
-language each); the tokenizer and token shards are made by `pipeline.tokenize`
+Documents come from a folder of LANG.txt sentence files, grouped into documents of one
+language each: ../shared/corpora's lingua sentences by default (the benchmark and the
+shared-marked gain test), or the generated ones of tests/fixtures_corpus.py (`root=`); the tokenizer and token shards are made by `pipeline.tokenize`
 (train_tokenizer + tokenize_corpus), so the corpus has the three special tokens
 (<|endoftext|>, <|pad|>, <|mask|>) exactly as `opencorpus run` writes them. No Prefect.
 
@@ -24,11 +25,12 @@ LINGUA = SHARED_CORPORA / "multilingual" / "lingua_sentences"
 LANGUAGES = ["af", "ca", "da", "de", "en", "es", "fr", "id", "it", "ms", "nb", "nl", "nn", "pt", "sv", "tl"]
 
 
-def lingua_documents(languages: list[str], skip_lines: int, sentences_per_doc: int = 8) -> tuple[list[str], list[str]]:
+def lingua_documents(languages: list[str], skip_lines: int, sentences_per_doc: int = 8,
+                     root: Path | None = None) -> tuple[list[str], list[str]]:
     """(ids, texts): each language's sentences after the first skip_lines, in documents of a few sentences."""
     ids, texts = [], []
     for lang in languages:
-        lines = [s.strip() for s in (LINGUA / f"{lang}.txt").read_text(encoding="utf-8").splitlines() if s.strip()]
+        lines = [s.strip() for s in (Path(root or LINGUA) / f"{lang}.txt").read_text(encoding="utf-8").splitlines() if s.strip()]
         held_out = set(lines[:skip_lines])  # a sentence repeated later in the file stays held out too
         lines = [s for s in lines[skip_lines:] if s not in held_out]
         for k in range(0, len(lines), sentences_per_doc):
@@ -54,9 +56,10 @@ def build_corpus(out: Path, ids: list[str], texts: list[str], vocab_size: int = 
 
 
 def build_lingua_corpus(out: Path, languages: list[str] = LANGUAGES, skip_lines: int = 100,
-                        vocab_size: int = 2048, extra: tuple[list[str], list[str]] | None = None) -> Path:
+                        vocab_size: int = 2048, extra: tuple[list[str], list[str]] | None = None,
+                        root: Path | None = None) -> Path:
     """The lingua documents (plus `extra` (ids, texts) documents appended in order) as a corpus."""
-    ids, texts = lingua_documents(languages, skip_lines)
+    ids, texts = lingua_documents(languages, skip_lines, root=root)
     if extra is not None:
         ids, texts = ids + list(extra[0]), texts + list(extra[1])
     return build_corpus(out, ids, texts, vocab_size)

@@ -1,6 +1,6 @@
 """A small corpus folder in the documented token-shard layout, for the trainer's tests.
 
-Built from real text (../shared/corpora/classic) with a real `tokenizers` BPE, written
+Built from generated text (a play, tests/fixtures_corpus.py) with a real `tokenizers` BPE, written
 with pyarrow exactly as the schema says, so the trainer is tested against the contract
 and not against the tokenize stage's code.
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conftest import SHARED_CORPORA  # noqa: E402  (the one place that finds ../shared)
-from pipeline.records import Manifest, SplitTotals, TokenIndex, TokenShard  # noqa: E402
-CLASSIC = SHARED_CORPORA / "classic"
+from fixtures_corpus import play_text
+from pipeline.records import Manifest, SplitTotals, TokenIndex, TokenShard
+
 EOT = "<|endoftext|>"
 
 
@@ -22,8 +22,8 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def shakespeare_docs(n_chars: int = 200_000, doc_chars: int = 2_000) -> list[str]:
-    text = (CLASSIC / "tinyshakespeare_input.txt").read_text(encoding="utf-8")[:n_chars]
+def play_docs(n_chars: int = 200_000, doc_chars: int = 2_000) -> list[str]:
+    text = play_text(n_chars)[:n_chars]
     docs, cur = [], []
     size = 0
     for para in text.split("\n\n"):
@@ -70,13 +70,13 @@ def make_corpus(out: Path, n_chars: int = 200_000, vocab_size: int = 512, val_ev
                 docs_per_shard: int = 30) -> Path:
     """Write DATA/{tokenizer.json, manifest.json, tokens/{train,val}/part-*.parquet, tokens/index.json}."""
     out = Path(out)
-    docs = shakespeare_docs(n_chars)
+    docs = play_docs(n_chars)
     tok = train_tokenizer(docs, vocab_size)
     out.mkdir(parents=True, exist_ok=True)
     tok.save(str(out / "tokenizer.json"))
     eot = tok.token_to_id(EOT)
     enc = [e.ids + [eot] for e in tok.encode_batch(docs)]
-    names = [f"shakespeare-{i:05d}" for i in range(len(docs))]
+    names = [f"play-{i:05d}" for i in range(len(docs))]
     val_idx = [i for i in range(len(docs)) if i % val_every == 0]
     train_idx = [i for i in range(len(docs)) if i % val_every]
     V = tok.get_vocab_size()
@@ -88,7 +88,7 @@ def make_corpus(out: Path, n_chars: int = 200_000, vocab_size: int = 512, val_ev
             n = pq.read_table(p, columns=["n_tokens"]).column("n_tokens").to_pylist()
             entries.append(TokenShard(split=split, file=f"{split}/{p.name}", tokens=sum(n), documents=len(n),
                                       bytes=p.stat().st_size, sha256=_sha(p)))
-    Manifest(name="test-shakespeare", created="2026-01-01T00:00:00+00:00", recipe_hash="test-recipe-0001", recipe={},
+    Manifest(name="test-play", created="2026-01-01T00:00:00+00:00", recipe_hash="test-recipe-0001", recipe={},
              code_version="test").write(out / Manifest.file_name)
     totals = {split: SplitTotals(documents=sum(e.documents for e in entries if e.split == split),
                                  tokens=sum(e.tokens for e in entries if e.split == split),

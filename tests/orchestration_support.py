@@ -15,21 +15,21 @@ REPO = Path(__file__).resolve().parents[1]
 RUN_SPECIFIC = ("manifest.json", "README.md", "card.json", "card_assets/", ".opencorpus/")
 
 
-def small_recipe(folder: Path, shared: Path, name: str = "flow-small", **overrides) -> Path:
-    """WikiText-2 validation articles, Botchan's chapters twice (exact duplicates) and a
-    slice of Dolma CC pages, in shards of 40 documents."""
-    classic, web = shared / "classic", shared / "web"
+def small_recipe(folder: Path, corpora: Path, name: str = "flow-small", **overrides) -> Path:
+    """The generated corpora's (tests/fixtures_corpus.py) 40 WikiText-style articles, a novel's
+    12 chapters twice (exact duplicates) and 60 web pages, in shards of 40 documents."""
+    classic, web = corpora / "classic", corpora / "web"
     recipe = {
         "name": name,
         "sources": [
-            {"name": "wt2", "type": "text", "license": "CC-BY-SA-3.0", "paths": [str(classic / "wikitext-2_valid.txt")],
+            {"name": "wt2", "type": "text", "license": "CC-BY-SA-3.0", "paths": [str(classic / "wiki.txt")],
              "separator_regex": r"^ = [^=].* = $"},
-            {"name": "botchan", "type": "text", "license": "public-domain", "paths": [str(classic / "botchan_en.txt")],
+            {"name": "botchan", "type": "text", "license": "public-domain", "paths": [str(classic / "novel.txt")],
              "separator_regex": r"^CHAPTER [IVXL]+"},
-            {"name": "botchan_copy", "type": "text", "license": "public-domain", "paths": [str(classic / "botchan_en.txt")],
+            {"name": "botchan_copy", "type": "text", "license": "public-domain", "paths": [str(classic / "novel.txt")],
              "separator_regex": r"^CHAPTER [IVXL]+"},
             {"name": "cc", "type": "jsonl", "license": "ODC-BY",
-             "paths": [str(web / "dolma_CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz")], "max_docs": 120},
+             "paths": [str(web / "pages.jsonl.gz")], "max_docs": 120},
         ],
         "ingest": {"shard_docs": 40},
         "tokenize": {"vocab_size": 1024, "val_fraction": 0.1, "seed": 7},

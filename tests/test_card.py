@@ -16,7 +16,6 @@ import polars as pl
 import pytest
 
 from card_corpus import build_corpus, card_recipe
-from conftest import require_shared
 
 from pipeline.records import IngestStats, Manifest, RecordError, Stages
 
@@ -29,11 +28,10 @@ SECTIONS = [
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    shared = require_shared()
+def built(tmp_path_factory, corpora):
     root = tmp_path_factory.mktemp("card")
     out = root / "corpus"
-    manifest = build_corpus(out, root / "data_cards", card_recipe(shared, root), shared)
+    manifest = build_corpus(out, root / "data_cards", card_recipe(corpora, root))
     return out, root / "data_cards", manifest.dump()  # as manifest.json holds it
 
 
@@ -191,6 +189,7 @@ def test_pii_and_limitations(built):
     out, _, manifest = built
     f = _figures(out)
     pii = {k: v for k, v in manifest["stages"]["clean"]["pii"].items()}
+    assert sum(pii.values()) > 0  # the generated web pages carry e-mail and IP addresses
     assert f["pii"] == dict(sorted(pii.items(), key=lambda kv: (-kv[1], kv[0])))
     text = _card(out)
     for k, v in pii.items():
@@ -316,7 +315,7 @@ def test_model_entry_is_added_once(built, tiny_run, monkeypatch):
 
 
 @pytest.mark.slow
-def test_finetune_entry(built, tiny_run, tmp_path):
+def test_finetune_entry(built, tiny_run, corpora, tmp_path):
     from model.finetune import finetune
 
     from pipeline.card import add_finetune_entry
@@ -325,7 +324,7 @@ def test_finetune_entry(built, tiny_run, tmp_path):
     run_dir, _ = tiny_run
     task = tmp_path / "lang.yaml"
     task.write_text(json.dumps({
-        "name": "lang-id", "source": {"format": "text-files", "path": str(require_shared() / "multilingual" / "lingua_sentences"),
+        "name": "lang-id", "source": {"format": "text-files", "path": str(corpora / "multilingual" / "sentences"),
                                       "classes": ["de", "fr"], "max_per_class": 30},
         "finetune": {"max_steps": 2, "batch_size": 8, "max_len": 32, "eval_batch_size": 64}}), encoding="utf-8")
     ft = finetune(run_dir, task, tmp_path / "ft", progress=False)
@@ -401,18 +400,17 @@ def test_terminal_summary(built):
 
 
 @pytest.mark.slow  # builds a second corpus
-def test_diff_of_two_corpora(built, tiny_run, tmp_path):
+def test_diff_of_two_corpora(built, tiny_run, corpora, tmp_path):
     from pipeline.card import add_model_entry, diff_cards
 
     out, _, _ = built
     run_dir, result = tiny_run
     add_model_entry(run_dir)
-    shared = require_shared()
-    recipe = card_recipe(shared, tmp_path, name="card-test-b")
+    recipe = card_recipe(corpora, tmp_path, name="card-test-b")
     recipe["sources"] = [s for s in recipe["sources"] if s["name"] in ("mirror", "sentences")]
     recipe["dedup"] = {"exact": True, "minhash": None}
     b = tmp_path / "b"
-    build_corpus(b, None, recipe, shared)
+    build_corpus(b, None, recipe)
     text = diff_cards(out, b)
     for heading in ("## Recipe differences", "## Sizes", "## Funnel", "## Languages", "## Duplicates", "## Models trained on each"):
         assert f"\n{heading}\n" in text, heading
@@ -445,7 +443,7 @@ def test_cli_card_summary_html_write_and_diff(built, tmp_path, capsys):
     assert main(["card"]) == 2
 
 
-def test_downloaded_sources_show_url_sha256_and_fetch_time(tmp_path):
+def test_downloaded_sources_show_url_sha256_and_fetch_time(corpora, tmp_path):
     """An http source (loopback server): the card's inputs table comes from raw/MANIFEST.jsonl;
     a corpus stopped after ingest still gets a card, its missing sections say so."""
     import hashlib
@@ -457,9 +455,8 @@ def test_downloaded_sources_show_url_sha256_and_fetch_time(tmp_path):
     from pipeline.manifest import build_manifest
     from pipeline.recipe import parse_recipe
 
-    shared = require_shared()
-    rel = "web/dolma_cc_en_head-0091.jsonl.gz"
-    with FileServer({"/corpora": shared}) as srv:
+    rel = "web/small.jsonl.gz"
+    with FileServer({"/corpora": corpora}) as srv:
         url = srv.url(f"/corpora/{rel}")
         recipe = parse_recipe({"name": "dl", "sources": [{"name": "cc", "type": "http", "license": "ODC-By", "urls": [url]}]}, tmp_path)
         out = tmp_path / "dl"
@@ -468,9 +465,9 @@ def test_downloaded_sources_show_url_sha256_and_fetch_time(tmp_path):
     manifest = build_manifest(recipe, None, stages, "opencorpus run dl.yaml")
     write_card(out, manifest)
     text = _card(out)
-    want = hashlib.sha256((shared / rel).read_bytes()).hexdigest()
+    want = hashlib.sha256((corpora / rel).read_bytes()).hexdigest()
     row = next(line for line in text.splitlines() if line.startswith(f"| {url} |"))
-    assert f"`{want}`" in row and f"| {(shared / rel).stat().st_size:,} |" in row
+    assert f"`{want}`" in row and f"| {(corpora / rel).stat().st_size:,} |" in row
     fetched = json.loads((out / "raw" / "MANIFEST.jsonl").read_text().splitlines()[0])["fetched_at"]
     assert fetched in row
     for heading in ("## Duplicates", "## PII replaced", "### Tokens"):

@@ -1,5 +1,7 @@
-"""Clean stage on real text from ../shared/corpora: public API, conservation, each rule set,
-CJK/Thai word counting, PII, code rules, repair and bad input."""
+"""Clean stage on generated text (tests/fixtures_text.py: seeded sentences in many languages and
+scripts) and the stdlib's Python sources: public API, conservation, each rule set, CJK/Thai
+word counting, PII, code rules, repair and bad input. The tests marked `shared` repeat the
+script checks on real text from ../shared/corpora."""
 from __future__ import annotations
 
 import json
@@ -11,7 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import fixtures_text
 from conftest import require_shared
+from fixtures_corpus import BAD_WORDS, wiki_text
 from pipeline.clean import CleanConfig, clean_shard, clean_table
 from pipeline.clean.rules import license_allowed
 from pipeline.clean.text import repair, split_words
@@ -40,13 +44,11 @@ def docs_table(texts, kind="prose", license=None, paths=None, prefix="d") -> pa.
 
 
 def wikitext_articles(n: int) -> list[str]:
-    text = (require_shared() / "classic" / "wikitext-2_valid.txt").read_text(encoding="utf-8")
-    return [p for p in text.split("\n = ") if len(p) > 2000][:n]
+    return [p for p in wiki_text(60).split("\n = ") if len(p) > 2000][:n]
 
 
 def sentences(lang: str, per_doc: int = 10, n_docs: int = 10) -> list[str]:
-    path = require_shared() / "multilingual" / "lingua_sentences" / f"{lang}.txt"
-    lines = [x for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    lines = fixtures_text.sentences(lang, per_doc * n_docs)
     return ["\n".join(lines[i : i + per_doc]) for i in range(0, per_doc * n_docs, per_doc)]
 
 
@@ -173,7 +175,9 @@ def test_c4_rules_and_line_cleaning():
 
 
 def test_c4_bad_words_from_blocklist(tmp_path):
-    blocklist = require_shared() / "blocklists" / "ldnoobw" / "en.txt"
+    blocklist = tmp_path / "ldnoobw" / "en.txt"
+    blocklist.parent.mkdir()
+    blocklist.write_text("\n".join(BAD_WORDS) + "\n", encoding="utf-8")
     word = next(w.strip() for w in blocklist.read_text(encoding="utf-8").splitlines() if w.strip().isalpha())
     en = english_prose(2)
     dirty = en[1] + f"\nThey called it {word} and left."
@@ -186,9 +190,8 @@ def test_c4_bad_words_from_blocklist(tmp_path):
     assert Path(recipe.clean.c4.bad_words_path) == blocklist.resolve()
 
 
-def chinese_poems(n_docs: int, per_doc: int = 10) -> list[str]:
-    path = require_shared() / "multilingual" / "chinese-poetry" / "quantangshi" / "tangshi300.json"
-    poems = json.loads(path.read_text(encoding="utf-8"))
+def chinese_poems(n_docs: int, per_doc: int = 10, poems: list[dict] | None = None) -> list[str]:
+    poems = poems or fixtures_text.chinese_poems(n_docs * per_doc)
     return ["\n\n".join(p["title"] + "\n" + p["author"] + "\n" + "\n".join(p["paragraphs"]) for p in poems[i : i + per_doc])
             for i in range(0, n_docs * per_doc, per_doc)]
 
@@ -401,3 +404,20 @@ def test_language_filter():
     assert "'de'" in rej["d3"][1] and "['en']" in rej["d3"][1]
     assert set(res.kept.column("language").to_pylist()) == {"en"}
     assert all(0 < s <= 1 for s in res.kept.column("language_score").to_pylist())
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("lang", ["zh", "ja", "th"])
+def test_real_text_without_spaces_and_real_poetry_are_kept(lang):
+    """The script-aware word counting on real sentences and real Tang poems (../shared/corpora)."""
+    root = require_shared() / "multilingual"
+    lines = [x for x in (root / "lingua_sentences" / f"{lang}.txt").read_text(encoding="utf-8").splitlines() if x.strip()]
+    docs = ["\n".join(lines[i : i + 10]) for i in range(0, 100, 10)]
+    res = clean_table(docs_table(docs), CleanConfig())
+    assert res.stats.docs_out >= 9, rejected_by(res)
+    assert set(res.kept.column("language").to_pylist()) == {lang}
+    naive = CleanConfig(script_aware_words=False, gopher_quality={"stop_words_languages": None, "alpha_ratio_ignores_punctuation": False})
+    assert clean_table(docs_table(docs), naive).stats.docs_out <= 1
+    poems = json.loads((root / "chinese-poetry" / "quantangshi" / "tangshi300.json").read_text(encoding="utf-8"))
+    res = clean_table(docs_table(chinese_poems(10, poems=poems)), CleanConfig())
+    assert res.stats.docs_out == 10 and res.stats.languages == {"zh": 10}

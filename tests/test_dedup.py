@@ -1,4 +1,5 @@
-"""The dedup stage end to end on real text: outputs, conservation, determinism, bad input."""
+"""The dedup stage end to end on generated WikiText-style articles with seeded copies and edits:
+outputs, conservation, determinism, bad input; Dolma's own expected line dedup (marked `shared`)."""
 from __future__ import annotations
 
 import random
@@ -14,10 +15,11 @@ from pipeline.io import list_shards, write_parquet
 from pipeline.schema import CLEAN_SCHEMA, REJECTED_SCHEMA, conform
 
 from conftest import require_shared
+from fixtures_corpus import wiki_text
 
 
 def _articles(n: int = 40) -> list[str]:
-    raw = (require_shared() / "classic" / "wikitext-2_valid.txt").read_text(encoding="utf-8")
+    raw = wiki_text(80)
     parts = [p for p in raw.split("\n = ") if len(p.split()) > 300]
     return [" = " + p for p in parts[:n]]
 
@@ -44,7 +46,7 @@ def _shards(tmp: Path, rows: list[dict], per_shard: int) -> list[Path]:
 
 
 def _corpus(tmp: Path, per_shard: int = 25):
-    """Real articles plus exact copies (case/whitespace changed), light edits (J >> 0.75) and heavy edits."""
+    """Generated articles plus exact copies (case/whitespace changed), light edits (J >> 0.75) and heavy edits."""
     rng = random.Random(0)
     arts = _articles()
     rows = [{"id": f"a{i:03d}", "text": t, "source": "wiki", "kind": "prose", "url": f"https://w/{i}"} for i, t in enumerate(arts)]
@@ -199,6 +201,7 @@ def test_incremental_equals_dedup_of_both(tmp_path):
                                                           minhash={"num_perm": 64}))
 
 
+@pytest.mark.shared
 def test_line_dedup_matches_dolma_paragraph_spans(tmp_path):
     """Dolma's own expected output: its "paragraphs" are lines; the first occurrence is kept."""
     import gzip

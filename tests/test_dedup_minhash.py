@@ -17,7 +17,7 @@ from pipeline.dedup.minhash import (
     word_hash64,
 )
 
-from conftest import SHARED_CORPORA
+from fixtures_corpus import wiki_text
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog, and the dog sleeps on.",
@@ -32,12 +32,8 @@ TEXTS = [
 
 
 def _texts():
-    texts = list(TEXTS)
-    wiki = SHARED_CORPORA / "classic" / "wikitext-2_valid.txt"
-    if wiki.is_file():
-        raw = wiki.read_text(encoding="utf-8")
-        texts += [raw[i : i + 3000] for i in range(0, 30000, 3000)]
-    return texts
+    raw = wiki_text(20)
+    return list(TEXTS) + [raw[i : i + 3000] for i in range(0, 30000, 3000)]
 
 
 @pytest.mark.parametrize("hash_name,num_perm,seed", [("words64", 128, 1), ("words64", 64, 7), ("sha1", 128, 1)])

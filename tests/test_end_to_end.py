@@ -1,6 +1,6 @@
 """The whole path through the real Prefect flow: recipe -> corpus folder -> trained model -> eval.
 
-One small recipe over files in ../shared/corpora, built once per session through the
+One small recipe over the generated corpora (tests/fixtures_corpus.py), built once per session through the
 temporary Prefect API, then checked against the foundation's contracts.
 """
 from __future__ import annotations
@@ -19,22 +19,22 @@ from pipeline.schema import CLEAN_SCHEMA, DOC_SCHEMA, REJECTED_SCHEMA
 
 
 @pytest.fixture(scope="session")
-def e2e_recipe(tmp_path_factory, shared_corpora) -> Path:
+def e2e_recipe(tmp_path_factory, corpora) -> Path:
     root = tmp_path_factory.mktemp("e2e")
-    classic = shared_corpora / "classic"
+    classic = corpora / "classic"
     recipe = {
         "name": "e2e-small",
-        "description": "WikiText-2 and -103 validation articles, Botchan twice, a CC sample: known duplicates.",
+        "description": "Articles in two editions, a novel twice, web pages: known duplicates.",
         "sources": [
-            {"name": "wt2", "type": "text", "license": "CC-BY-SA-3.0", "paths": [str(classic / "wikitext-2_valid.txt")],
+            {"name": "wt2", "type": "text", "license": "CC-BY-SA-3.0", "paths": [str(classic / "wiki.txt")],
              "separator_regex": r"^ = [^=].* = $"},
-            {"name": "wt103", "type": "text", "license": "CC-BY-SA-3.0", "paths": [str(classic / "wikitext-103_valid.txt")],
-             "separator_regex": r'^"? = [^=].* = $'},  # this copy is CSV-quoted
-            {"name": "botchan", "type": "text", "license": "public-domain", "paths": [str(classic / "botchan_en.txt")],
+            {"name": "wt103", "type": "text", "license": "CC-BY-SA-3.0", "paths": [str(classic / "wiki_other_edition.txt")],
+             "separator_regex": r'^"? = [^=].* = "?$'},  # this copy is CSV-quoted
+            {"name": "botchan", "type": "text", "license": "public-domain", "paths": [str(classic / "novel.txt")],
              "separator_regex": "^CHAPTER "},
-            {"name": "botchan_copy", "type": "text", "license": "public-domain", "paths": [str(classic / "botchan_en.txt")],
+            {"name": "botchan_copy", "type": "text", "license": "public-domain", "paths": [str(classic / "novel.txt")],
              "separator_regex": "^CHAPTER "},
-            {"name": "cc", "type": "jsonl", "license": "CC-ToU", "paths": [str(shared_corpora / "web" / "dolma_cc_en_head-0091.jsonl.gz")]},
+            {"name": "cc", "type": "jsonl", "license": "CC-ToU", "paths": [str(corpora / "web" / "small.jsonl.gz")]},
         ],
         "ingest": {"shard_docs": 40},
         # WikiText's tokenized punctuation (" @-@ ", " , ") puts ~25% of its words below
@@ -42,8 +42,8 @@ def e2e_recipe(tmp_path_factory, shared_corpora) -> Path:
         # The WikiText-103 copy is CSV-quoted, so its blank lines are repeated '""' lines
         # that Gopher's repetition rule rejects: that rule set is off for this corpus.
         "clean": {"gopher_quality": {"min_alpha_words_ratio": 0.6}, "gopher_repetition": {"enabled": False}},
-        # The two WikiText editions differ by <unk> masking and CSV quoting: their article
-        # pairs have word 5-gram Jaccard 0.32-0.69 (median ~0.55), so ask for 0.5.
+        # The two editions differ by <unk> masking and CSV quoting (as WikiText-2 and -103's
+        # copies do): their article pairs have word 5-gram Jaccard ~0.6, so ask for 0.5.
         "dedup": {"threshold": 0.5},
         "tokenize": {"vocab_size": 2048, "val_fraction": 0.1, "seed": 7},
     }
@@ -101,7 +101,7 @@ def test_known_duplicates_removed(corpus):
     exact = dedup_rej.filter(pl.col("filter") == "exact_duplicate")
     assert exact.height >= len(chapters)
     assert set(exact["duplicate_of"]) <= kept_ids
-    # WikiText-103 repeats WikiText-2's articles (other <unk> masking, CSV quoting): the
+    # The other edition repeats the articles (other <unk> masking, CSV quoting): the
     # pairs at or above the 0.5 threshold are removed as near duplicates of the other edition.
     near = dedup_rej.filter(pl.col("filter") == "near_duplicate")
     wt_pairs = near.filter(

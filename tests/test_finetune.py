@@ -30,6 +30,7 @@ ROWS = [{"id": f"r{i}", "text": f"example number {i} " + ("good" if i % 2 else "
 
 
 # ---------------------------------------------------------------------------- task files
+@pytest.mark.shared
 def test_shipped_task_files_load():
     require_shared()
     paws = load_task_data(load_task(shipped_task("pawsx_de.yaml")))
@@ -172,35 +173,40 @@ def test_pair_encoding_truncates_the_longer_text():
 
 # ---------------------------------------------------------------------------- runs
 @pytest.fixture(scope="module")
-def small_runs(tmp_path_factory):
-    """A masked-LM run and a decoder run on one small lingua corpus (a few steps each)."""
-    require_shared()
+def small_runs(tmp_path_factory, sentences_dir):
+    """A masked-LM run and a decoder run on one small corpus of generated Scandinavian sentences (a few steps each)."""
     from mlm_corpus import build_lingua_corpus
 
     from model.train import train
 
     root = tmp_path_factory.mktemp("ft")
-    data = build_lingua_corpus(root / "data", languages=["da", "nb", "sv"], skip_lines=800, vocab_size=512)
+    data = build_lingua_corpus(root / "data", languages=["da", "nb", "sv"], skip_lines=800, vocab_size=512,
+                               root=sentences_dir)
     train(data, root / "mlm", max_steps=4, objective="mlm", **TINY)
     train(data, root / "clm", max_steps=4, **TINY)
     return root
 
 
-def _lid_task(tmp_path: Path, max_steps: int = 6) -> Path:
+@pytest.fixture(scope="module")
+def sentences_dir(corpora) -> Path:
+    return corpora / "multilingual" / "sentences"
+
+
+def _lid_task(tmp_path: Path, sentences: Path, max_steps: int = 6) -> Path:
     return _task_yaml(tmp_path, f"""
 name: scandi-langid
-source: {{format: text-files, path: {require_shared() / 'multilingual' / 'lingua_sentences'}, classes: [da, nb, sv], max_per_class: 40}}
+source: {{format: text-files, path: {sentences}, classes: [da, nb, sv], max_per_class: 40}}
 split: {{validation: 0.25, test: 0.25, seed: 0}}
 finetune: {{max_steps: {max_steps}, batch_size: 8, max_len: 48, checkpoint_every: 3, eval_batch_size: 16}}
 """)
 
 
-def test_finetune_cli_writes_reports_and_resumes(small_runs, tmp_path, capsys):
+def test_finetune_cli_writes_reports_and_resumes(small_runs, sentences_dir, tmp_path, capsys):
     from flows.cli import main
     from model.metrics import read_metrics
 
     out = tmp_path / "ft"
-    args = ["finetune", str(small_runs / "mlm"), "--task", str(_lid_task(tmp_path)), "--out", str(out),
+    args = ["finetune", str(small_runs / "mlm"), "--task", str(_lid_task(tmp_path, sentences_dir)), "--out", str(out),
             "--from-scratch", "--seed", "5", "--no-progress"]
     assert main(args) == 0
     ev = json.loads((out / "eval.json").read_text())
@@ -222,11 +228,11 @@ def test_finetune_cli_writes_reports_and_resumes(small_runs, tmp_path, capsys):
     assert again["accuracy"] == ev["accuracy"] and (out / "metrics.jsonl").read_text() == before
 
 
-def test_finetune_resume_after_interruption_is_exact(small_runs, tmp_path):
+def test_finetune_resume_after_interruption_is_exact(small_runs, sentences_dir, tmp_path):
     from model.finetune import finetune
     from model.metrics import read_metrics
 
-    task = _lid_task(tmp_path, max_steps=6)
+    task = _lid_task(tmp_path, sentences_dir, max_steps=6)
     out = tmp_path / "ft"
     first = finetune(small_runs / "mlm", task, out, progress=False)
     losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl")]
@@ -237,15 +243,15 @@ def test_finetune_resume_after_interruption_is_exact(small_runs, tmp_path):
     assert again["pretrained"]["test"]["confusion_matrix"] == first["pretrained"]["test"]["confusion_matrix"]
 
 
-def test_finetune_a_decoder_uses_the_last_token(small_runs, tmp_path):
+def test_finetune_a_decoder_uses_the_last_token(small_runs, sentences_dir, tmp_path):
     from model.finetune import finetune
 
-    r = finetune(small_runs / "clm", _lid_task(tmp_path), tmp_path / "ft", progress=False)
+    r = finetune(small_runs / "clm", _lid_task(tmp_path, sentences_dir), tmp_path / "ft", progress=False)
     assert r["objective"] == "clm" and r["pretrained"]["pooling"] == "last"
     assert 0 <= r["accuracy"] <= 1
 
 
-def test_finetune_bad_input_fails_before_training(small_runs, tmp_path):
+def test_finetune_bad_input_fails_before_training(small_runs, sentences_dir, tmp_path):
     from model.checkpoint import CheckpointError
     from model.finetune import finetune
 
@@ -255,4 +261,4 @@ def test_finetune_bad_input_fails_before_training(small_runs, tmp_path):
         finetune(small_runs / "mlm", bad, tmp_path / "ft")
     assert not (tmp_path / "ft").exists()
     with pytest.raises(CheckpointError, match="no checkpoint"):
-        finetune(tmp_path / "nowhere", _lid_task(tmp_path), tmp_path / "ft")
+        finetune(tmp_path / "nowhere", _lid_task(tmp_path, sentences_dir), tmp_path / "ft")

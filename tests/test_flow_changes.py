@@ -14,13 +14,13 @@ def _reran(manifest) -> dict[str, bool]:
     return {stage: r.reused < r.units for stage, r in manifest.resume.items()}
 
 
-def test_config_edits_rerun_the_stage_and_what_follows(tmp_path, shared_corpora, prefect_api):
+def test_config_edits_rerun_the_stage_and_what_follows(tmp_path, corpora, prefect_api):
     from flows.corpus import run_corpus
 
     out = tmp_path / "out"
 
     def build(**overrides) -> dict:
-        recipe = small_recipe(tmp_path / "recipes", shared_corpora, **overrides)
+        recipe = small_recipe(tmp_path / "recipes", corpora, **overrides)
         return run_corpus(str(recipe), str(out), workers=1, cards_dir=None)
 
     first = build()
@@ -44,7 +44,7 @@ def test_config_edits_rerun_the_stage_and_what_follows(tmp_path, shared_corpora,
     assert _reran(m) == {"ingest": False, "clean": True, "dedup": True, "tokenizer": True, "tokenize": True}
 
     # a source dropped: its shards leave every folder; nothing else is redone
-    recipe = small_recipe(tmp_path / "recipes", shared_corpora, **tok, **dedup, **clean)
+    recipe = small_recipe(tmp_path / "recipes", corpora, **tok, **dedup, **clean)
     import yaml
 
     data = yaml.safe_load(recipe.read_text())

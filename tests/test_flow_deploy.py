@@ -15,13 +15,13 @@ from orchestration_support import cli, cli_env, small_recipe
 pytestmark = pytest.mark.slow
 
 
-def test_deploy_registers_the_schedule_and_serves_triggered_runs(tmp_path, shared_corpora, prefect_api):
+def test_deploy_registers_the_schedule_and_serves_triggered_runs(tmp_path, corpora, prefect_api):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
-    wt2 = shared_corpora / "classic" / "wikitext-2_valid.txt"
-    recipe = small_recipe(tmp_path, shared_corpora, name="nightly-small", sources=[
+    wt2 = corpora / "classic" / "wiki.txt"
+    recipe = small_recipe(tmp_path, corpora, name="nightly-small", sources=[
         {"name": "wt2", "type": "text", "license": "CC-BY-SA-3.0", "paths": [str(wt2)], "separator_regex": r"^ = [^=].* = $"}])
     out = tmp_path / "out"
     env = cli_env() | {"PREFECT_RUNNER_POLL_FREQUENCY": "1"}

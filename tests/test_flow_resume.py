@@ -39,10 +39,10 @@ def _cached(events: list[dict], stage: str) -> int:
     return next((e["cached_units"] for e in events if e["event"] == "stage_start" and e["stage"] == stage), -1)
 
 
-def test_killed_runs_resume_to_identical_outputs(tmp_path, shared_corpora, prefect_api):
+def test_killed_runs_resume_to_identical_outputs(tmp_path, corpora, prefect_api):
     from flows.corpus import run_corpus
 
-    recipe = small_recipe(tmp_path, shared_corpora)
+    recipe = small_recipe(tmp_path, corpora)
     ref, out = tmp_path / "ref", tmp_path / "out"
     done = out / ".opencorpus" / "done"
     cmd = cli("run", str(recipe), "--output", str(out), "--workers", "2", "--cards-dir", "")

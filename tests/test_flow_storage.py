@@ -46,22 +46,22 @@ def s3(monkeypatch):
     server.stop()
 
 
-def test_s3_inputs_and_output_with_resume_from_the_bucket(tmp_path, shared_corpora, s3, prefect_api, monkeypatch):
+def test_s3_inputs_and_output_with_resume_from_the_bucket(tmp_path, corpora, s3, prefect_api, monkeypatch):
     from flows.corpus import run_corpus
     from flows.storage import NOT_PUSHED
 
     monkeypatch.setenv("OPENCORPUS_CACHE", str(tmp_path / "cache"))  # where remote inputs are copied
-    classic = shared_corpora / "classic"
-    s3.put_file(str(classic / "wikitext-2_valid.txt"), "inputs/wiki/wikitext-2_valid.txt")
-    s3.put_file(str(classic / "botchan_en.txt"), "inputs/books/botchan_en.txt")
+    classic = corpora / "classic"
+    s3.put_file(str(classic / "wiki.txt"), "inputs/wiki/wiki.txt")
+    s3.put_file(str(classic / "novel.txt"), "inputs/books/novel.txt")
     sources = [
         {"name": "wt2", "type": "text", "paths": ["s3://inputs/wiki/*.txt"], "separator_regex": r"^ = [^=].* = $"},
-        {"name": "botchan", "type": "text", "paths": ["s3://inputs/books/botchan_en.txt"], "separator_regex": r"^CHAPTER [IVXL]+"},
+        {"name": "botchan", "type": "text", "paths": ["s3://inputs/books/novel.txt"], "separator_regex": r"^CHAPTER [IVXL]+"},
     ]
-    recipe = small_recipe(tmp_path, shared_corpora, name="s3-small", sources=sources)
+    recipe = small_recipe(tmp_path, corpora, name="s3-small", sources=sources)
     url = "s3://corpora/s3-small"
     first = run_corpus(str(recipe), url, workers=1, cards_dir=None, work_dir=str(tmp_path / "staging1"))
-    assert first.stages.ingest.docs_out == 60 + 12
+    assert first.stages.ingest.docs_out == 40 + 12  # articles + chapters
 
     # the bucket holds the whole corpus folder, done records included, and nothing else
     remote = {p.removeprefix("corpora/s3-small/") for p in s3.find(url)}
@@ -77,6 +77,6 @@ def test_s3_inputs_and_output_with_resume_from_the_bucket(tmp_path, shared_corpo
     assert snapshot(tmp_path / "staging2", normalize=False) == snapshot(tmp_path / "staging1", normalize=False)
 
     # a source dropped from the recipe: its files leave the bucket too
-    recipe = small_recipe(tmp_path, shared_corpora, name="s3-small", sources=sources[:1])
+    recipe = small_recipe(tmp_path, corpora, name="s3-small", sources=sources[:1])
     run_corpus(str(recipe), url, workers=1, cards_dir=None, work_dir=str(tmp_path / "staging2"))
     assert not [p for p in s3.find(url) if "botchan" in p]

@@ -13,7 +13,6 @@ from model.encoder import Encoder, EncoderConfig, apply_rope, rope_tables
 from model.gpt import GPT, GPTConfig
 from model.mlm import IGNORE, MaskedBatches, MaskingPolicy, MaskVocabulary, mask_tokens, mask_vocabulary
 
-from conftest import require_shared
 
 TINY = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=4, warmup_steps=2, checkpoint_every=1000,
             progress=False, threads=1, eval_tokens=2048)
@@ -151,12 +150,11 @@ def test_encoder_loss_only_on_targets():
 
 # ---------------------------------------------------------------------------- training
 @pytest.fixture(scope="module")
-def lingua_corpus(tmp_path_factory):
-    require_shared()
+def lingua_corpus(tmp_path_factory, corpora):
     from mlm_corpus import build_lingua_corpus
 
     return build_lingua_corpus(tmp_path_factory.mktemp("mlm") / "data", languages=["de", "nl", "sv"],
-                               skip_lines=700, vocab_size=512)
+                               skip_lines=700, vocab_size=512, root=corpora / "multilingual" / "sentences")
 
 
 def test_corpus_has_the_three_special_tokens(lingua_corpus):
@@ -206,7 +204,6 @@ def test_mlm_learns(lingua_corpus, tmp_path):
 
 
 def test_tokenizer_without_mask_fails_before_training(tmp_path):
-    require_shared()
     from model_fixtures import make_corpus
 
     from model.train import train

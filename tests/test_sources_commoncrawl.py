@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.recipe import RecipeError, parse_recipe
+from fixtures_corpus import ARTICLE_URL, CRAWL_PAGES
 from httpserver import FileServer
 
 CRAWL = "CC-MAIN-2024-22"
@@ -19,13 +20,13 @@ WARCS = [f"crawl-data/{CRAWL}/segments/{SEG}/warc/CC-MAIN-20240518011039-2024051
 
 
 @pytest.fixture()
-def mirror(shared_corpora, tmp_path):
-    """A directory laid out like data.commoncrawl.org, holding the real CC files of shared/corpora/web."""
+def mirror(corpora, tmp_path):
+    """A directory laid out like data.commoncrawl.org, holding the generated WARC/WET files
+    (tests/fixtures_corpus.py): one article as WET and WARC, and a crawl of several pages."""
     root = tmp_path / "mirror"
-    for rel, src in [(WET, "cc-main-2024-22_whirlwind.warc.wet.gz"), (WARCS[0], "cc-main-2024-22_whirlwind.warc.gz"),
-                     (WARCS[1], "cc-main-2020-34_resiliparse_warcfile.warc.gz")]:
+    for rel, src in [(WET, "article.warc.wet.gz"), (WARCS[0], "article.warc.gz"), (WARCS[1], "crawl.warc.gz")]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shared_corpora / "web" / src, root / rel)
+        shutil.copy(corpora / "web" / src, root / rel)
     (root / f"crawl-data/{CRAWL}/wet.paths.gz").write_bytes(gzip.compress((WET + "\n").encode()))
     (root / f"crawl-data/{CRAWL}/warc.paths.gz").write_bytes(gzip.compress("\n".join(WARCS).encode() + b"\n"))
     with FileServer({"/cc": root}) as srv:
@@ -41,7 +42,7 @@ def read(spec, tmp_path):
 def test_sample_from_listing_wet(mirror, tmp_path):
     src, docs = read({"name": "cc", "type": "commoncrawl", "crawl": CRAWL, "sample": 1,
                       "base_url": mirror.url("/cc/"), "backoff_base": 0.01}, tmp_path)
-    assert docs.num_rows == 1 and docs.column("url")[0].as_py() == "https://an.wikipedia.org/wiki/Escopete"
+    assert docs.num_rows == 1 and docs.column("url")[0].as_py() == ARTICLE_URL
     assert [p.get("role") for p in src.provenance] == ["listing", None]
     assert src.provenance[1]["url"] == mirror.url("/cc/" + WET)
     manifest = [json.loads(l) for l in (tmp_path / "out" / "raw" / "MANIFEST.jsonl").read_text().splitlines()]
@@ -53,7 +54,7 @@ def test_warc_kind_by_name_segment_and_full_path(mirror, tmp_path):
     _, by_segment = read({**base, "segments": [SEG]}, tmp_path / "a")
     assert by_segment.num_rows == 1
     _, by_name = read({**base, "files": [WARCS[1].rsplit("/", 1)[1]]}, tmp_path / "b")
-    assert by_name.num_rows == 16
+    assert by_name.num_rows == len(CRAWL_PAGES)
     n = len(mirror.requests)
     src, full = read({**base, "files": [WARCS[0]]}, tmp_path / "c")
     assert full.num_rows == 1 and len(src.provenance) == 1  # a full path needs no listing

@@ -17,9 +17,9 @@ def read(spec: dict, base, out):
 
 
 @pytest.fixture(scope="module")
-def stories(shared_corpora):
-    """TinyStories sample paragraphs plus two rows that cannot be documents."""
-    text = (shared_corpora / "classic" / "tinystories_sample.txt").read_text()
+def stories(corpora):
+    """Generated short stories plus a row that cannot be a document."""
+    text = (corpora / "classic" / "stories.txt").read_text()
     paras = [p.strip() for p in text.split("\n\n") if p.strip()]
     rows = {"text": paras + [None], "id": [f"s{i}" for i in range(len(paras))] + ["bad"],
             "url": [None] * (len(paras) + 1), "stars": list(range(len(paras) + 1))}
@@ -72,14 +72,14 @@ def test_missing_text_column_is_named(stories, tmp_path):
         read({"name": "b", "type": "hf", "path": "ds", "text_field": "body"}, tmp_path, tmp_path)
 
 
-def test_rows_joined_into_articles_like_wikitext(shared_corpora, tmp_path):
+def test_rows_joined_into_articles_like_wikitext(corpora, tmp_path):
     # WikiText on the Hub stores one line per row; articles start at " = Title = " lines.
-    lines = (shared_corpora / "classic" / "wikitext-2_valid.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = (corpora / "classic" / "wiki.txt").read_text(encoding="utf-8").splitlines(keepends=True)
     datasets.Dataset.from_dict({"text": lines}).save_to_disk(str(tmp_path / "wt"))
     spec = {"name": "wt", "type": "hf", "path": "wt", "document_start": r"^ = [^=]", "batch_size": 500}
     src, docs, rej = read(spec, tmp_path, tmp_path)
     titles = [l for l in lines if l.startswith(" = ") and not l.startswith(" = = ")]
-    assert docs.num_rows == len(titles) == 60  # the 60 validation articles
+    assert docs.num_rows == len(titles) == 40  # the 40 generated articles
     head = lines.index(titles[0])  # blank rows before the first title: not a document
     assert "".join(lines[:head]) + "".join(docs.column("text").to_pylist()) == "".join(lines)  # no row lost
     assert all(t.startswith(" = ") for t in docs.column("text").to_pylist())

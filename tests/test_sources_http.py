@@ -18,24 +18,46 @@ import zstandard
 from pipeline.download import ChecksumError, Downloader, DownloadError, RetryPolicy, local_name
 from pipeline.ingest import ingest_source
 from pipeline.recipe import parse_recipe
+from fixtures_corpus import ARTICLE_URL, CRAWL_PAGES
 from httpserver import FileServer
 
 FAST = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.05)
-JSONL_GZ = "/corpora/web/dolma_CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
-SMALL_GZ = "/corpora/web/dolma_cc_en_head-0091.jsonl.gz"
-WARC_GZ = "/corpora/web/cc-main-2020-34_resiliparse_warcfile.warc.gz"
-WET_GZ = "/corpora/web/cc-main-2024-22_whirlwind.warc.wet.gz"
+# Served from the generated corpora (tests/fixtures_corpus.py). The JSONL files are stored
+# gzip level 0 so they are big enough (180 kB, 32 kB) for connections cut at fixed offsets.
+JSONL_GZ = "/corpora/web/pages.jsonl.gz"
+SMALL_GZ = "/corpora/web/small.jsonl.gz"
+WARC_GZ = "/corpora/web/crawl.warc.gz"
+WET_GZ = "/corpora/web/article.warc.wet.gz"
 
 
 def sha(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
+@pytest.fixture(scope="module")
+def served(corpora, tmp_path_factory) -> Path:
+    """The files the server offers under /corpora: web/ (JSONL, WARC, WET) and classic/ (text)."""
+    root = tmp_path_factory.mktemp("served")
+    (root / "web").mkdir()
+    raw = gzip.decompress((corpora / "web" / "pages.jsonl.gz").read_bytes())
+    (root / "web" / "pages.jsonl.gz").write_bytes(gzip.compress(raw, compresslevel=0, mtime=0))
+    small = b"".join(raw.splitlines(keepends=True)[:10])
+    (root / "web" / "small.jsonl.gz").write_bytes(gzip.compress(small, compresslevel=0, mtime=0))
+    for name in ("crawl.warc.gz", "article.warc.wet.gz"):
+        shutil.copy(corpora / "web" / name, root / "web" / name)
+    shutil.copytree(corpora / "classic", root / "classic")
+    return root
+
+
+def size(served: Path, url_path: str) -> int:
+    return (served / url_path.removeprefix("/corpora/")).stat().st_size
+
+
 @pytest.fixture()
-def server(shared_corpora, tmp_path):
+def server(served, tmp_path):
     extra = tmp_path / "served"
     extra.mkdir()
-    with FileServer({"/corpora": shared_corpora, "/extra": extra}) as srv:
+    with FileServer({"/corpora": served, "/extra": extra}) as srv:
         srv.extra = extra
         yield srv
 
@@ -45,8 +67,8 @@ def source(spec: dict, tmp_path: Path):
     return recipe.source_objects(tmp_path / "out")[0]
 
 
-def test_download_is_byte_identical_and_recorded(server, shared_corpora, tmp_path):
-    want = (shared_corpora / JSONL_GZ.removeprefix("/corpora/")).read_bytes()
+def test_download_is_byte_identical_and_recorded(server, served, tmp_path):
+    want = (served / JSONL_GZ.removeprefix("/corpora/")).read_bytes()
     d = Downloader(tmp_path / "raw", retry=FAST, license="ODC-By", source="s")
     e = d.fetch({"url": server.url(JSONL_GZ), "sha256": sha(want), "size": len(want)})
     path = tmp_path / "raw" / local_name(server.url(JSONL_GZ))
@@ -64,59 +86,61 @@ def test_download_is_byte_identical_and_recorded(server, shared_corpora, tmp_pat
     assert len(server.requests) == n
 
 
-def test_broken_connection_resumes_with_range_byte_identical(server, shared_corpora, tmp_path, caplog):
-    want = (shared_corpora / JSONL_GZ.removeprefix("/corpora/")).read_bytes()
+def test_broken_connection_resumes_with_range_byte_identical(server, served, tmp_path, caplog):
+    want = (served / JSONL_GZ.removeprefix("/corpora/")).read_bytes()
     server.fault(JSONL_GZ, drop_at=len(want) // 2, times=1)
-    server.fault(WARC_GZ, drop_at=40_000, times=2)  # twice, at the same offset of the file
+    cut = size(served, WARC_GZ) // 2
+    server.fault(WARC_GZ, drop_at=cut, times=2)  # twice, at the same offset of the file
     caplog.set_level(logging.WARNING, logger="pipeline.download")
     d = Downloader(tmp_path / "raw", retry=FAST, concurrency=2)
     entries = d.fetch_all([server.url(JSONL_GZ), server.url(WARC_GZ)])
     assert Path(entries[0]["local_path"]).read_bytes() == want
-    warc = (shared_corpora / WARC_GZ.removeprefix("/corpora/")).read_bytes()
+    warc = (served / WARC_GZ.removeprefix("/corpora/")).read_bytes()
     assert Path(entries[1]["local_path"]).read_bytes() == warc
     assert entries[0]["resumed"] and entries[0]["attempts"] == 2
     hits = server.hits(JSONL_GZ)
     assert hits[0]["range"] is None and hits[0]["dropped_after"] == len(want) // 2
     assert hits[1]["range"] == f"bytes={len(want) // 2}-" and hits[1]["status"] == 206 and hits[1]["if_range"]
-    # the WARC: first drop at 40000, then the resumed request starts at 40000 and is not cut again
-    assert [h["range"] for h in server.hits(WARC_GZ)] == [None, "bytes=40000-"]
+    # the WARC: first drop at `cut`, then the resumed request starts there and is not cut again
+    assert [h["range"] for h in server.hits(WARC_GZ)] == [None, f"bytes={cut}-"]
     assert any("resuming at byte" in r.getMessage() and JSONL_GZ in r.getMessage() for r in caplog.records)
 
 
-def test_killed_run_partial_file_resumes_on_next_run(server, shared_corpora, tmp_path):
-    want = (shared_corpora / WARC_GZ.removeprefix("/corpora/")).read_bytes()
-    server.fault(WARC_GZ, drop_at=50_000, times=1)
+def test_killed_run_partial_file_resumes_on_next_run(server, served, tmp_path):
+    want = (served / WARC_GZ.removeprefix("/corpora/")).read_bytes()
+    cut = len(want) * 2 // 3
+    server.fault(WARC_GZ, drop_at=cut, times=1)
     with pytest.raises(DownloadError, match="giving up after 1 attempts"):
         Downloader(tmp_path / "raw", retry=RetryPolicy(max_attempts=1)).fetch(server.url(WARC_GZ))
     part = (tmp_path / "raw" / local_name(server.url(WARC_GZ))).with_suffix(".gz.part")
-    assert part.stat().st_size == 50_000  # nothing under the final name
+    assert part.stat().st_size == cut  # nothing under the final name
     assert not part.with_suffix("").exists()
     e = Downloader(tmp_path / "raw", retry=FAST).fetch({"url": server.url(WARC_GZ), "sha256": sha(want)})
     assert Path(e["local_path"]).read_bytes() == want and e["resumed"]
-    assert server.hits(WARC_GZ)[-1]["range"] == "bytes=50000-"
+    assert server.hits(WARC_GZ)[-1]["range"] == f"bytes={cut}-"
 
 
-def test_changed_file_restarts_instead_of_splicing(server, shared_corpora, tmp_path):
+def test_changed_file_restarts_instead_of_splicing(server, served, tmp_path):
     # A partial file from a previous version: the server's ETag no longer matches, so
     # If-Range makes it send the whole new file, never a splice of the two.
     server.fault(SMALL_GZ, drop_at=20_000, times=1, body=b"x" * 40_000)
     with pytest.raises(DownloadError):
         Downloader(tmp_path / "raw", retry=RetryPolicy(max_attempts=1)).fetch(server.url(SMALL_GZ))
     server.faults.clear()
-    want = (shared_corpora / SMALL_GZ.removeprefix("/corpora/")).read_bytes()
+    want = (served / SMALL_GZ.removeprefix("/corpora/")).read_bytes()
     e = Downloader(tmp_path / "raw", retry=FAST).fetch(server.url(SMALL_GZ))
     assert Path(e["local_path"]).read_bytes() == want
     assert server.hits(SMALL_GZ)[-1]["status"] == 200  # Range was sent, If-Range failed, full body
 
 
-def test_restart_then_broken_connection_still_records_the_true_sha256(server, shared_corpora, tmp_path):
+def test_restart_then_broken_connection_still_records_the_true_sha256(server, served, tmp_path):
     # old partial file -> the server sends the new file whole (If-Range fails) -> the
     # connection breaks in that restart -> resume: the hash must cover exactly the new bytes.
     server.fault(SMALL_GZ, drop_at=20_000, times=1, body=b"x" * 40_000)
     with pytest.raises(DownloadError):
         Downloader(tmp_path / "raw", retry=RetryPolicy(max_attempts=1)).fetch(server.url(SMALL_GZ))
     server.fault(SMALL_GZ, drop_at=10_000, times=1)
-    want = (shared_corpora / SMALL_GZ.removeprefix("/corpora/")).read_bytes()
+    want = (served / SMALL_GZ.removeprefix("/corpora/")).read_bytes()
     e = Downloader(tmp_path / "raw", retry=FAST).fetch(server.url(SMALL_GZ))
     assert [(h["range"], h["status"]) for h in server.hits(SMALL_GZ)[1:]] == [("bytes=20000-", 200), ("bytes=10000-", 206)]
     assert Path(e["local_path"]).read_bytes() == want and e["sha256"] == sha(want)
@@ -148,8 +172,8 @@ def test_backoff_is_capped_exponential_with_jitter():
     assert p.delay(1, retry_after=7) >= 7 and p.delay(1, retry_after=500) <= 15
 
 
-def test_checksum_mismatch_names_url_and_file_is_never_used(server, shared_corpora, tmp_path):
-    real = (shared_corpora / SMALL_GZ.removeprefix("/corpora/")).read_bytes()
+def test_checksum_mismatch_names_url_and_file_is_never_used(server, served, tmp_path):
+    real = (served / SMALL_GZ.removeprefix("/corpora/")).read_bytes()
     server.fault(SMALL_GZ, body=gzip.compress(b'{"text": "tampered"}\n'))
     good = server.url(WET_GZ)
     src = source({"name": "mix", "type": "http", "backoff_base": 0.01,
@@ -166,32 +190,32 @@ def test_checksum_mismatch_names_url_and_file_is_never_used(server, shared_corpo
     assert [json.loads(l)["url"] for l in (raw / "MANIFEST.jsonl").read_text().splitlines()] == [good]
 
 
-def test_size_mismatch_is_refused_before_download(server, shared_corpora, tmp_path):
+def test_size_mismatch_is_refused_before_download(server, served, tmp_path):
     with pytest.raises(ChecksumError, match="expected 10 bytes"):
         Downloader(tmp_path / "raw", retry=FAST).fetch({"url": server.url(SMALL_GZ), "size": 10})
     assert not [p for p in (tmp_path / "raw").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
 
 
-def test_truncated_gzip_is_a_named_error(server, shared_corpora, tmp_path):
-    server.fault(JSONL_GZ, truncate=300_000)  # served as if complete: only the gzip stream knows
+def test_truncated_gzip_is_a_named_error(server, served, tmp_path):
+    server.fault(JSONL_GZ, truncate=size(served, JSONL_GZ) // 2)  # served as if complete: only the gzip stream knows
     src = source({"name": "trunc", "type": "http", "urls": [server.url(JSONL_GZ)]}, tmp_path)
     with pytest.raises(IOError) as err:
         for _ in src.read():
             pass
-    assert "truncated or corrupt" in str(err.value) and "dolma_CC-MAIN" in str(err.value)
+    assert "truncated or corrupt" in str(err.value) and "pages.jsonl.gz" in str(err.value)
 
 
-def test_truncated_warc_gz_is_a_named_error(server, tmp_path):
-    server.fault(WARC_GZ, truncate=60_000)
+def test_truncated_warc_gz_is_a_named_error(server, served, tmp_path):
+    server.fault(WARC_GZ, truncate=size(served, WARC_GZ) // 2)
     src = source({"name": "w", "type": "http", "urls": [server.url(WARC_GZ)]}, tmp_path)
-    with pytest.raises(IOError, match=r"cc-main-2020-34_resiliparse_warcfile\.warc\.gz.*truncated"):
+    with pytest.raises(IOError, match=r"crawl\.warc\.gz.*truncated"):
         list(src.read())
 
 
-def test_formats_detected_and_read_like_local_files(server, shared_corpora, tmp_path):
+def test_formats_detected_and_read_like_local_files(server, served, tmp_path):
     # The same JSONL in every compression, a Parquet file, text, WARC, WET, and a file whose
     # name says nothing (detected from its bytes).
-    raw = gzip.decompress((shared_corpora / SMALL_GZ.removeprefix("/corpora/")).read_bytes())
+    raw = gzip.decompress((served / SMALL_GZ.removeprefix("/corpora/")).read_bytes())
     ex = server.extra
     (ex / "d.jsonl").write_bytes(raw)
     (ex / "d.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
@@ -199,7 +223,7 @@ def test_formats_detected_and_read_like_local_files(server, shared_corpora, tmp_
     (ex / "noname").write_bytes(gzip.compress(raw))
     rows = [json.loads(l) for l in raw.decode().splitlines()]
     pq.write_table(pa.Table.from_pylist([{"id": r["id"], "text": r["text"]} for r in rows]), ex / "d.parquet")
-    shutil.copy(shared_corpora / "classic" / "tinystories_sample.txt", ex / "t.txt")
+    shutil.copy(served / "classic" / "stories.txt", ex / "t.txt")
     urls = [server.url(p) for p in ["/extra/d.jsonl", "/extra/d.jsonl.zst", "/extra/d.jsonl.bz2", "/extra/noname",
                                      "/extra/d.parquet", "/extra/t.txt", WET_GZ, WARC_GZ]]
     src = source({"name": "fmt", "type": "http", "urls": urls, "concurrency": 3, "license": "test"}, tmp_path)
@@ -211,14 +235,14 @@ def test_formats_detected_and_read_like_local_files(server, shared_corpora, tmp_
         assert texts[k * 10:(k + 1) * 10] == [r["text"] for r in rows]
     assert docs.slice(50, 1).column("path")[0].as_py().endswith("t.txt")
     web = docs.slice(51)
-    assert web.column("url")[0].as_py() == "https://an.wikipedia.org/wiki/Escopete"
-    assert web.num_rows == 1 + 16
+    assert web.column("url")[0].as_py() == ARTICLE_URL
+    assert web.num_rows == 1 + len(CRAWL_PAGES)
     for p in src.provenance:
         assert p["sha256"] == sha(Path(p["local_path"]).read_bytes()) and p["size"] > 0 and p["license"] == "test"
 
 
-def test_manifest_file_and_url(server, shared_corpora, tmp_path):
-    real = (shared_corpora / SMALL_GZ.removeprefix("/corpora/")).read_bytes()
+def test_manifest_file_and_url(server, served, tmp_path):
+    real = (served / SMALL_GZ.removeprefix("/corpora/")).read_bytes()
     lines = [{"url": server.url(SMALL_GZ), "sha256": sha(real), "size": len(real)}, {"url": server.url(WET_GZ)}]
     (server.extra / "files.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
     (tmp_path / "files.jsonl").write_text((server.extra / "files.jsonl").read_text())
@@ -247,7 +271,7 @@ def test_ingest_writes_documents_and_provenance(server, tmp_path):
     assert prov["records"]["skipped:warcinfo"] == 1
 
 
-def test_two_sources_naming_one_url_download_it_once(server, shared_corpora, tmp_path):
+def test_two_sources_naming_one_url_download_it_once(server, served, tmp_path):
     import threading
 
     server.delay = 0.2
@@ -261,10 +285,10 @@ def test_two_sources_naming_one_url_download_it_once(server, shared_corpora, tmp
         t.join()
     assert len(server.hits(JSONL_GZ)) == 1
     assert sorted(bool(r.get("reused")) for r in results) == [False, True]
-    assert Path(results[0]["local_path"]).read_bytes() == (shared_corpora / JSONL_GZ.removeprefix("/corpora/")).read_bytes()
+    assert Path(results[0]["local_path"]).read_bytes() == (served / JSONL_GZ.removeprefix("/corpora/")).read_bytes()
 
 
-def test_same_file_name_under_two_urls_gets_distinct_ids(server, shared_corpora, tmp_path):
+def test_same_file_name_under_two_urls_gets_distinct_ids(server, served, tmp_path):
     for d in ("a", "b"):
         (server.extra / d).mkdir()
         (server.extra / d / "0000.txt").write_text(f"document from {d}\n")
@@ -302,8 +326,8 @@ def test_bad_manifest_line_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst", ".jsonl.bz2"])
-def test_truncated_compressed_jsonl_is_a_named_error_in_every_codec(server, shared_corpora, suffix):
-    raw = gzip.decompress((shared_corpora / JSONL_GZ.removeprefix("/corpora/")).read_bytes())
+def test_truncated_compressed_jsonl_is_a_named_error_in_every_codec(server, served, suffix):
+    raw = gzip.decompress((served / JSONL_GZ.removeprefix("/corpora/")).read_bytes())
     comp = {".jsonl.gz": gzip.compress, ".jsonl.zst": zstandard.ZstdCompressor().compress, ".jsonl.bz2": bz2.compress}[suffix]
     data = comp(raw)
     (server.extra / f"d{suffix}").write_bytes(data)
@@ -315,8 +339,8 @@ def test_truncated_compressed_jsonl_is_a_named_error_in_every_codec(server, shar
             pass
 
 
-def test_flaky_network_many_files_all_byte_identical(server, shared_corpora, tmp_path):
-    files = sorted((shared_corpora / "web").glob("*.gz")) + sorted((shared_corpora / "classic").glob("w*.txt"))
+def test_flaky_network_many_files_all_byte_identical(server, served, tmp_path):
+    files = sorted((served / "web").glob("*.gz")) + sorted((served / "classic").glob("*.txt"))
     for i, f in enumerate(files):  # every file: a 503 first, then a cut at 1/2, 1/3 or 1/4 of its body
         url_path = f"/corpora/{f.parent.name}/{f.name}"
         size = f.stat().st_size

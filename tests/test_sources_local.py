@@ -31,8 +31,8 @@ def _ingest(spec, tmp_path, shard_docs=1000):
     return stats, docs, rej
 
 
-def test_jsonl_gz_real_file_keeps_own_ids_and_urls(tmp_path, shared_corpora):
-    path = shared_corpora / "web" / "dolma_cc_en_head-0091.jsonl.gz"
+def test_jsonl_gz_file_keeps_own_ids_and_urls(tmp_path, corpora):
+    path = corpora / "web" / "small.jsonl.gz"
     with gzip.open(path, "rt") as f:
         first = json.loads(f.readline())
     stats, docs, rej = _ingest({"name": "cc", "type": "jsonl", "paths": [str(path)]}, tmp_path)
@@ -64,13 +64,17 @@ def test_jsonl_bad_records_rejected_with_file_and_line(tmp_path):
     assert stats.docs_in == 7
 
 
-def test_text_source_splits_and_shards(tmp_path, shared_corpora):
-    spec = {"name": "wt2", "type": "text", "paths": [str(shared_corpora / "classic" / "wikitext-2_valid.txt")],
-            "separator_regex": r"^ = [^=].* = $"}
+def test_text_source_splits_and_shards(tmp_path, corpora):
+    wiki = corpora / "classic" / "wiki.txt"
+    spec = {"name": "wt2", "type": "text", "paths": [str(wiki)], "separator_regex": r"^ = [^=].* = $"}
     stats, docs, rej = _ingest(spec, tmp_path, shard_docs=25)
-    assert 55 <= docs.num_rows <= 65  # 60 articles (+ the lead-in before the first title)
+    titles = [l for l in wiki.read_text(encoding="utf-8").splitlines() if l.startswith(" = ") and not l.startswith(" = = ")]
+    assert docs.num_rows == len(titles) == 40  # one document per article (the blank lead-in is none)
     assert len(list_shards(tmp_path / "out" / "documents")) == -(-docs.num_rows // 25)
-    assert any(t.startswith(" = Homarus gammarus = ") for t in docs.column("text").to_pylist())
+    texts = docs.column("text").to_pylist()
+    assert [t.splitlines()[0] for t in texts] == titles
+    is_title = lambda l: l.startswith(" = ") and not l.startswith(" = = ")
+    assert all(sum(map(is_title, t.splitlines())) == 1 for t in texts)  # never two articles in one document
     ids = docs.column("id").to_pylist()
     assert len(set(ids)) == len(ids)
     # stable ids: a second read gives the same ones

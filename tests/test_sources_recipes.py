@@ -12,11 +12,11 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 @pytest.mark.parametrize("name, type_", [("fineweb_edu", "hf"), ("wikitext103", "hf"), ("tinystories", "hf"),
                                          ("commoncrawl_wet", "commoncrawl")])
-def test_network_recipe_validates(name, type_):
+def test_network_recipe_validates(name, type_, tmp_path):
     path = RECIPES / f"{name}.yaml"
     text = path.read_text()
     assert "License" in text and "NEEDS NETWORK" in text  # documented in the header comment
     recipe = load_recipe(path)
     src = recipe.sources[0]
     assert src.type == type_ and src.license
-    assert recipe.source_objects(Path("/tmp/unused"))[0].config is src
+    assert recipe.source_objects(tmp_path / "unused")[0].config is src

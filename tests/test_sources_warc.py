@@ -1,4 +1,5 @@
-"""The `warc` source on the real WARC/WET/WAT files of shared/corpora/web."""
+"""The `warc` source on WARC/WET/WAT files the tests write themselves (tests/fixtures_corpus.py,
+with warcio's writer): a Common Crawl-like crawl, one article as WARC/WET/WAT, wget output."""
 from __future__ import annotations
 
 import bz2
@@ -12,13 +13,15 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
+from fixtures_corpus import ARTICLE_URL, CRAWL_PAGES, WGET_PAGES, write_crawl
 from pipeline.ingest import ingest_source
 from pipeline.io import list_shards
 from pipeline.recipe import parse_recipe
 from httpserver import FileServer
 
-CC_WARC = "web/cc-main-2020-34_resiliparse_warcfile.warc.gz"
-WHIRL = "web/cc-main-2024-22_whirlwind.warc"
+CC_WARC = "web/crawl.warc.gz"
+WHIRL = "web/article.warc"
+N = len(CRAWL_PAGES)
 
 
 def read(spec: dict, base: Path, out: Path):
@@ -29,64 +32,73 @@ def read(spec: dict, base: Path, out: Path):
     return src, docs, rej
 
 
-def test_common_crawl_warc_gives_chinese_and_russian_pages_with_urls(shared_corpora, tmp_path):
-    src, docs, rej = read({"name": "cc", "type": "warc", "paths": [str(shared_corpora / CC_WARC)]}, tmp_path, tmp_path)
-    # 16 captures, all HTML with status 200: 16 documents; requests/metadata/warcinfo are counted, not documents
-    assert docs.num_rows == 16 and rej.num_rows == 0
+def test_crawl_warc_gives_chinese_and_russian_pages_with_urls(corpora, tmp_path):
+    src, docs, rej = read({"name": "cc", "type": "warc", "paths": [str(corpora / CC_WARC)]}, tmp_path, tmp_path)
+    # every capture is HTML with status 200: one document each; requests/metadata/warcinfo are counted, not documents
+    assert docs.num_rows == N and rej.num_rows == 0
     counts = src.provenance[0]["records"]
-    assert counts["response"] == 16 and counts["skipped:request"] == 17
-    assert counts["skipped:metadata"] == 16 and counts["skipped:warcinfo"] == 1 and counts["docs"] == 16
+    assert counts["response"] == N and counts["skipped:request"] == N
+    assert counts["skipped:metadata"] == N and counts["skipped:warcinfo"] == 1 and counts["docs"] == N
     rows = docs.to_pylist()
-    assert all(r["url"].startswith("http") and len(r["text"]) > 20 for r in rows)
-    assert len({r["id"] for r in rows}) == 16
+    assert [r["url"] for r in rows] == [u for u, _, _ in CRAWL_PAGES]
+    assert len({r["id"] for r in rows}) == N
+    # the page text, and only it: every paragraph there, no navigation, script or footer
+    texts = write_crawl(tmp_path / "again.warc.gz")
+    for r, want in zip(rows, texts):
+        for para in want.splitlines():
+            assert para in r["text"], (r["url"], para[:40])
+        assert "tracker" not in r["text"] and "All rights reserved" not in r["text"]
     han = [r for r in rows if len(re.findall(r"[\u4e00-\u9fff]", r["text"])) > 100]
     cyr = [r for r in rows if len(re.findall(r"[\u0400-\u04ff]", r["text"])) > 100]
-    assert len(han) >= 5 and len(cyr) >= 1
-    ru = next(r for r in cyr if r["url"] == "http://01spb.ru/company/")
-    assert "пожарной безопасности" in ru["text"]  # windows-1251 page decoded
+    assert len(han) == 6 and len(cyr) == 2
+    ru = next(r for r in cyr if r["url"] == "http://shop.example.ru/company/")
+    assert any(ch in ru["text"] for ch in "ёщжы")  # windows-1251 page (charset only in the HTTP header) decoded
     meta = json.loads(ru["meta"])
     assert meta["charset"] == "windows-1251" and meta["content_type"] == "text/html" and meta["http_status"] == 200
     assert meta["warc_date"].startswith("2020-08-08") and meta["record_id"].startswith("<urn:uuid:")
     assert meta["warc_file"] == Path(CC_WARC).name
     assert "<div" not in ru["text"] and "<script" not in "".join(r["text"] for r in rows)
-    assert src.provenance[0]["sha256"] and src.provenance[0]["size"] == (shared_corpora / CC_WARC).stat().st_size
+    assert src.provenance[0]["sha256"] and src.provenance[0]["size"] == (corpora / CC_WARC).stat().st_size
 
 
-def test_wet_text_is_common_crawls_own(shared_corpora, tmp_path):
-    _, docs, _ = read({"name": "wet", "type": "warc", "paths": [str(shared_corpora / (WHIRL + ".wet.gz"))]}, tmp_path, tmp_path)
+def test_wet_text_is_the_conversion_record(corpora, tmp_path):
+    _, docs, _ = read({"name": "wet", "type": "warc", "paths": [str(corpora / (WHIRL + ".wet.gz"))]}, tmp_path, tmp_path)
     assert docs.num_rows == 1
     row = docs.to_pylist()[0]
-    body = gzip.decompress((shared_corpora / (WHIRL + ".wet.gz")).read_bytes()).decode()
-    assert row["text"] in body and len(row["text"]) > 4000
-    assert row["url"] == "https://an.wikipedia.org/wiki/Escopete"
+    body = gzip.decompress((corpora / (WHIRL + ".wet.gz")).read_bytes()).decode()
+    assert row["text"] in body and len(row["text"]) > 4000 and "software:" not in row["text"]
+    assert row["url"] == ARTICLE_URL
     assert json.loads(row["meta"])["languages"] == "spa"
 
 
-def test_warc_html_extraction_matches_the_wet_page(shared_corpora, tmp_path):
-    # Same capture as WARC (we extract) and WET (CC extracted): the article's words must be there.
-    _, warc, _ = read({"name": "a", "type": "warc", "paths": [str(shared_corpora / (WHIRL + ".gz"))]}, tmp_path, tmp_path)
-    _, wet, _ = read({"name": "b", "type": "warc", "paths": [str(shared_corpora / (WHIRL + ".wet.gz"))]}, tmp_path, tmp_path)
+def test_warc_html_extraction_matches_the_wet_page(corpora, tmp_path):
+    # Same capture as WARC (we extract) and WET (the crawler's text): the article's words must be there.
+    _, warc, _ = read({"name": "a", "type": "warc", "paths": [str(corpora / (WHIRL + ".gz"))]}, tmp_path, tmp_path)
+    _, wet, _ = read({"name": "b", "type": "warc", "paths": [str(corpora / (WHIRL + ".wet.gz"))]}, tmp_path, tmp_path)
     ours, theirs = warc.column("text")[0].as_py(), wet.column("text")[0].as_py()
     words = lambda t: set(re.findall(r"\w{5,}", t.lower()))
-    assert len(words(ours) & words(theirs)) / len(words(ours)) > 0.8
+    assert len(words(ours) & words(theirs)) / len(words(ours)) > 0.95
+    assert "copyright" not in words(ours) and "sitemap" not in words(ours)
 
 
-def test_wat_and_wget_records_are_counted_not_documents(shared_corpora, tmp_path):
-    src, docs, rej = read({"name": "wat", "type": "warc", "paths": [str(shared_corpora / (WHIRL + ".wat.gz"))]},
+def test_wat_and_wget_records_are_counted_not_documents(corpora, tmp_path):
+    src, docs, rej = read({"name": "wat", "type": "warc", "paths": [str(corpora / (WHIRL + ".wat.gz"))]},
                           tmp_path, tmp_path)
     assert docs.num_rows == 0 and rej.num_rows == 0
     assert src.provenance[0]["records"]["skipped:metadata"] == 1
-    src, docs, _ = read({"name": "wget", "type": "warc", "paths": [str(shared_corpora / "web/dolma_wget_sample-*.warc.gz")]},
+    src, docs, _ = read({"name": "wget", "type": "warc", "paths": [str(corpora / "web/wget-*.warc.gz")]},
                         tmp_path, tmp_path)
-    assert docs.num_rows == 22 + 15
+    assert docs.num_rows == sum(WGET_PAGES)
     assert [p["records"]["skipped:resource"] for p in src.provenance] == [2, 2]
-    assert not any(u.startswith("<") for u in docs.column("url").to_pylist())  # WARC/1.0 <uri> unwrapped
+    urls = docs.column("url").to_pylist()
+    assert all(u.startswith("https://docs.example.net/") and u.endswith(".html") for u in urls)  # WARC/1.0 <uri> unwrapped
 
 
-def test_ids_are_stable_and_ingest_conserves(shared_corpora, tmp_path):
-    spec = {"name": "cc", "type": "warc", "paths": [str(shared_corpora / "web/*.warc.gz")]}
+def test_ids_are_stable_and_ingest_conserves(corpora, tmp_path):
+    spec = {"name": "cc", "type": "warc", "paths": [str(corpora / "web/*.warc.gz")]}
     _, a, _ = read(spec, tmp_path, tmp_path / "a")
     _, b, _ = read(spec, tmp_path, tmp_path / "b")
+    assert a.num_rows == N + 1 + sum(WGET_PAGES)
     assert a.column("id").to_pylist() == b.column("id").to_pylist()
     src = parse_recipe({"name": "t", "sources": [spec]}, tmp_path).source_objects(tmp_path / "o")[0]
     stats = ingest_source(src, tmp_path / "o", 10)
@@ -94,42 +106,69 @@ def test_ids_are_stable_and_ingest_conserves(shared_corpora, tmp_path):
     assert sum(pq.read_table(p).num_rows for p in list_shards(tmp_path / "o" / "documents")) == a.num_rows
 
 
-def test_zstd_and_bz2_warc_read_like_gzip(shared_corpora, tmp_path):
-    raw = gzip.decompress((shared_corpora / CC_WARC).read_bytes())
+def test_zstd_and_bz2_warc_read_like_gzip(corpora, tmp_path):
+    raw = gzip.decompress((corpora / CC_WARC).read_bytes())
     (tmp_path / "x.warc.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
     (tmp_path / "y.warc.bz2").write_bytes(bz2.compress(raw))
     (tmp_path / "z.warc").write_bytes(raw)
-    _, ref, _ = read({"name": "g", "type": "warc", "paths": [str(shared_corpora / CC_WARC)]}, tmp_path, tmp_path)
+    _, ref, _ = read({"name": "g", "type": "warc", "paths": [str(corpora / CC_WARC)]}, tmp_path, tmp_path)
+    assert ref.num_rows == N
     for name in ["x.warc.zst", "y.warc.bz2", "z.warc"]:
         _, docs, _ = read({"name": "g", "type": "warc", "paths": [name]}, tmp_path, tmp_path)
         assert docs.column("text").to_pylist() == ref.column("text").to_pylist()
 
 
-@pytest.mark.parametrize("suffix, cut", [(".warc.gz", 60_000), (".warc.zst", 60_000), (".warc.bz2", 60_000)])
-def test_truncated_warc_is_a_named_error(shared_corpora, tmp_path, suffix, cut):
-    raw = gzip.decompress((shared_corpora / CC_WARC).read_bytes())
+@pytest.mark.parametrize("suffix", [".warc.gz", ".warc.zst", ".warc.bz2"])
+def test_truncated_warc_is_a_named_error(corpora, tmp_path, suffix):
+    raw = gzip.decompress((corpora / CC_WARC).read_bytes())
     comp = {".warc.gz": gzip.compress, ".warc.zst": zstandard.ZstdCompressor().compress, ".warc.bz2": bz2.compress}[suffix]
-    (tmp_path / f"cut{suffix}").write_bytes(comp(raw)[:cut])
+    data = comp(raw)
+    (tmp_path / f"cut{suffix}").write_bytes(data[: len(data) // 2])
     with pytest.raises(IOError, match=rf"cut{re.escape(suffix)}: cannot read the WARC file to the end.*truncated or corrupt"):
         read({"name": "c", "type": "warc", "paths": [f"cut{suffix}"]}, tmp_path, tmp_path)
 
 
-def test_max_docs_and_main_content_switch(shared_corpora, tmp_path):
-    _, docs, _ = read({"name": "m", "type": "warc", "max_docs": 5, "paths": [str(shared_corpora / CC_WARC)]}, tmp_path, tmp_path)
+def test_max_docs_and_main_content_switch(corpora, tmp_path):
+    _, docs, _ = read({"name": "m", "type": "warc", "max_docs": 5, "paths": [str(corpora / CC_WARC)]}, tmp_path, tmp_path)
     assert docs.num_rows == 5
-    _, full, _ = read({"name": "f", "type": "warc", "main_content": False, "paths": [str(shared_corpora / CC_WARC)]},
+    _, full, _ = read({"name": "f", "type": "warc", "main_content": False, "paths": [str(corpora / CC_WARC)]},
                       tmp_path, tmp_path)
-    _, main, _ = read({"name": "f", "type": "warc", "paths": [str(shared_corpora / CC_WARC)]}, tmp_path, tmp_path)
+    _, main, _ = read({"name": "f", "type": "warc", "paths": [str(corpora / CC_WARC)]}, tmp_path, tmp_path)
     assert sum(map(len, full.column("text").to_pylist())) > sum(map(len, main.column("text").to_pylist()))
+    assert all("Privacy" in t for t in full.column("text").to_pylist())  # the footer, kept without main_content
 
 
-def test_warc_urls_fetched_over_http(shared_corpora, tmp_path):
-    with FileServer({"/c": shared_corpora}) as srv:
+def test_warc_urls_fetched_over_http(corpora, tmp_path):
+    with FileServer({"/c": corpora}) as srv:
         src, docs, _ = read({"name": "u", "type": "warc", "urls": [srv.url("/c/" + CC_WARC)],
-                             "paths": [str(shared_corpora / (WHIRL + ".wet.gz"))]}, tmp_path, tmp_path / "out")
-    assert docs.num_rows == 17
-    assert src.provenance[1]["url"] == srv.url("/c/" + CC_WARC) and src.provenance[1]["records"]["docs"] == 16
+                             "paths": [str(corpora / (WHIRL + ".wet.gz"))]}, tmp_path, tmp_path / "out")
+    assert docs.num_rows == N + 1
+    assert src.provenance[1]["url"] == srv.url("/c/" + CC_WARC) and src.provenance[1]["records"]["docs"] == N
     assert (tmp_path / "out" / "raw" / "MANIFEST.jsonl").exists()
+
+
+@pytest.mark.shared
+def test_real_common_crawl_warc_wet_wat_and_wget_files(shared_corpora, tmp_path):
+    """The same reader on Common Crawl's and wget's own files (16 CC captures, a windows-1251 page)."""
+    cc = "web/cc-main-2020-34_resiliparse_warcfile.warc.gz"
+    src, docs, rej = read({"name": "cc", "type": "warc", "paths": [str(shared_corpora / cc)]}, tmp_path, tmp_path)
+    assert docs.num_rows == 16 and rej.num_rows == 0
+    counts = src.provenance[0]["records"]
+    assert counts["response"] == 16 and counts["skipped:request"] == 17
+    assert counts["skipped:metadata"] == 16 and counts["skipped:warcinfo"] == 1
+    ru = next(r for r in docs.to_pylist() if r["url"] == "http://01spb.ru/company/")
+    assert "пожарной безопасности" in ru["text"] and json.loads(ru["meta"])["charset"] == "windows-1251"
+    whirl = "web/cc-main-2024-22_whirlwind.warc"
+    _, wet, _ = read({"name": "wet", "type": "warc", "paths": [str(shared_corpora / (whirl + ".wet.gz"))]}, tmp_path, tmp_path)
+    _, warc, _ = read({"name": "a", "type": "warc", "paths": [str(shared_corpora / (whirl + ".gz"))]}, tmp_path, tmp_path)
+    assert wet.column("url")[0].as_py() == "https://an.wikipedia.org/wiki/Escopete"
+    words = lambda t: set(re.findall(r"\w{5,}", t.lower()))
+    ours, theirs = warc.column("text")[0].as_py(), wet.column("text")[0].as_py()
+    assert len(words(ours) & words(theirs)) / len(words(ours)) > 0.8
+    src, docs, _ = read({"name": "wget", "type": "warc", "paths": [str(shared_corpora / "web/dolma_wget_sample-*.warc.gz")]},
+                        tmp_path, tmp_path)
+    assert docs.num_rows == 22 + 15
+    assert [p["records"]["skipped:resource"] for p in src.provenance] == [2, 2]
 
 
 def test_config_errors_are_clear(tmp_path):

@@ -1,7 +1,7 @@
 """Tokenize stage: exact round trips, readable shards, a stable split, conservation, determinism.
 
-The corpus is real text from ../shared/corpora (English, Chinese, Japanese, Russian, Arabic,
-Hindi, Thai, Korean...), written as CLEAN_SCHEMA shards, and a real byte-level BPE is
+The corpus is seeded generated text (tests/fixtures_text.py: English, Chinese, Japanese,
+Russian, Arabic, Hindi, Thai, Korean...), written as CLEAN_SCHEMA shards, and a real byte-level BPE is
 trained on it by the stage itself.
 """
 from __future__ import annotations
@@ -29,23 +29,23 @@ from pipeline.tokenize import (
     train_tokenizer,
     val_mask,
 )
-from conftest import require_shared
+from fixtures_corpus import play_text, wiki_text
+from fixtures_text import sentences
 from pipeline.tokenize.stage import use_processes
 
 LANGS = ["de", "ru", "zh", "ja", "ar", "hi", "th", "ko", "el", "he"]
 
 
-def _docs_from_shared() -> list[dict]:
-    root = require_shared()
+def _generated_docs() -> list[dict]:
+    """A play's speeches and WikiText-style articles in English, and documents of ten sentences
+    in each of LANGS (seeded, tests/fixtures_text.py): ten scripts, with and without spaces."""
     docs = []
-    shakespeare = (root / "classic" / "tinyshakespeare_input.txt").read_bytes().decode("utf-8")
-    for i, part in enumerate(shakespeare[:200_000].split("\n\n")):
-        docs.append({"id": f"shakespeare-{i:05d}", "text": part, "source": "shakespeare", "language": "en"})
-    wiki = (root / "classic" / "wikitext-2_valid.txt").read_bytes().decode("utf-8")
-    for i, part in enumerate(wiki[:200_000].split("\n = ")):
+    for i, part in enumerate(play_text(200_000).split("\n\n")):
+        docs.append({"id": f"play-{i:05d}", "text": part, "source": "play", "language": "en"})
+    for i, part in enumerate(wiki_text(40).split("\n = ")):
         docs.append({"id": f"wikitext-{i:05d}", "text": part, "source": "wikitext", "language": "en"})
     for lang in LANGS:
-        lines = (root / "multilingual" / "lingua_sentences" / f"{lang}.txt").read_bytes().decode("utf-8").split("\n")
+        lines = sentences(lang, 300)
         for i in range(0, 300, 10):
             text = "\n".join(lines[i : i + 10])
             docs.append({"id": f"lingua-{lang}-{i:04d}", "text": text, "source": "lingua", "language": lang})
@@ -67,7 +67,7 @@ CONFIG = TokenizeConfig(vocab_size=1024, train_sample_bytes=400_000, shard_token
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("tok")
-    docs = _docs_from_shared()
+    docs = _generated_docs()
     shards = write_corpus(root / "dedup", docs)
     train_tokenizer(shards, root / "tokenizer.json", CONFIG)
     stats = tokenize_corpus(shards, root / "tokenizer.json", root / "tokens", CONFIG)
@@ -233,7 +233,7 @@ def test_stats_conserve_documents_and_tokens(corpus):
     assert 0 < s.docs_val < 0.15 * n
     assert s.bytes_in == sum(len(d["text"].encode()) for d in corpus["docs"])
     assert sum(s.tokens_per_source.values()) == s.tokens_train + s.tokens_val
-    assert set(s.tokens_per_source) == {"shakespeare", "wikitext", "lingua"}
+    assert set(s.tokens_per_source) == {"play", "wikitext", "lingua"}
     langs = s.bytes_per_token_per_language
     assert set(langs) == set(LANGS) | {"en"}
     assert sum(v.bytes for v in langs.values()) == s.bytes_in

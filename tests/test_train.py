@@ -20,7 +20,7 @@ from model.data import DataError
 from model.evaluate import evaluate
 from model.metrics import read_metrics
 from model.train import main, train
-from model_fixtures import CLASSIC, make_corpus, train_tokenizer
+from model_fixtures import make_corpus, novel_text, train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=8, progress=False)
@@ -164,7 +164,7 @@ def test_vocabulary_larger_than_model_fails(corpus_dir, tmp_path):
 
 def test_mismatched_tokenizer_fails(corpus_dir, tmp_path):
     d = _copy(corpus_dir, tmp_path)
-    other = train_tokenizer([(CLASSIC / "botchan_en.txt").read_text(encoding="utf-8")[:100_000]], 300)
+    other = train_tokenizer([novel_text()[:100_000]], 300)
     other.save(str(d / "tokenizer.json"))
     with pytest.raises(DataError, match=r"tokenizer mismatch: .*tokenizer.json has \d+ tokens but .*vocab_size=512"):
         train(d, tmp_path / "r", **TINY)
@@ -173,7 +173,7 @@ def test_mismatched_tokenizer_fails(corpus_dir, tmp_path):
     run = tmp_path / "run"
     train(corpus_dir, run, max_steps=2, **TINY)
     d2 = _copy(corpus_dir, tmp_path / "x")
-    train_tokenizer([(CLASSIC / "botchan_en.txt").read_text(encoding="utf-8")], 512).save(str(d2 / "tokenizer.json"))
+    train_tokenizer([novel_text()], 512).save(str(d2 / "tokenizer.json"))
     with pytest.raises(DataError, match="tokenizer mismatch"):
         train(d2, run, max_steps=4, **TINY)
     with pytest.raises(DataError, match="tokenizer mismatch"):
