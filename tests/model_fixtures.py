@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fixtures_corpus import play_text
+from fixtures_corpus import novel_text, play_text  # noqa: F401  (novel_text: tests import it from here)
 from pipeline.records import Manifest, SplitTotals, TokenIndex, TokenShard
 
 EOT = "<|endoftext|>"
