@@ -285,11 +285,29 @@ def check_output(root: Path, force: bool = False):
     if root.exists() and not root.is_dir():
         raise OutputFolderError(f"--output {root} is a file, not a folder")
     state = root / STATE_DIR
-    if root.is_dir() and not state.is_dir() and any(root.iterdir()) and not force:
-        raise OutputFolderError(f"--output {root} is not empty and holds no opencorpus corpus (no {STATE_DIR}/): "
-                                "choose an empty or new folder, or pass --force (files of yours there are never deleted)")
+    if root.is_dir() and not state.is_dir() and any(root.iterdir()):
+        if not force:
+            raise OutputFolderError(f"--output {root} is not empty and holds no opencorpus corpus (no {STATE_DIR}/): "
+                                    "choose an empty or new folder, or pass --force (files of yours there are never "
+                                    "deleted or overwritten)")
+        in_the_way = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and _ours_by_name(root, p))
+        if in_the_way:
+            more = f" and {len(in_the_way) - 5} more" if len(in_the_way) > 5 else ""
+            raise OutputFolderError(f"--output {root}: files of yours stand where the run writes its own "
+                                    f"({', '.join(in_the_way[:5])}{more}); move them away first")
     if (state / "lock").exists():
         _lock(root).close()  # only to see whether another run holds it
+
+
+# Where a run writes: its folders, and its files at the top of the output folder.
+OUTPUT_FOLDERS = {"documents", "clean", "dedup", "clusters", "rejected", "tokens", "dedup_index", "raw", STATE_DIR}
+OUTPUT_FILES = {"README.md", "manifest.json", "card.json", "models.json", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json"}
+
+
+def _ours_by_name(root: Path, path: Path) -> bool:
+    rel = path.relative_to(root).parts
+    return rel[0] in OUTPUT_FOLDERS or rel[0].endswith("_assets") or (len(rel) == 1 and rel[0] in OUTPUT_FILES)
 
 
 def _lock(root: Path):

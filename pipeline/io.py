@@ -70,6 +70,9 @@ def replace_dir(staging: Path, final: Path) -> None:
     os.replace(staging, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    for path in sorted(final.rglob("*")):  # the ledger names the files where they now are
+        if path.is_file():
+            _note_written(path)
 
 
 STATE_DIR = ".opencorpus"
@@ -86,8 +89,9 @@ def corpus_root(path: Path, depth: int = 4) -> Path | None:
 
 def _note_written(path: Path):
     root = corpus_root(path)
-    if root is None or STATE_DIR in path.resolve().relative_to(root).parts[:1]:
-        return  # outside a corpus folder, or the run's own state
+    rel = path.resolve().relative_to(root).parts if root is not None else ()
+    if root is None or rel[:1] == (STATE_DIR,) or any(part.startswith(".tmp-") for part in rel):
+        return  # outside a corpus folder, the run's own state, or a staging folder (noted when swapped in)
     # One short line per O_APPEND write: lines of concurrent workers never interleave.
     line = (path.resolve().relative_to(root).as_posix() + "\n").encode("utf-8")
     fd = os.open(root / STATE_DIR / LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -35,7 +35,7 @@ def built(tmp_path_factory, prefect_api):
     return recipe, root / "out"
 
 
-def test_empty_source_and_fully_rejected_corpus_write_manifest_and_card(tmp_path, prefect_api, capsys):
+def test_empty_source_and_fully_rejected_corpus_write_manifest_and_card(tmp_path, prefect_api, capfd):
     from flows.cli import main
     from flows.corpus import EmptyCorpusError, run_corpus
 
@@ -48,9 +48,9 @@ def test_empty_source_and_fully_rejected_corpus_write_manifest_and_card(tmp_path
     assert "| ingest | 0 | 0 | 0 |" in (tmp_path / "a" / "README.md").read_text()
 
     recipe = recipe_file(tmp_path, clean={"min_chars": 10_000_000})
-    capsys.readouterr()
+    capfd.readouterr()
     assert main(["run", str(recipe), "--output", str(tmp_path / "b"), "--workers", "1", "--cards-dir", ""]) == 1
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    err = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "clean left no document" in err[0] and "min_chars" in err[0]
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     clean = manifest["stages"]["clean"]
@@ -60,7 +60,7 @@ def test_empty_source_and_fully_rejected_corpus_write_manifest_and_card(tmp_path
     assert "`min_chars`" in card  # the funnel of what was removed and why is on the card
 
 
-def test_users_folder_is_refused_and_never_emptied(tmp_path, prefect_api, capsys):
+def test_users_folder_is_refused_and_never_emptied(tmp_path, prefect_api, capfd):
     from flows.cli import main
     from flows.corpus import run_corpus
 
@@ -71,24 +71,35 @@ def test_users_folder_is_refused_and_never_emptied(tmp_path, prefect_api, capsys
     notes.write_text("my notes")
     lookalike = mine / "documents" / "part-py-00099.parquet"  # our naming, not ours
     lookalike.write_bytes(b"not a shard of opencorpus")
-    capsys.readouterr()
+    capfd.readouterr()
     assert main(["run", str(recipe), "--output", str(mine), "--workers", "1", "--cards-dir", ""]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capfd.readouterr().err.strip().splitlines()
     assert err == [line for line in err if line.startswith("error:")] and "--force" in err[-1]
     assert not (mine / ".opencorpus").exists()
 
+    in_the_way = mine / "documents" / "part-py-00000.parquet"  # exactly the name of the run's first shard
+    in_the_way.write_bytes(b"mine too")
+    with pytest.raises(OutputFolderError, match="documents/part-py-00000.parquet"):
+        run_corpus(str(recipe), str(mine), workers=1, cards_dir=None, force=True)
+    assert in_the_way.read_bytes() == b"mine too"
+    in_the_way.unlink()
+    lookalike.rename(mine / "part-py-00099.parquet")  # beside the run's folders: never in its way
+    lookalike = mine / "part-py-00099.parquet"
+
     run_corpus(str(recipe), str(mine), workers=1, cards_dir=None, force=True)
+    written = (mine / ".opencorpus" / "written.txt").read_text().split()
+    assert not [w for w in written if ".tmp-" in w] and "tokens/index.json" in written
     recipe = recipe_file(tmp_path, ingest={"shard_docs": 7})  # other shards: the old ones are pruned
     run_corpus(str(recipe), str(mine), workers=1, cards_dir=None, force=True)
     assert notes.read_text() == "my notes" and lookalike.read_bytes() == b"not a shard of opencorpus"
     ours = sorted(p.name for p in (mine / "documents").glob("part-py-*.parquet"))
     manifest = json.loads((mine / "manifest.json").read_text())
-    assert sorted(Path(s).name for s in manifest["stages"]["ingest"]["sources"]["py"]["shards"]) + [lookalike.name] == ours
+    assert sorted(Path(s).name for s in manifest["stages"]["ingest"]["sources"]["py"]["shards"]) == ours
 
     file_out = tmp_path / "a-file"
     file_out.write_text("x")
     assert main(["run", str(recipe), "--output", str(file_out)]) == 2
-    assert "is a file, not a folder" in capsys.readouterr().err
+    assert "is a file, not a folder" in capfd.readouterr().err
 
 
 def test_held_folder_is_refused_naming_the_holder(built):

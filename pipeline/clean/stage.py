@@ -26,6 +26,7 @@ from pipeline.schema import CLEAN_SCHEMA, DOC_SCHEMA, conform, rejected_table
 STAGE = "clean"
 EXAMPLES_PER_FILTER = CleanStats.examples_per_filter
 EXAMPLE_CHARS = 200
+OVERSIZE_EXCERPT_CHARS = 10_000
 
 # Basic checks every document passes through, in order, before the rule sets.
 BASIC_FILTERS = ("binary", "min_chars", "max_chars")
@@ -82,7 +83,10 @@ class Cleaner:
         c = self.c
         code = kind == "code"
         if c.max_chars is not None and len(raw) > c.max_chars:  # before repair: bounds memory per document
-            return raw, None, None, Rejection("max_chars", f"{len(raw)} characters, maximum {c.max_chars}")
+            # rejected/ keeps an excerpt: a copy of the whole text (and its PII pass) would cost its size again
+            return raw[:OVERSIZE_EXCERPT_CHARS], None, None, Rejection(
+                "max_chars", f"{len(raw)} characters, maximum {c.max_chars} (rejected/ keeps the first "
+                             f"{OVERSIZE_EXCERPT_CHARS:,})")
         if c.max_bad_char_ratio is not None and raw:
             bad = bad_char_count(raw)
             if bad and bad / len(raw) > c.max_bad_char_ratio:
