@@ -25,12 +25,13 @@ the file (fastwarc's own gzip reader stops silently at a truncation).
 from __future__ import annotations
 
 import io
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 
@@ -38,7 +39,7 @@ from pipeline.download import FileSpec
 from pipeline.io import open_compressed, sha256_file
 from pipeline.records import recipe_path
 from pipeline.sources import register
-from pipeline.sources.base import BatchBuilder, SourceBatch
+from pipeline.sources.base import BatchBuilder, SourceBatch, check_local_paths
 from pipeline.sources.http import DownloadOptions, FetchingSource, ReadOptions, UrlEntry
 
 _TYPE_NAMES = {int(getattr(WarcRecordType, n)): n for n in (
@@ -72,7 +73,9 @@ class WarcReader:
             with open_compressed(path) as stream:
                 if not stream.seekable():  # fastwarc seeks forward to skip record bodies
                     stream = _ForwardSeekable(stream)
-                records = ArchiveIterator(stream, parse_http=True, auto_decode="all", fsspec_args=False,
+                # Bodies are decoded here (_http_body), leniently: many crawlers store a body
+                # already de-chunked while its headers still say `Transfer-Encoding: chunked`.
+                records = ArchiveIterator(stream, parse_http=True, auto_decode="none", fsspec_args=False,
                                           stream_detect=False)
                 for rec in records:
                     last_id = rec.record_id
@@ -120,10 +123,17 @@ class WarcReader:
         if not ctype.startswith(_HTML_TYPES):
             c["skipped:non_html"] += 1
             return False
-        body = rec.reader.read()
-        b.bytes_read += len(body)
+        raw = rec.reader.read()  # a stream error here is the file's (truncated, corrupt): not caught
+        b.bytes_read += len(raw)
         url = _target_uri(rec)
         doc_id = _doc_id(self.source, rec)
+        try:
+            body = _http_body(raw, rec.http_headers)
+        except (ValueError, EOFError, zlib.error) as e:
+            c["rejected"] += 1
+            b.reject(doc_id, "unreadable_record", f"{where}: record {rec.record_id} ({url}): cannot decode the HTTP "
+                     f"body ({type(e).__name__}: {e}); the rest of the file is read", None)
+            return True
         enc = rec.http_charset or detect_encoding(body)
         html = bytes_to_str(body, enc)
         text = self.html_to_text(html).strip()
@@ -200,6 +210,78 @@ class _ForwardSeekable(io.RawIOBase):
         return self._pos
 
 
+def _http_body(raw: bytes, headers) -> bytes:
+    """The HTTP payload as the page's bytes: chunked transfer encoding removed when the body
+    really is chunked (kept as stored when it is not), then gzip/deflate content encoding
+    removed when the body really is compressed. Raises ValueError (or zlib.error, EOFError)
+    when a body that is compressed cannot be decompressed."""
+    te = (headers.get("Transfer-Encoding") or "").lower()
+    if "chunked" in te:
+        dechunked = _dechunk(raw)
+        if dechunked is not None:
+            raw = dechunked
+    ce = (headers.get("Content-Encoding") or "").strip().lower()
+    if ce in ("gzip", "x-gzip"):
+        if raw.startswith(b"\x1f\x8b"):
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = d.decompress(raw)
+            if not d.eof:
+                raise ValueError("gzip body ends early")
+            return out
+    elif ce == "deflate":
+        for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):
+            try:
+                return zlib.decompress(raw, wbits)
+            except zlib.error:
+                continue
+        if not _looks_like_text(raw):
+            raise ValueError("deflate body cannot be decompressed")
+    elif ce == "br":
+        try:
+            import brotli
+        except ImportError:
+            raise ValueError("brotli-encoded body and no brotli module") from None
+        try:
+            return brotli.decompress(raw)
+        except brotli.error as e:
+            if not _looks_like_text(raw):
+                raise ValueError(f"brotli body cannot be decompressed ({e})") from None
+    return raw
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:512]
+    return not head or sum(32 <= c < 127 or c in (9, 10, 13) for c in head) / len(head) > 0.9
+
+
+def _dechunk(data: bytes) -> bytes | None:
+    """`data` decoded from HTTP/1.1 chunked transfer encoding, or None when it is not chunked."""
+    out, pos, n = [], 0, len(data)
+    while pos < n:
+        eol = data.find(b"\n", pos, pos + 40)
+        if eol < 0:
+            return None
+        field = data[pos:eol].rstrip(b"\r").split(b";")[0].strip()
+        try:
+            size = int(field, 16)
+        except ValueError:
+            return None
+        pos = eol + 1
+        if size == 0:
+            return b"".join(out)  # trailers, if any, are not payload
+        if pos + size > n:
+            return None
+        out.append(data[pos:pos + size])
+        pos += size
+        if data.startswith(b"\r\n", pos):
+            pos += 2
+        elif data.startswith(b"\n", pos):
+            pos += 1
+        elif pos != n:
+            return None
+    return b"".join(out) if out else None
+
+
 def _target_uri(rec) -> str | None:
     uri = rec.headers.get("WARC-Target-URI")
     return uri.strip().strip("<>") if uri else None  # WARC/1.0 writers (wget) wrap it in <>
@@ -213,6 +295,11 @@ def _doc_id(source: str, rec) -> str:
 class WarcConfig(DownloadOptions, ReadOptions):
     paths: list[str] = recipe_path(default_factory=list, description="local WARC/WET/WAT globs, relative to the recipe's folder")
     urls: list[UrlEntry] = Field(default_factory=list, description="WARC/WET/WAT files to fetch: URLs or {url, sha256, size}")
+
+    @field_validator("paths")
+    @classmethod
+    def _local_paths(cls, value):
+        return check_local_paths(value)
 
     @model_validator(mode="after")
     def _some_files(self):
