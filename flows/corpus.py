@@ -117,7 +117,9 @@ def _source_outputs(root: Path, name: str) -> list[Path]:
     return shards + [root / "rejected" / f"ingest-{name}.parquet"]
 
 
-@task(name="ingest-source", **IO_RETRIES)
+# No task retries here: the downloader has its own bounded retries (pipeline/download.py),
+# and what fails after them (HTTP 404, checksum, size, a bad file) fails again on a retry.
+@task(name="ingest-source")
 def ingest_task(recipe: Recipe, index: int, root: str, key: str) -> UnitResult:
     from pipeline.ingest import ingest_source
 
@@ -125,7 +127,8 @@ def ingest_task(recipe: Recipe, index: int, root: str, key: str) -> UnitResult:
     source = recipe.source_objects(root)[index]
     name = source.config.name
     _unlink(root, _source_outputs(root, name))  # shards of a killed attempt, or of an older config
-    stats = ingest_source(source, root, recipe.ingest.shard_docs)  # shards relative to root: the folder may move
+    stats = ingest_source(source, root, recipe.ingest.shard_docs, recipe.ingest.rejected_text,
+                          recipe.ingest.rejected_excerpt_chars)  # shards relative to root: the folder may move
     outputs = [root / s for s in stats.shards] + [root / "rejected" / f"ingest-{name}.parquet"]
     return _result(StateStore(root).write("ingest", name, key, outputs, stats), stats)
 
