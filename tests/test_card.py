@@ -461,7 +461,7 @@ def test_downloaded_sources_show_url_sha256_and_fetch_time(tmp_path):
     rel = "web/dolma_cc_en_head-0091.jsonl.gz"
     with FileServer({"/corpora": shared}) as srv:
         url = srv.url(f"/corpora/{rel}")
-        recipe = parse_recipe({"name": "dl", "sources": [{"name": "cc", "type": "http", "license": "ODC-By", "urls": [url]}]}, tmp_path)
+        recipe = parse_recipe({"name": "dl", "sources": [{"name": "cc", "type": "http", "license": "ODC-By", "urls": [url]}], "allow_private_networks": True}, tmp_path)
         out = tmp_path / "dl"
         stats = ingest_source(recipe.source_objects(out)[0], out, 100)
     stages = Stages(ingest=IngestStats.summed([stats], sources={"cc": stats}))
