@@ -65,13 +65,13 @@ ENCODE_ONLY_FIELDS = {"shard_tokens", "row_group_tokens", "batch_docs", "batch_b
 
 
 def _is_transient(task, task_run, state) -> bool:
-    """Retry only failures that a second try can fix: not a checksum mismatch (the
-    downloader already retried the transfer), a missing file or a bad recipe/record."""
-    from pipeline.download import ChecksumError
+    """Retry only failures that a second try can fix: not a download error (the downloader
+    has its own bounded retries), a missing file or a bad recipe/record."""
+    from pipeline.download import DownloadError
 
     try:
         state.result()
-    except (ChecksumError, FileNotFoundError, IsADirectoryError, ValueError, UnicodeError):
+    except (DownloadError, FileNotFoundError, IsADirectoryError, ValueError, UnicodeError):
         return False
     except Exception:
         return True
