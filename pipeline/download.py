@@ -365,7 +365,7 @@ class Downloader:
                 resumed = resumed and not restarted
                 if total is not None and st.have < total:
                     raise _Retryable(f"connection closed at byte {st.have} of {total}")
-                if total is None and spec.size is None:
+                if total is None and spec.size is None and not st.self_delimited:
                     # No length anywhere: a cut connection looks like the end of the body. Ask again.
                     attempts += 1
                     self._confirm_end(spec, st)
@@ -406,6 +406,8 @@ class Downloader:
             if r.status_code not in (200, 206):
                 raise PermanentDownloadError(f"{spec.url}: HTTP {r.status_code} {r.reason}")
             st.content_type = r.headers.get("Content-Type")
+            # chunked bodies end with a zero-length chunk: urllib3 raises when one is cut
+            st.self_delimited = "chunked" in (r.headers.get("Transfer-Encoding") or "").lower()
             restarted = False
             if r.status_code == 206:
                 start, total = _content_range(r.headers.get("Content-Range"))
@@ -476,6 +478,7 @@ class _Partial:
     hasher: object = None
     validator: dict = None
     content_type: str | None = None
+    self_delimited: bool = False
 
     @classmethod
     def resume_or_new(cls, url: str, path: Path, meta: Path) -> "_Partial":

@@ -140,6 +140,18 @@ def test_download_without_content_length_server_without_ranges_compares_lengths(
     assert Path(e["local_path"]).read_bytes() == data
 
 
+def test_chunked_download_is_complete_in_one_request_and_a_cut_one_resumes(server, tmp_path):
+    data = bytes(range(256)) * 400
+    (server.extra / "c.bin").write_bytes(data)
+    server.fault("/extra/c.bin", chunked=True)
+    e = Downloader(tmp_path / "raw", retry=FAST, allow_private_networks=True).fetch(server.url("/extra/c.bin"))
+    assert Path(e["local_path"]).read_bytes() == data
+    assert len(server.hits("/extra/c.bin")) == 1  # a chunked body says where it ends: no check request
+    server.fault("/extra/c.bin", chunked=True, drop_at=8192, times=1)
+    e = Downloader(tmp_path / "raw2", retry=FAST, allow_private_networks=True).fetch(server.url("/extra/c.bin"))
+    assert Path(e["local_path"]).read_bytes() == data and e["resumed"]
+
+
 # ---------------------------------------------------------------- 3. an HTML page is not a corpus
 
 
