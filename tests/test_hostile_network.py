@@ -120,6 +120,30 @@ def test_warc_lenient_chunked_bodies_and_unreadable_record(tmp_path, mode):
     assert counts["skipped:revisit"] == 1 and counts["skipped:non_html"] == 1
 
 
+def test_warc_oversize_records_and_gzip_bodies_are_bounded(tmp_path):
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    from pipeline.sources.warc import WarcReader
+
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=True)
+    for uri, body, headers in [
+        ("http://a.test/big", HTML.format("b" * 30_000).encode(), [("Content-Type", "text/html")]),
+        ("http://a.test/bomb", gzip.compress(b"<p>" + b"z" * 5_000_000), [("Content-Type", "text/html"), ("Content-Encoding", "gzip")]),
+        ("http://a.test/ok", HTML.format(_para(1)).encode(), [("Content-Type", "text/html")]),
+    ]:
+        http = StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1")
+        writer.write_record(writer.create_warc_record(uri, "response", payload=io.BytesIO(body), http_headers=http))
+    (tmp_path / "x.warc.gz").write_bytes(buf.getvalue())
+    batches = list(WarcReader("w", None, main_content=False, max_record_bytes=20_000).read(tmp_path / "x.warc.gz"))
+    docs = pa.concat_tables([b.docs for b in batches])
+    rej = pa.concat_tables([b.rejected for b in batches])
+    assert docs.column("url").to_pylist() == ["http://a.test/ok"]
+    assert rej.column("filter").to_pylist() == ["oversize_record", "unreadable_record"]
+    assert "inflates past max_record_bytes" in rej.column("reason")[1].as_py()
+
+
 # ---------------------------------------------------------------- 2. a short body without Content-Length
 
 

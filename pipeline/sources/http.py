@@ -89,7 +89,8 @@ class ReadOptions(BaseModel):
     meta_fields: list[str] | None = Field(None, description="jsonl/parquet: fields kept in `meta` (default: all others)")
     separator: str | None = Field(None, description="text: split files into documents on this string (default: one per file)")
     main_content: bool = Field(True, description="warc: keep only the page's main content (drop navigation, footers)")
-    max_record_bytes: int = Field(64 << 20, ge=1, description="jsonl: a line longer than this is rejected (`oversize_record`)")
+    max_record_bytes: int = Field(64 << 20, ge=1, description="jsonl: a longer line, warc: a longer record or "
+                                  "decompressed HTTP body is rejected (`oversize_record`, `unreadable_record`)")
 
 
 class HttpConfig(DownloadOptions, ReadOptions):
@@ -157,7 +158,8 @@ def read_file(path: Path, fmt: str, config, base_dir: Path, work_dir: Path, max_
     elif fmt == "warc":
         from pipeline.sources.warc import WarcReader
 
-        yield from WarcReader(config.name, config.license, main_content=config.main_content).read(
+        yield from WarcReader(config.name, config.license, main_content=config.main_content,
+                              max_record_bytes=config.max_record_bytes).read(
             path, max_docs=max_docs, origin=origin, counts=counts)
         return
     else:

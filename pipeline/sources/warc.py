@@ -50,7 +50,9 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 class WarcReader:
     """Turns one WARC/WET/WAT file into SourceBatches (see the module docstring)."""
 
-    def __init__(self, source: str, license: str | None, *, main_content: bool = True, batch_size: int = 2000):
+    def __init__(self, source: str, license: str | None, *, main_content: bool = True, batch_size: int = 2000,
+                 max_record_bytes: int = 64 << 20):
+        self.max_record_bytes = max_record_bytes
         self.source = source
         self.license = license
         self.main_content = main_content
@@ -123,12 +125,17 @@ class WarcReader:
         if not ctype.startswith(_HTML_TYPES):
             c["skipped:non_html"] += 1
             return False
-        raw = rec.reader.read()  # a stream error here is the file's (truncated, corrupt): not caught
-        b.bytes_read += len(raw)
         url = _target_uri(rec)
         doc_id = _doc_id(self.source, rec)
+        if rec.content_length > self.max_record_bytes:  # skipped unread (the iterator seeks past it)
+            c["rejected"] += 1
+            b.reject(doc_id, "oversize_record", f"{where}: record {rec.record_id} ({url}): {rec.content_length:,} "
+                     f"bytes, over max_record_bytes ({self.max_record_bytes:,})", None)
+            return True
+        raw = rec.reader.read()  # a stream error here is the file's (truncated, corrupt): not caught
+        b.bytes_read += len(raw)
         try:
-            body = _http_body(raw, rec.http_headers)
+            body = _http_body(raw, rec.http_headers, self.max_record_bytes)
         except (ValueError, EOFError, zlib.error) as e:
             c["rejected"] += 1
             b.reject(doc_id, "unreadable_record", f"{where}: record {rec.record_id} ({url}): cannot decode the HTTP "
@@ -150,10 +157,15 @@ class WarcReader:
         return True
 
     def _conversion(self, rec, b: BatchBuilder, c: Counter, path: Path, where: str) -> bool:
-        body = rec.reader.read()
-        b.bytes_read += len(body)
         url = _target_uri(rec)
         doc_id = _doc_id(self.source, rec)
+        if rec.content_length > self.max_record_bytes:
+            c["rejected"] += 1
+            b.reject(doc_id, "oversize_record", f"{where}: record {rec.record_id} ({url}): {rec.content_length:,} "
+                     f"bytes, over max_record_bytes ({self.max_record_bytes:,})", None)
+            return True
+        body = rec.reader.read()
+        b.bytes_read += len(body)
         try:
             text = body.decode("utf-8").strip()
         except UnicodeDecodeError as e:
@@ -210,7 +222,7 @@ class _ForwardSeekable(io.RawIOBase):
         return self._pos
 
 
-def _http_body(raw: bytes, headers) -> bytes:
+def _http_body(raw: bytes, headers, limit: int = 64 << 20) -> bytes:
     """The HTTP payload as the page's bytes: chunked transfer encoding removed when the body
     really is chunked (kept as stored when it is not), then gzip/deflate content encoding
     removed when the body really is compressed. Raises ValueError (or zlib.error, EOFError)
@@ -224,16 +236,22 @@ def _http_body(raw: bytes, headers) -> bytes:
     if ce in ("gzip", "x-gzip"):
         if raw.startswith(b"\x1f\x8b"):
             d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out = d.decompress(raw)
+            out = d.decompress(raw, limit + 1)
+            if len(out) > limit:
+                raise ValueError(f"gzip body inflates past max_record_bytes ({limit:,})")
             if not d.eof:
                 raise ValueError("gzip body ends early")
             return out
     elif ce == "deflate":
         for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):
             try:
-                return zlib.decompress(raw, wbits)
+                d = zlib.decompressobj(wbits)
+                out = d.decompress(raw, limit + 1)
             except zlib.error:
                 continue
+            if len(out) > limit:
+                raise ValueError(f"deflate body inflates past max_record_bytes ({limit:,})")
+            return out
         if not _looks_like_text(raw):
             raise ValueError("deflate body cannot be decompressed")
     elif ce == "br":
@@ -320,7 +338,7 @@ class WarcSource(FetchingSource):
 
     def read(self) -> Iterator[SourceBatch]:
         c: WarcConfig = self.config
-        reader = WarcReader(c.name, c.license, main_content=c.main_content)
+        reader = WarcReader(c.name, c.license, main_content=c.main_content, max_record_bytes=c.max_record_bytes)
         local = []
         for path in self.resolve_globs(c.paths) if c.paths else []:
             entry = {"path": str(path), "size": path.stat().st_size, "sha256": sha256_file(path), "license": c.license}
