@@ -117,9 +117,11 @@ def _source_outputs(root: Path, name: str) -> list[Path]:
     return shards + [root / "rejected" / f"ingest-{name}.parquet"]
 
 
-# No task retries here: the downloader has its own bounded retries (pipeline/download.py),
-# and what fails after them (HTTP 404, checksum, size, a bad file) fails again on a retry.
-@task(name="ingest-source")
+# Task retries only for what no retry loop below has seen (a Hugging Face Hub hiccup):
+# _is_transient refuses every DownloadError, since the downloader (pipeline/download.py)
+# has already retried what can pass, and what is left (HTTP 404, checksum, size, a
+# redirect loop, a refused address) fails the same way again.
+@task(name="ingest-source", **IO_RETRIES)
 def ingest_task(recipe: Recipe, index: int, root: str, key: str) -> UnitResult:
     from pipeline.ingest import ingest_source
 

@@ -216,7 +216,7 @@ class FetchingSource(Source):
                 if entry["url"] in str(e):
                     raise
                 raise InputError(f"{e} (downloaded from {entry['url']})") from e
-            if good == 0 and bad and bad_filters <= MALFORMED_FILTERS:
+            if fmt == "jsonl" and good == 0 and bad and bad_filters <= MALFORMED_FILTERS:
                 raise InputError(f"source {c.name!r}: {entry['url']}: every one of its {bad} records is malformed "
                                  f"({', '.join(sorted(bad_filters))}): not a {fmt} file"
                                  + (f" (Content-Type: {ctype})" if ctype else ""))
