@@ -224,6 +224,15 @@ def test_jsonl_oversize_record_is_rejected_and_reading_goes_on(tmp_path):
     assert "d.jsonl:2: record of 5,013 bytes is over max_record_bytes (1,000)" in rej.column("reason")[0].as_py()
 
 
+def test_text_file_over_max_record_bytes_is_rejected(tmp_path):
+    (tmp_path / "big.txt.gz").write_bytes(gzip.compress(b"w" * 3_000_000))
+    (tmp_path / "small.txt").write_text("a small document\n")
+    docs, rej = read_all(source({"name": "t", "type": "text", "paths": ["*.txt*"], "max_record_bytes": 1_000_000}, tmp_path))
+    assert docs.column("text").to_pylist() == ["a small document\n"]
+    assert rej.column("filter").to_pylist() == ["oversize_record"]
+    assert "big.txt.gz: 3,000,000 bytes, over max_record_bytes (1,000,000)" in rej.column("reason")[0].as_py()
+
+
 def test_gzip_bomb_without_newline_keeps_memory_bounded(tmp_path):
     size = 200 << 20
     comp = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)

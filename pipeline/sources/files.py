@@ -353,6 +353,8 @@ class TextSourceConfig(SourceConfig):
     separator_regex: str | None = Field(None, description="split on this regular expression instead (matches start a new document)")
     kind: Literal["prose", "code"] = "prose"
     encoding: str = "utf-8"
+    max_record_bytes: int = Field(64 << 20, ge=1, description="a file read as one document (no separator) larger than "
+                                  "this, decompressed, is rejected (`oversize_record`) without being held whole")
 
     _local_paths = field_validator("paths")(classmethod(lambda cls, v: check_local_paths(v)))
 
@@ -373,14 +375,26 @@ class TextSource(Source):
         count = 0
         for path in self.resolve_globs(c.paths):
             self.provenance.append({"path": str(path), "size": path.stat().st_size})
+            base_id = f"{c.name}/{self.input_name(path)}"
+            whole = not (c.separator or c.separator_regex)  # split files are read whole: their parts are the records
             with _open(path, c.name) as f:
                 try:
-                    raw = f.read()
+                    raw = f.read(c.max_record_bytes + 1) if whole else f.read()
+                    size = len(raw)
+                    if whole and size > c.max_record_bytes:
+                        head = raw[:4096]
+                        del raw
+                        while more := f.read(1 << 20):
+                            size += len(more)
                 except (EOFError, OSError) as e:
                     raise IOError(f"source {c.name!r}: {path}: cannot read compressed stream to the end ({e}); "
                                   "the file is truncated or corrupt") from e
-            b.bytes_read += len(raw)
-            base_id = f"{c.name}/{self.input_name(path)}"
+            b.bytes_read += size
+            if whole and size > c.max_record_bytes:
+                b.reject(base_id, "oversize_record", f"{path}: {size:,} bytes, over max_record_bytes "
+                         f"({c.max_record_bytes:,}); skipped without reading it whole", head.decode(c.encoding, "replace"))
+                count += 1
+                continue
             try:
                 text = raw.decode(c.encoding)
                 if text.startswith("\ufeff"):
