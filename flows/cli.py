@@ -99,7 +99,9 @@ def _run_with_progress(args):
 def cmd_deploy(args) -> int:
     _quiet_prefect_defaults()
     from flows.deploy import serve_recipe
+    from pipeline.recipe import load_recipe
 
+    check_train_section(load_recipe(args.recipe), args.recipe)  # before a deployment is served
     serve_recipe(args.recipe, args.cron, name=args.name, output=args.output, workers=args.workers,
                  cards_dir=args.cards_dir or None, dask=args.dask, work_dir=args.work_dir, timezone=args.timezone)
     return 0
