@@ -120,6 +120,17 @@ def test_warc_lenient_chunked_bodies_and_unreadable_record(tmp_path, mode):
     assert counts["skipped:revisit"] == 1 and counts["skipped:non_html"] == 1
 
 
+@pytest.mark.parametrize("cut", [300, 1])
+def test_uncompressed_warc_cut_mid_record_stops_the_run(tmp_path, cut):
+    from pipeline.sources.warc import WarcReader
+
+    _write_warc(tmp_path / "x.warc", "plain")
+    data = (tmp_path / "x.warc").read_bytes()
+    (tmp_path / "x.warc").write_bytes(data[:-4 - cut])  # the closing CRLF CRLF and `cut` body bytes gone
+    with pytest.raises(IOError, match=r"x\.warc: cannot read the WARC file to the end.*(ends after .* bytes|ends inside the last record.s header).*truncated"):
+        list(WarcReader("w", None).read(tmp_path / "x.warc"))
+
+
 def test_warc_oversize_records_and_gzip_bodies_are_bounded(tmp_path):
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter

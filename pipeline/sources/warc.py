@@ -25,6 +25,8 @@ the file (fastwarc's own gzip reader stops silently at a truncation).
 from __future__ import annotations
 
 import io
+import os
+import re
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -36,7 +38,7 @@ from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 
 from pipeline.download import FileSpec
-from pipeline.io import open_compressed, sha256_file
+from pipeline.io import compression_of, open_compressed, sha256_file
 from pipeline.records import recipe_path
 from pipeline.sources import register
 from pipeline.sources.base import BatchBuilder, SourceBatch, check_local_paths
@@ -79,8 +81,9 @@ class WarcReader:
                 # already de-chunked while its headers still say `Transfer-Encoding: chunked`.
                 records = ArchiveIterator(stream, parse_http=True, auto_decode="none", fsspec_args=False,
                                           stream_detect=False)
+                last_pos = None
                 for rec in records:
-                    last_id = rec.record_id
+                    last_id, last_pos = rec.record_id, rec.stream_pos
                     kind = _TYPE_NAMES.get(int(rec.record_type), "unknown")
                     c[kind] += 1
                     if kind == "response":
@@ -96,6 +99,9 @@ class WarcReader:
                             yield b.flush()
                         if max_docs and n_docs >= max_docs:
                             break
+                else:
+                    if compression_of(path) is None:
+                        _check_plain_end(path, last_pos)
         except (OSError, EOFError, ValueError) as e:
             after = f" after record {last_id}" if last_id else ""
             raise IOError(f"{where}: cannot read the WARC file to the end{after} ({e}); "
@@ -186,6 +192,35 @@ class WarcReader:
         b.add(doc_id, text, url=url, path=f"{path.name}#{rec.record_id}", meta=meta)
         c["docs"] += 1
         return True
+
+
+def _check_plain_end(path: Path, last_pos: int | None) -> None:
+    """fastwarc ends an uncompressed file cut inside its last record (or inside a record's
+    header) without a word. Check that the last record it read ends where its
+    Content-Length says and that nothing but blank lines follows (EOFError otherwise)."""
+    size = os.path.getsize(path)
+    if last_pos is None:
+        if size:
+            raise EOFError("no WARC record found")
+        return
+    with open(path, "rb") as f:
+        f.seek(last_pos)
+        head = f.read(1 << 16)
+        end = head.find(b"\r\n\r\n")
+        if end < 0 and len(head) < 1 << 16:
+            raise EOFError("the file ends inside the last record's header")
+        m = re.search(rb"(?im)^content-length:[ \t]*(\d+)", head[:end]) if end >= 0 else None
+        if m is None:
+            return  # a header block too odd to check (fastwarc read it)
+        body_start = last_pos + end + 4
+        expected = body_start + int(m.group(1))
+        if size < expected:
+            raise EOFError(f"the last record ends after {size - body_start:,} of its {int(m.group(1)):,} bytes")
+        f.seek(expected)
+        rest = f.read(1 << 16)
+        if rest.strip(b"\r\n"):
+            raise EOFError(f"{size - expected:,} bytes after the last record are not a whole WARC record "
+                           "(a record cut inside its header?)")
 
 
 class _ForwardSeekable(io.RawIOBase):
