@@ -30,11 +30,27 @@ def _quiet_prefect_defaults():
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
+def check_train_section(recipe, origin) -> None:
+    """The recipe's `train:` section checked like every other section (by model.config, which
+    pipeline/ does not import): a RecipeError naming the recipe and the setting."""
+    if not recipe.train:
+        return
+    from model.config import make_config
+    from pipeline.recipe import RecipeError
+
+    defaults = dict(recipe.train)
+    try:  # the recipe's section is checked on its own, so its errors name the recipe
+        make_config(defaults.get("preset", "cpu-tiny"), **{k: v for k, v in defaults.items() if k != "preset"})
+    except (ValueError, TypeError) as e:
+        raise RecipeError(f"{origin}: train: {e}") from None
+
+
 def cmd_run(args) -> int:
     _quiet_prefect_defaults()
     from pipeline.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)  # a bad recipe or output folder fails here, before a Prefect server starts
+    check_train_section(recipe, args.recipe)
     from flows.corpus import default_output, quiet_tracebacks, run_corpus
     from flows.state import check_output
     from flows.storage import split_url
@@ -83,7 +99,9 @@ def _run_with_progress(args):
 def cmd_deploy(args) -> int:
     _quiet_prefect_defaults()
     from flows.deploy import serve_recipe
+    from pipeline.recipe import load_recipe
 
+    check_train_section(load_recipe(args.recipe), args.recipe)  # before a deployment is served
     serve_recipe(args.recipe, args.cron, name=args.name, output=args.output, workers=args.workers,
                  cards_dir=args.cards_dir or None, dask=args.dask, work_dir=args.work_dir, timezone=args.timezone)
     return 0
@@ -99,7 +117,6 @@ def cmd_progress(args) -> int:
 def cmd_train(args, rest: list[str]) -> int:
     """`opencorpus train`: the trainer's own flags (model/config.py); with --recipe, the recipe's
     `train:` section sits under them and data/<name> -> runs/<name> are the default folders."""
-    from model.config import make_config
     from model.train import main as train_main
     from pipeline.recipe import load_recipe
 
@@ -107,11 +124,7 @@ def cmd_train(args, rest: list[str]) -> int:
     if args.recipe:
         recipe = load_recipe(args.recipe)
         defaults = dict(recipe.train)
-        try:  # the recipe's section is checked on its own, so its errors name the recipe
-            make_config(defaults.get("preset", "cpu-tiny"), **{k: v for k, v in defaults.items() if k != "preset"})
-        except ValueError as e:
-            print(f"error: {args.recipe}: train: {e}", file=sys.stderr)
-            return 2
+        check_train_section(recipe, args.recipe)
         if "--data" not in argv:
             argv += ["--data", f"data/{recipe.name}"]
         if "--out" not in argv:

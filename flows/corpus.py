@@ -65,13 +65,13 @@ ENCODE_ONLY_FIELDS = {"shard_tokens", "row_group_tokens", "batch_docs", "batch_b
 
 
 def _is_transient(task, task_run, state) -> bool:
-    """Retry only failures that a second try can fix: not a checksum mismatch (the
-    downloader already retried the transfer), a missing file or a bad recipe/record."""
-    from pipeline.download import ChecksumError
+    """Retry only failures that a second try can fix: not a download error (the downloader
+    has its own bounded retries), a missing file or a bad recipe/record."""
+    from pipeline.download import DownloadError
 
     try:
         state.result()
-    except (ChecksumError, FileNotFoundError, IsADirectoryError, ValueError, UnicodeError):
+    except (DownloadError, FileNotFoundError, IsADirectoryError, ValueError, UnicodeError):
         return False
     except Exception:
         return True
@@ -117,6 +117,10 @@ def _source_outputs(root: Path, name: str) -> list[Path]:
     return shards + [root / "rejected" / f"ingest-{name}.parquet"]
 
 
+# Task retries only for what no retry loop below has seen (a Hugging Face Hub hiccup):
+# _is_transient refuses every DownloadError, since the downloader (pipeline/download.py)
+# has already retried what can pass, and what is left (HTTP 404, checksum, size, a
+# redirect loop, a refused address) fails the same way again.
 @task(name="ingest-source", **IO_RETRIES)
 def ingest_task(recipe: Recipe, index: int, root: str, key: str) -> UnitResult:
     from pipeline.ingest import ingest_source
@@ -125,7 +129,8 @@ def ingest_task(recipe: Recipe, index: int, root: str, key: str) -> UnitResult:
     source = recipe.source_objects(root)[index]
     name = source.config.name
     _unlink(root, _source_outputs(root, name))  # shards of a killed attempt, or of an older config
-    stats = ingest_source(source, root, recipe.ingest.shard_docs)  # shards relative to root: the folder may move
+    stats = ingest_source(source, root, recipe.ingest.shard_docs, recipe.ingest.rejected_text,
+                          recipe.ingest.rejected_excerpt_chars)  # shards relative to root: the folder may move
     outputs = [root / s for s in stats.shards] + [root / "rejected" / f"ingest-{name}.parquet"]
     return _result(StateStore(root).write("ingest", name, key, outputs, stats), stats)
 

@@ -23,11 +23,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import ipaddress
 import json
 import logging
 import os
 import random
 import re
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 import urllib3
@@ -54,6 +56,64 @@ class DownloadError(IOError):
 
 class ChecksumError(DownloadError):
     """The fetched bytes do not match the expected size or sha256; they were deleted."""
+
+
+class PermanentDownloadError(DownloadError):
+    """A failure a retry cannot fix (HTTP 4xx, a redirect loop, a refused address): never retried."""
+
+
+class BlockedAddressError(PermanentDownloadError):
+    """The URL (or a redirect's target) resolves to a loopback, private or link-local address
+    and the source did not opt in with `allow_private_networks: true`."""
+
+
+MAX_REDIRECTS = 10
+REDIRECT_STATUS = {301, 302, 303, 307, 308}
+
+
+def check_address(url: str, allow_private: bool) -> None:
+    """Refuse URLs whose host resolves to a loopback, private, link-local (cloud metadata),
+    multicast, reserved or unspecified address, unless `allow_private` (BlockedAddressError,
+    logged). An unresolvable host is left to the request to report."""
+    if allow_private:
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
+                                   proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, ValueError):
+        return
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if not ip.is_global or ip.is_multicast:
+            msg = (f"{url}: refused: host {host!r} resolves to {ip}, a loopback, private or link-local address; "
+                   "set `allow_private_networks: true` on the source (or the recipe) to allow it")
+            log.warning(msg)
+            raise BlockedAddressError(msg)
+
+
+def get_following_redirects(session, url: str, *, allow_private: bool, origin: str | None = None, **kw):
+    """GET `url`, following at most MAX_REDIRECTS redirects by hand so that every hop's
+    address is checked (check_address) and a loop ends in a PermanentDownloadError naming the URL."""
+    origin = origin or url
+    seen = []
+    while True:
+        check_address(url, allow_private)
+        r = session.get(url, allow_redirects=False, **kw)
+        if r.status_code not in REDIRECT_STATUS or not r.headers.get("Location"):
+            return r
+        r.close()
+        seen.append(url)
+        url = urljoin(url, r.headers["Location"])
+        if url in seen:
+            raise PermanentDownloadError(f"{origin}: redirect loop ({' -> '.join(seen + [url])})")
+        if len(seen) > MAX_REDIRECTS:
+            raise PermanentDownloadError(f"{origin}: more than {MAX_REDIRECTS} redirects (last {url})")
+        if not url.startswith(("http://", "https://")):
+            raise PermanentDownloadError(f"{origin}: redirected to a non-http(s) URL {url!r}")
 
 
 @dataclass(frozen=True)
@@ -158,7 +218,9 @@ class Downloader:
 
     def __init__(self, raw_dir: str | os.PathLike, *, retry: RetryPolicy | None = None, concurrency: int = 4,
                  timeout: float = 60.0, license: str | None = None, source: str | None = None,
-                 session: requests.Session | None = None, chunk_size: int = 1 << 20):
+                 session: requests.Session | None = None, chunk_size: int = 1 << 20,
+                 allow_private_networks: bool = False):
+        self.allow_private_networks = allow_private_networks
         self.raw_dir = Path(raw_dir)
         self.retry = retry or RetryPolicy()
         self.concurrency = max(1, concurrency)
@@ -245,7 +307,7 @@ class Downloader:
         os.replace(part, dest)
         _part_meta(dest).unlink(missing_ok=True)
         entry = self._entry(spec, dest, info["size"], info["sha256"], info.get("etag"), info.get("last_modified"),
-                            attempts=info["attempts"], resumed=info["resumed"])
+                            attempts=info["attempts"], resumed=info["resumed"], content_type=info.get("content_type"))
         self.manifest.update(entry)
         log.info("fetched %s (%d bytes, sha256 %s)", spec.url, info["size"], info["sha256"][:12])
         return entry
@@ -303,8 +365,13 @@ class Downloader:
                 resumed = resumed and not restarted
                 if total is not None and st.have < total:
                     raise _Retryable(f"connection closed at byte {st.have} of {total}")
+                if total is None and spec.size is None and not st.self_delimited:
+                    # No length anywhere: a cut connection looks like the end of the body. Ask again.
+                    attempts += 1
+                    self._confirm_end(spec, st)
                 return {"size": st.have, "sha256": st.hasher.hexdigest(), "etag": st.validator.get("etag"),
-                        "last_modified": st.validator.get("last_modified"), "attempts": attempts, "resumed": resumed}
+                        "last_modified": st.validator.get("last_modified"), "attempts": attempts, "resumed": resumed,
+                        "content_type": st.content_type}
             except (_Retryable, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                     urllib3.exceptions.HTTPError) as e:
                 failures = 1 if st.have > before else failures + 1  # progress resets the count
@@ -329,14 +396,18 @@ class Downloader:
                 headers["If-Range"] = st.validator["etag"]
             elif st.validator.get("last_modified"):
                 headers["If-Range"] = st.validator["last_modified"]
-        with self._http().get(spec.url, headers=headers, stream=True, timeout=self.timeout) as r:
+        with get_following_redirects(self._http(), spec.url, allow_private=self.allow_private_networks,
+                                     headers=headers, stream=True, timeout=self.timeout) as r:
             if r.status_code in RETRY_STATUS:
                 raise _Retryable(f"HTTP {r.status_code}", _retry_after(r.headers.get("Retry-After")))
             if r.status_code == 416 and st.have:  # our partial file is no prefix of theirs: start over
                 st.discard()
                 raise _Retryable("HTTP 416 on resume; restarting from byte 0")
             if r.status_code not in (200, 206):
-                raise DownloadError(f"{spec.url}: HTTP {r.status_code} {r.reason}")
+                raise PermanentDownloadError(f"{spec.url}: HTTP {r.status_code} {r.reason}")
+            st.content_type = r.headers.get("Content-Type")
+            # chunked bodies end with a zero-length chunk: urllib3 raises when one is cut
+            st.self_delimited = "chunked" in (r.headers.get("Transfer-Encoding") or "").lower()
             restarted = False
             if r.status_code == 206:
                 start, total = _content_range(r.headers.get("Content-Range"))
@@ -363,6 +434,33 @@ class Downloader:
                         break  # more bytes than promised: stop; the size check rejects it
             return total, restarted
 
+    def _confirm_end(self, spec: FileSpec, st: "_Partial") -> None:
+        """The body came without a Content-Length (and the recipe gives no size): check that
+        the server has nothing after byte `st.have` (a Range request answered 416), or, from a
+        server without ranges, that a second full transfer has the same length. Raises
+        _Retryable (so the transfer resumes or restarts) when the body was cut short."""
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={st.have}-"}
+        if st.validator.get("etag") and not st.validator["etag"].startswith("W/"):
+            headers["If-Range"] = st.validator["etag"]
+        elif st.validator.get("last_modified"):
+            headers["If-Range"] = st.validator["last_modified"]
+        with get_following_redirects(self._http(), spec.url, allow_private=self.allow_private_networks,
+                                     headers=headers, stream=True, timeout=self.timeout) as r:
+            if r.status_code == 416:
+                return
+            if r.status_code == 206:
+                raise _Retryable(f"the body ended at byte {st.have} without a Content-Length, "
+                                 f"but the server has more ({r.headers.get('Content-Range')})")
+            if r.status_code == 200:
+                n = sum(len(chunk) for chunk in r.raw.stream(self.chunk_size, decode_content=False))
+                if n == st.have:
+                    return
+                raise _Retryable(f"two transfers without a Content-Length gave {st.have} and {n} bytes")
+            if r.status_code in RETRY_STATUS:
+                raise _Retryable(f"HTTP {r.status_code}", _retry_after(r.headers.get("Retry-After")))
+            raise PermanentDownloadError(f"{spec.url}: HTTP {r.status_code} {r.reason} when checking the end of a body "
+                                         "sent without a Content-Length")
+
     @staticmethod
     def _verified(spec: FileSpec, info: dict) -> bool:
         return not _mismatch(spec, info)
@@ -379,6 +477,8 @@ class _Partial:
     have: int = 0
     hasher: object = None
     validator: dict = None
+    content_type: str | None = None
+    self_delimited: bool = False
 
     @classmethod
     def resume_or_new(cls, url: str, path: Path, meta: Path) -> "_Partial":
@@ -473,17 +573,20 @@ def _short(e: BaseException) -> str:
     return s if len(s) < 200 else s[:200] + "..."
 
 
-def fetch_text(url: str, *, retry: RetryPolicy | None = None, timeout: float = 60.0) -> bytes:
-    """Small files (manifests, path listings) straight into memory, with the same retries."""
+def fetch_text(url: str, *, retry: RetryPolicy | None = None, timeout: float = 60.0,
+               allow_private_networks: bool = False) -> bytes:
+    """Small files (manifests, path listings) straight into memory, with the same retries
+    and the same address checks."""
     retry = retry or RetryPolicy()
     failures = 0
     while True:
         try:
-            r = requests.get(url, timeout=timeout)
+            with requests.Session() as session:
+                r = get_following_redirects(session, url, allow_private=allow_private_networks, timeout=timeout)
             if r.status_code in RETRY_STATUS:
                 raise _Retryable(f"HTTP {r.status_code}", _retry_after(r.headers.get("Retry-After")))
             if r.status_code != 200:
-                raise DownloadError(f"{url}: HTTP {r.status_code} {r.reason}")
+                raise PermanentDownloadError(f"{url}: HTTP {r.status_code} {r.reason}")
             return r.content
         except (_Retryable, requests.ConnectionError, requests.Timeout) as e:
             failures += 1

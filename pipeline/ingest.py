@@ -15,14 +15,19 @@ import pyarrow as pa
 from pipeline.io import text_bytes, write_parquet
 from pipeline.records import IngestSourceStats
 from pipeline.schema import DOC_SCHEMA, REJECTED_SCHEMA, rejected_table
+from pipeline.sources.base import MALFORMED_FILTERS
 
 
 def shard_name(source: str, seq: int) -> str:
     return f"part-{source}-{seq:05d}.parquet"
 
 
-def ingest_source(source, out_dir: Path, shard_docs: int) -> IngestSourceStats:
+def ingest_source(source, out_dir: Path, shard_docs: int, rejected_text: str = "excerpt",
+                  excerpt_chars: int = 500) -> IngestSourceStats:
     """Read `source` (a pipeline.sources.Source) into out_dir/documents and out_dir/rejected.
+
+    Records rejected as malformed input (MALFORMED_FILTERS) keep only their first
+    `excerpt_chars` characters of text unless `rejected_text == "full"`.
 
     Returns the stage stats for this source, including the shard paths written (relative to
     out_dir) and the source's provenance (files read, sizes, checksums)."""
@@ -58,7 +63,7 @@ def ingest_source(source, out_dir: Path, shard_docs: int) -> IngestSourceStats:
         stats["bytes_in"] += batch.bytes_read
         stats["surrogates_replaced"] += getattr(batch, "surrogates_replaced", 0)
         if batch.rejected.num_rows:
-            rejected.append(batch.rejected)
+            rejected.append(batch.rejected if rejected_text == "full" else _excerpts(batch.rejected, excerpt_chars))
         docs, dup_rej = _reject_repeated_ids(docs, seen)
         if dup_rej is not None:
             rejected.append(dup_rej)
@@ -99,3 +104,16 @@ def _reject_repeated_ids(docs: pa.Table, seen: dict[str, str]):
         duplicate_of=[ids[i] for i in bad],
     )
     return docs.take(pa.array(keep, type=pa.int64())), rej  # typed: `keep` may be empty
+
+
+def _excerpts(rej: pa.Table, chars: int) -> pa.Table:
+    """`rej` with the text of its malformed-input rejections cut to `chars` characters."""
+    import pyarrow.compute as pc
+
+    malformed = pc.is_in(rej.column("filter"), value_set=pa.array(sorted(MALFORMED_FILTERS)))
+    if not pc.any(malformed).as_py():
+        return rej
+    text = rej.column("text")
+    cut = pc.if_else(malformed, pc.utf8_slice_codeunits(text, 0, chars), text)
+    i = rej.schema.get_field_index("text")
+    return rej.set_column(i, rej.schema.field(i), cut.cast(rej.schema.field(i).type))

@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from pipeline.clean.config import CleanConfig
 from pipeline.dedup.config import DedupConfig
@@ -33,6 +33,10 @@ class IngestConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     shard_docs: int = Field(5000, ge=1, description="documents per shard in documents/ (and so in clean/, dedup/)")
+    rejected_text: Literal["full", "excerpt"] = Field(
+        "excerpt", description="text kept in rejected/ for records rejected as malformed input (invalid JSON or "
+        "UTF-8, ...): their first `rejected_excerpt_chars` characters, or all of it")
+    rejected_excerpt_chars: int = Field(500, ge=0, description="characters kept by `rejected_text: excerpt`")
 
 
 class Recipe(BaseModel):
@@ -40,6 +44,8 @@ class Recipe(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
+    allow_private_networks: bool = Field(
+        False, description="let every network source fetch from loopback, private and link-local addresses")
     sources: list[SerializeAsAny[SourceConfig]] = Field(min_length=1)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
@@ -78,6 +84,21 @@ class Recipe(BaseModel):
             raise ValueError(f"source names must be unique, repeated: {dupes}")
         return typed
 
+    @field_validator("name")
+    @classmethod
+    def _not_a_folder_step(cls, value: str) -> str:
+        if value in (".", ".."):
+            raise ValueError(f"{value!r} is not a corpus name (it names a folder step, and data/<name> is written)")
+        return value
+
+    @model_validator(mode="after")
+    def _private_networks(self):
+        if self.allow_private_networks:
+            for s in self.sources:
+                if "allow_private_networks" in type(s).model_fields:
+                    s.allow_private_networks = True
+        return self
+
     def as_written(self) -> dict:
         """The recipe with its paths as the YAML wrote them (what the manifest records)."""
         return self._as_written if self._as_written is not None else self.model_dump(mode="json")
@@ -110,7 +131,61 @@ def load_recipe(path: str | Path) -> Recipe:
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedLoader)
+    except _TooManyAliases as e:
+        raise RecipeError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise RecipeError(f"{path}: invalid YAML: {e}") from None
     return parse_recipe(data, path.parent, str(path))
+
+
+MAX_YAML_ALIASES = 1000  # a recipe has little use for aliases; an alias bomb needs few, nested
+MAX_YAML_NODES = 1_000_000  # values in the recipe once every alias is expanded
+
+
+class _TooManyAliases(ValueError):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a document with more than MAX_YAML_ALIASES alias uses
+    (`*name`) or more than MAX_YAML_NODES values once its aliases are expanded, before
+    anything is built: a few nested aliases ("billion laughs") stand for billions of values,
+    which validation, hashing or the trainer would then expand into gigabytes."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                mark = self.peek_event().start_mark
+                raise _TooManyAliases(f"line {mark.line + 1}: more than {MAX_YAML_ALIASES} YAML aliases (*name); refused")
+        return super().compose_node(parent, index)
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None and self._aliases:
+            _expanded_size(node, {})
+        return node
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """Values under `node` with every alias expanded (shared nodes counted once per use)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a recursive alias counts once
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(v, memo) for v in node.value)
+    else:
+        size = 1
+    if size > MAX_YAML_NODES:
+        raise _TooManyAliases(f"line {node.start_mark.line + 1}: its aliases (*name) expand to more than "
+                              f"{MAX_YAML_NODES:,} values; refused (an alias bomb)")
+    memo[key] = size
+    return size

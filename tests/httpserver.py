@@ -32,6 +32,10 @@ class Fault:
     body: bytes | None = None  # serve these bytes instead of the file's (a tampered mirror)
     truncate: int | None = None  # serve only the first N bytes, as if that were the whole file
     no_range: bool = False  # ignore Range headers (always 200 with the full body)
+    no_length: bool = False  # no Content-Length: the body ends when the connection closes
+    chunked: bool = False  # Transfer-Encoding: chunked (no Content-Length), 4096-byte chunks
+    redirect: str | None = None  # answer 302 with this Location (a path on this server or a URL)
+    content_type: str | None = None  # Content-Type header sent with the body
 
 
 class FileServer:
@@ -117,6 +121,13 @@ class FileServer:
             self.requests.append(record)
             fault = self.faults.get(path)
             status = fault.status.pop(0) if fault and fault.status else None
+        if fault and fault.redirect is not None:
+            record["status"] = 302
+            h.send_response(302)
+            h.send_header("Location", fault.redirect)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         if status is not None:
             record["status"] = status
             h.send_response(status)
@@ -154,7 +165,15 @@ class FileServer:
                 code = 206
         record["status"] = code
         h.send_response(code)
-        h.send_header("Content-Length", str(end - start))
+        if fault and fault.chunked:
+            h.send_header("Transfer-Encoding", "chunked")
+        elif fault and fault.no_length:
+            h.send_header("Connection", "close")
+            h.close_connection = True
+        else:
+            h.send_header("Content-Length", str(end - start))
+        if fault and fault.content_type:
+            h.send_header("Content-Type", fault.content_type)
         h.send_header("ETag", etag)
         h.send_header("Last-Modified", email.utils.formatdate(f.stat().st_mtime, usegmt=True))
         h.send_header("Accept-Ranges", "bytes")
@@ -171,6 +190,19 @@ class FileServer:
             if fault and fault.drop_at is not None and fault.times > 0 and start < fault.drop_at < end:
                 fault.times -= 1
                 drop = fault.drop_at - start
+        if fault and fault.chunked:
+            sent = body[:drop] if drop is not None else body
+            for i in range(0, len(sent), 4096):
+                piece = sent[i:i + 4096]
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            if drop is None:
+                h.wfile.write(b"0\r\n\r\n")
+                return
+            record["dropped_after"] = drop
+            h.wfile.flush()
+            h.close_connection = True
+            h.connection.shutdown(2)  # cut between chunks: no terminating zero-length chunk
+            return
         if drop is not None:
             record["dropped_after"] = drop
             h.wfile.write(body[:drop])

@@ -458,7 +458,7 @@ def test_downloaded_sources_show_url_sha256_and_fetch_time(corpora, tmp_path):
     rel = "web/small.jsonl.gz"
     with FileServer({"/corpora": corpora}) as srv:
         url = srv.url(f"/corpora/{rel}")
-        recipe = parse_recipe({"name": "dl", "sources": [{"name": "cc", "type": "http", "license": "ODC-By", "urls": [url]}]}, tmp_path)
+        recipe = parse_recipe({"name": "dl", "sources": [{"name": "cc", "type": "http", "license": "ODC-By", "urls": [url]}], "allow_private_networks": True}, tmp_path)
         out = tmp_path / "dl"
         stats = ingest_source(recipe.source_objects(out)[0], out, 100)
     stages = Stages(ingest=IngestStats.summed([stats], sources={"cc": stats}))

@@ -34,7 +34,7 @@ def mirror(corpora, tmp_path):
 
 
 def read(spec, tmp_path):
-    src = parse_recipe({"name": "t", "sources": [spec]}, tmp_path).source_objects(tmp_path / "out")[0]
+    src = parse_recipe({"name": "t", "sources": [spec], "allow_private_networks": True}, tmp_path).source_objects(tmp_path / "out")[0]
     batches = list(src.read())
     return src, pa.concat_tables([b.docs for b in batches])
 
@@ -62,7 +62,7 @@ def test_warc_kind_by_name_segment_and_full_path(mirror, tmp_path):
 
 
 def test_seeded_sample_is_deterministic(mirror, tmp_path):
-    spec = {"name": "cc", "type": "commoncrawl", "crawl": CRAWL, "kind": "warc", "sample": 1, "seed": 3,
+    spec = {"name": "cc", "type": "commoncrawl", "crawl": CRAWL, "kind": "warc", "sample": 1, "seed": 3, "allow_private_networks": True,
             "base_url": mirror.url("/cc")}
     a = parse_recipe({"name": "t", "sources": [spec]}, tmp_path).source_objects(tmp_path / "a")[0].file_specs()
     b = parse_recipe({"name": "t", "sources": [spec]}, tmp_path).source_objects(tmp_path / "b")[0].file_specs()

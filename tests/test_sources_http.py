@@ -63,13 +63,13 @@ def server(served, tmp_path):
 
 
 def source(spec: dict, tmp_path: Path):
-    recipe = parse_recipe({"name": "t", "sources": [spec]}, tmp_path)
+    recipe = parse_recipe({"name": "t", "sources": [spec], "allow_private_networks": True}, tmp_path)  # a loopback server
     return recipe.source_objects(tmp_path / "out")[0]
 
 
 def test_download_is_byte_identical_and_recorded(server, served, tmp_path):
     want = (served / JSONL_GZ.removeprefix("/corpora/")).read_bytes()
-    d = Downloader(tmp_path / "raw", retry=FAST, license="ODC-By", source="s")
+    d = Downloader(tmp_path / "raw", allow_private_networks=True, retry=FAST, license="ODC-By", source="s")
     e = d.fetch({"url": server.url(JSONL_GZ), "sha256": sha(want), "size": len(want)})
     path = tmp_path / "raw" / local_name(server.url(JSONL_GZ))
     assert path.read_bytes() == want
@@ -92,7 +92,7 @@ def test_broken_connection_resumes_with_range_byte_identical(server, served, tmp
     cut = size(served, WARC_GZ) // 2
     server.fault(WARC_GZ, drop_at=cut, times=2)  # twice, at the same offset of the file
     caplog.set_level(logging.WARNING, logger="pipeline.download")
-    d = Downloader(tmp_path / "raw", retry=FAST, concurrency=2)
+    d = Downloader(tmp_path / "raw", allow_private_networks=True, retry=FAST, concurrency=2)
     entries = d.fetch_all([server.url(JSONL_GZ), server.url(WARC_GZ)])
     assert Path(entries[0]["local_path"]).read_bytes() == want
     warc = (served / WARC_GZ.removeprefix("/corpora/")).read_bytes()
@@ -111,11 +111,11 @@ def test_killed_run_partial_file_resumes_on_next_run(server, served, tmp_path):
     cut = len(want) * 2 // 3
     server.fault(WARC_GZ, drop_at=cut, times=1)
     with pytest.raises(DownloadError, match="giving up after 1 attempts"):
-        Downloader(tmp_path / "raw", retry=RetryPolicy(max_attempts=1)).fetch(server.url(WARC_GZ))
+        Downloader(tmp_path / "raw", allow_private_networks=True, retry=RetryPolicy(max_attempts=1)).fetch(server.url(WARC_GZ))
     part = (tmp_path / "raw" / local_name(server.url(WARC_GZ))).with_suffix(".gz.part")
     assert part.stat().st_size == cut  # nothing under the final name
     assert not part.with_suffix("").exists()
-    e = Downloader(tmp_path / "raw", retry=FAST).fetch({"url": server.url(WARC_GZ), "sha256": sha(want)})
+    e = Downloader(tmp_path / "raw", allow_private_networks=True, retry=FAST).fetch({"url": server.url(WARC_GZ), "sha256": sha(want)})
     assert Path(e["local_path"]).read_bytes() == want and e["resumed"]
     assert server.hits(WARC_GZ)[-1]["range"] == f"bytes={cut}-"
 
@@ -125,10 +125,10 @@ def test_changed_file_restarts_instead_of_splicing(server, served, tmp_path):
     # If-Range makes it send the whole new file, never a splice of the two.
     server.fault(SMALL_GZ, drop_at=20_000, times=1, body=b"x" * 40_000)
     with pytest.raises(DownloadError):
-        Downloader(tmp_path / "raw", retry=RetryPolicy(max_attempts=1)).fetch(server.url(SMALL_GZ))
+        Downloader(tmp_path / "raw", allow_private_networks=True, retry=RetryPolicy(max_attempts=1)).fetch(server.url(SMALL_GZ))
     server.faults.clear()
     want = (served / SMALL_GZ.removeprefix("/corpora/")).read_bytes()
-    e = Downloader(tmp_path / "raw", retry=FAST).fetch(server.url(SMALL_GZ))
+    e = Downloader(tmp_path / "raw", allow_private_networks=True, retry=FAST).fetch(server.url(SMALL_GZ))
     assert Path(e["local_path"]).read_bytes() == want
     assert server.hits(SMALL_GZ)[-1]["status"] == 200  # Range was sent, If-Range failed, full body
 
@@ -138,10 +138,10 @@ def test_restart_then_broken_connection_still_records_the_true_sha256(server, se
     # connection breaks in that restart -> resume: the hash must cover exactly the new bytes.
     server.fault(SMALL_GZ, drop_at=20_000, times=1, body=b"x" * 40_000)
     with pytest.raises(DownloadError):
-        Downloader(tmp_path / "raw", retry=RetryPolicy(max_attempts=1)).fetch(server.url(SMALL_GZ))
+        Downloader(tmp_path / "raw", allow_private_networks=True, retry=RetryPolicy(max_attempts=1)).fetch(server.url(SMALL_GZ))
     server.fault(SMALL_GZ, drop_at=10_000, times=1)
     want = (served / SMALL_GZ.removeprefix("/corpora/")).read_bytes()
-    e = Downloader(tmp_path / "raw", retry=FAST).fetch(server.url(SMALL_GZ))
+    e = Downloader(tmp_path / "raw", allow_private_networks=True, retry=FAST).fetch(server.url(SMALL_GZ))
     assert [(h["range"], h["status"]) for h in server.hits(SMALL_GZ)[1:]] == [("bytes=20000-", 200), ("bytes=10000-", 206)]
     assert Path(e["local_path"]).read_bytes() == want and e["sha256"] == sha(want)
 
@@ -149,7 +149,7 @@ def test_restart_then_broken_connection_still_records_the_true_sha256(server, se
 def test_retries_on_429_and_5xx_are_bounded_and_logged(server, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="pipeline.download")
     server.fault(SMALL_GZ, status=[503, 429, 500], retry_after="0")
-    e = Downloader(tmp_path / "raw", retry=FAST).fetch(server.url(SMALL_GZ))
+    e = Downloader(tmp_path / "raw", allow_private_networks=True, retry=FAST).fetch(server.url(SMALL_GZ))
     assert e["attempts"] == 4
     msgs = [r.getMessage() for r in caplog.records if SMALL_GZ in r.getMessage()]
     assert [m.split("(")[1].split(")")[0] for m in msgs] == ["HTTP 503", "HTTP 429", "HTTP 500"]
@@ -157,7 +157,7 @@ def test_retries_on_429_and_5xx_are_bounded_and_logged(server, tmp_path, caplog)
 
     server.fault(WET_GZ, status=[500] * 10)
     with pytest.raises(DownloadError) as err:
-        Downloader(tmp_path / "raw", retry=FAST).fetch(server.url(WET_GZ))
+        Downloader(tmp_path / "raw", allow_private_networks=True, retry=FAST).fetch(server.url(WET_GZ))
     assert server.url(WET_GZ) in str(err.value) and "after 4 attempts" in str(err.value) and "HTTP 500" in str(err.value)
     assert len(server.hits(WET_GZ)) == 4  # bounded: max_attempts requests, then stop
     assert not (tmp_path / "raw" / local_name(server.url(WET_GZ))).exists()
@@ -192,7 +192,7 @@ def test_checksum_mismatch_names_url_and_file_is_never_used(server, served, tmp_
 
 def test_size_mismatch_is_refused_before_download(server, served, tmp_path):
     with pytest.raises(ChecksumError, match="expected 10 bytes"):
-        Downloader(tmp_path / "raw", retry=FAST).fetch({"url": server.url(SMALL_GZ), "size": 10})
+        Downloader(tmp_path / "raw", allow_private_networks=True, retry=FAST).fetch({"url": server.url(SMALL_GZ), "size": 10})
     assert not [p for p in (tmp_path / "raw").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
 
 
@@ -258,7 +258,7 @@ def test_bounded_concurrency(server, tmp_path):
     for n in names:
         (server.extra / n).write_bytes(b"hello " * 200_000)
     server.delay = 0.05
-    Downloader(tmp_path / "raw", retry=FAST, concurrency=3).fetch_all([server.url(f"/extra/{n}") for n in names])
+    Downloader(tmp_path / "raw", allow_private_networks=True, retry=FAST, concurrency=3).fetch_all([server.url(f"/extra/{n}") for n in names])
     assert 1 <= server.max_in_flight <= 3
 
 
@@ -277,7 +277,7 @@ def test_two_sources_naming_one_url_download_it_once(server, served, tmp_path):
     server.delay = 0.2
     url = server.url(JSONL_GZ)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(Downloader(tmp_path / "raw", retry=FAST).fetch(url)))
+    threads = [threading.Thread(target=lambda: results.append(Downloader(tmp_path / "raw", allow_private_networks=True, retry=FAST).fetch(url)))
                for _ in range(2)]
     for t in threads:
         t.start()
@@ -346,7 +346,7 @@ def test_flaky_network_many_files_all_byte_identical(server, served, tmp_path):
         size = f.stat().st_size
         server.fault(url_path, status=[503], drop_at=max(1, size // (2 + i % 3)), times=1)
     specs = [server.url(f"/corpora/{f.parent.name}/{f.name}") for f in files]
-    entries = Downloader(tmp_path / "raw", retry=FAST, concurrency=3).fetch_all(specs)
+    entries = Downloader(tmp_path / "raw", allow_private_networks=True, retry=FAST, concurrency=3).fetch_all(specs)
     for f, e in zip(files, entries):
         data = f.read_bytes()
         assert Path(e["local_path"]).read_bytes() == data and e["sha256"] == sha(data) and e["size"] == len(data)

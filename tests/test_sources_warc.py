@@ -25,7 +25,7 @@ N = len(CRAWL_PAGES)
 
 
 def read(spec: dict, base: Path, out: Path):
-    src = parse_recipe({"name": "t", "sources": [spec]}, base).source_objects(out)[0]
+    src = parse_recipe({"name": "t", "sources": [spec], "allow_private_networks": True}, base).source_objects(out)[0]
     batches = list(src.read())
     docs = pa.concat_tables([b.docs for b in batches])
     rej = pa.concat_tables([b.rejected for b in batches])
@@ -100,7 +100,7 @@ def test_ids_are_stable_and_ingest_conserves(corpora, tmp_path):
     _, b, _ = read(spec, tmp_path, tmp_path / "b")
     assert a.num_rows == N + 1 + sum(WGET_PAGES)
     assert a.column("id").to_pylist() == b.column("id").to_pylist()
-    src = parse_recipe({"name": "t", "sources": [spec]}, tmp_path).source_objects(tmp_path / "o")[0]
+    src = parse_recipe({"name": "t", "sources": [spec], "allow_private_networks": True}, tmp_path).source_objects(tmp_path / "o")[0]
     stats = ingest_source(src, tmp_path / "o", 10)
     assert stats.docs_in == stats.docs_out + stats.docs_rejected == a.num_rows
     assert sum(pq.read_table(p).num_rows for p in list_shards(tmp_path / "o" / "documents")) == a.num_rows

@@ -24,8 +24,14 @@ def source_types() -> list[str]:
     return sorted(_REGISTRY)
 
 
+_LOADED = False
+
+
 def _load_builtin():
-    if _REGISTRY:
+    # A flag, not "is the registry empty": importing one source module (say warc, which
+    # imports http) registers those two only, and the others must still be loaded.
+    global _LOADED
+    if _LOADED:
         return
     from pipeline.sources import files  # noqa: F401  (modules register themselves)
 
@@ -35,6 +41,7 @@ def _load_builtin():
         except ModuleNotFoundError as e:
             if e.name != f"pipeline.sources.{optional}":
                 raise
+    _LOADED = True
 
 
 __all__ = ["Source", "SourceBatch", "SourceConfig", "register", "source_class", "source_types"]

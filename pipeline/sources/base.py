@@ -41,6 +41,25 @@ class SourceConfig(BaseModel):
     max_docs: int | None = Field(None, gt=0, description="stop after this many documents (sampling)")
 
 
+# Rejections that say a record is not well-formed input (not that its text was judged):
+# their text is stored as an excerpt unless the recipe says `ingest: {rejected_text: full}`.
+MALFORMED_FILTERS = frozenset({"invalid_json", "invalid_utf8", "not_an_object", "missing_text_field", "text_not_string",
+                               "oversize_record", "unreadable_record"})
+
+
+def check_local_paths(paths: list[str]) -> list[str]:
+    """`paths:` are local files and globs: a URL (`scheme://...`) is refused when the recipe is
+    validated, naming its scheme, instead of matching nothing once the run has started."""
+    for p in paths:
+        m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", p)
+        if m:
+            hint = ("fetch it with an `http` (or `warc`) source's `urls:`" if m.group(1).lower() in ("http", "https")
+                    else "copy the files to a local folder first")
+            raise ValueError(f"{p!r}: URL scheme {m.group(1)!r} is not supported in `paths:` (local files and globs "
+                             f"only); {hint}")
+    return paths
+
+
 @dataclass
 class SourceBatch:
     docs: pa.Table

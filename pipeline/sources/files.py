@@ -23,14 +23,14 @@ from typing import Iterator, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipeline.io import open_compressed
 from pipeline.records import recipe_path
 from pipeline.schema import DOC_SCHEMA, rejected_table
 from pipeline.sources import register
 from pipeline.sources.base import (DIRECT_FIELDS, BatchBuilder, InputError, Source, SourceBatch, SourceConfig,
-                                   docs_from_table, own_or_fallback_ids)
+                                   check_local_paths, docs_from_table, own_or_fallback_ids)
 
 # Columns a source may fill directly from a record's field of the same name.
 
@@ -40,6 +40,10 @@ class FileSourceConfig(SourceConfig):
     text_field: str = "text"
     id_field: str = "id"
     meta_fields: list[str] | None = Field(None, description="record fields kept in `meta` (default: all others)")
+    max_record_bytes: int = Field(64 << 20, ge=1, description="jsonl: a line longer than this is rejected "
+                                  "(`oversize_record`) without being held in memory whole")
+
+    _local_paths = field_validator("paths")(classmethod(lambda cls, v: check_local_paths(v)))
 
 
 @register
@@ -58,26 +62,33 @@ class JsonlSource(Source):
             self.provenance.append({"path": str(path), "size": path.stat().st_size})
             id_prefix = f"{c.name}/{self.input_name(path)}"
             with _open(path, c.name) as raw:
-                for lineno, line in enumerate(_lines(raw, path, c.name), start=1):
-                    if not line.strip():
+                for lineno, line in enumerate(_lines(raw, path, c.name, c.max_record_bytes), start=1):
+                    if type(line) is _Oversize:
+                        b.bytes_read += line.size
+                        b.reject(f"{id_prefix}:{lineno}", "oversize_record",
+                                 f"{path}:{lineno}: record of {line.size:,} bytes{'' if line.complete else ' (no newline before the end of the file)'} "
+                                 f"is over max_record_bytes ({c.max_record_bytes:,}); skipped without reading it whole",
+                                 line.head.decode("utf-8", "replace"))
+                    elif not line.strip():
                         continue  # blank lines are not records
-                    fallback_id = f"{id_prefix}:{lineno}"
-                    where = f"{path}:{lineno}"
-                    b.bytes_read += len(line)
-                    try:
-                        rec = json.loads(line.decode("utf-8"))
-                    except UnicodeDecodeError as e:
-                        b.reject(fallback_id, "invalid_utf8", f"{where}: invalid UTF-8 at byte {e.start}",
-                                 line.decode("utf-8", "replace"))
-                    except json.JSONDecodeError as e:
-                        b.reject(fallback_id, "invalid_json", f"{where}: invalid JSON: {e.msg} at column {e.colno}",
-                                 line.decode("utf-8", "replace"))
-                    except RecursionError:
-                        b.reject(fallback_id, "invalid_json", _too_deep(where), line[:10000].decode("utf-8", "replace"))
-                    except ValueError:  # an integer over Python's int_max_str_digits: keep its digits as a string
-                        _add_parsed(b, _loads_keeping_long_ints, line, c, fallback_id, where)
                     else:
-                        _add_parsed(b, None, rec, c, fallback_id, where)
+                        fallback_id = f"{id_prefix}:{lineno}"
+                        where = f"{path}:{lineno}"
+                        b.bytes_read += len(line)
+                        try:
+                            rec = json.loads(line.decode("utf-8"))
+                        except UnicodeDecodeError as e:
+                            b.reject(fallback_id, "invalid_utf8", f"{where}: invalid UTF-8 at byte {e.start}",
+                                     line.decode("utf-8", "replace"))
+                        except json.JSONDecodeError as e:
+                            b.reject(fallback_id, "invalid_json", f"{where}: invalid JSON: {e.msg} at column {e.colno}",
+                                     line.decode("utf-8", "replace"))
+                        except RecursionError:
+                            b.reject(fallback_id, "invalid_json", _too_deep(where), line[:10000].decode("utf-8", "replace"))
+                        except ValueError:  # an integer over Python's int_max_str_digits: keep its digits as a string
+                            _add_parsed(b, _loads_keeping_long_ints, line, c, fallback_id, where)
+                        else:
+                            _add_parsed(b, None, rec, c, fallback_id, where)
                     count += 1
                     if b.full():
                         yield b.flush()
@@ -98,16 +109,42 @@ def _open(path: Path, source: str):
         raise InputError(f"source {source!r}: {path}: cannot open ({e.strerror or e})") from e
 
 
-def _lines(raw, path: Path, source: str):
-    """Yield raw lines (a leading UTF-8 BOM dropped); a truncated or corrupt compressed
-    stream is an error naming the source and the file."""
+class _Oversize:
+    """A line longer than max_record_bytes: its size and first bytes, never the whole of it."""
+
+    __slots__ = ("size", "head", "complete")
+
+    def __init__(self, size: int, head: bytes, complete: bool):
+        self.size, self.head, self.complete = size, head, complete
+
+
+def _lines(raw, path: Path, source: str, limit: int = 64 << 20):
+    """Yield raw lines (a leading UTF-8 BOM dropped), each at most `limit` bytes: a longer
+    line is read on in bounded chunks up to its newline and yielded as an _Oversize. A
+    truncated or corrupt compressed stream is an error naming the source and the file."""
     try:
-        lines = iter(io.BufferedReader(raw, buffer_size=1 << 20) if not hasattr(raw, "peek") else raw)
-        first = next(lines, None)
-        if first is None:
-            return
-        yield first[3:] if first.startswith(_BOM) else first
-        yield from lines
+        reader = io.BufferedReader(raw, buffer_size=1 << 20) if not hasattr(raw, "peek") else raw
+        readline = reader.readline
+        first = True
+        while True:
+            line = readline(limit + 1)
+            if not line:
+                return
+            if first:
+                first = False
+                if line.startswith(_BOM):
+                    line = line[3:]
+            if len(line) > limit and not line.endswith(b"\n"):
+                size, head = len(line), line[:4096]
+                del line
+                while True:
+                    more = readline(1 << 20)
+                    size += len(more)
+                    if not more or more.endswith(b"\n"):
+                        break
+                yield _Oversize(size, head, bool(more))
+                continue
+            yield line
     except (EOFError, OSError) as e:
         raise IOError(f"source {source!r}: {path}: cannot read compressed stream to the end ({e}); "
                       "the file is truncated or corrupt") from e
@@ -316,6 +353,10 @@ class TextSourceConfig(SourceConfig):
     separator_regex: str | None = Field(None, description="split on this regular expression instead (matches start a new document)")
     kind: Literal["prose", "code"] = "prose"
     encoding: str = "utf-8"
+    max_record_bytes: int = Field(64 << 20, ge=1, description="a file read as one document (no separator) larger than "
+                                  "this, decompressed, is rejected (`oversize_record`) without being held whole")
+
+    _local_paths = field_validator("paths")(classmethod(lambda cls, v: check_local_paths(v)))
 
 
 @register
@@ -334,14 +375,26 @@ class TextSource(Source):
         count = 0
         for path in self.resolve_globs(c.paths):
             self.provenance.append({"path": str(path), "size": path.stat().st_size})
+            base_id = f"{c.name}/{self.input_name(path)}"
+            whole = not (c.separator or c.separator_regex)  # split files are read whole: their parts are the records
             with _open(path, c.name) as f:
                 try:
-                    raw = f.read()
+                    raw = f.read(c.max_record_bytes + 1) if whole else f.read()
+                    size = len(raw)
+                    if whole and size > c.max_record_bytes:
+                        head = raw[:4096]
+                        del raw
+                        while more := f.read(1 << 20):
+                            size += len(more)
                 except (EOFError, OSError) as e:
                     raise IOError(f"source {c.name!r}: {path}: cannot read compressed stream to the end ({e}); "
                                   "the file is truncated or corrupt") from e
-            b.bytes_read += len(raw)
-            base_id = f"{c.name}/{self.input_name(path)}"
+            b.bytes_read += size
+            if whole and size > c.max_record_bytes:
+                b.reject(base_id, "oversize_record", f"{path}: {size:,} bytes, over max_record_bytes "
+                         f"({c.max_record_bytes:,}); skipped without reading it whole", head.decode(c.encoding, "replace"))
+                count += 1
+                continue
             try:
                 text = raw.decode(c.encoding)
                 if text.startswith("\ufeff"):

@@ -31,9 +31,11 @@ from pipeline.download import Downloader, FileSpec, RetryPolicy, fetch_text
 from pipeline.io import open_compressed
 from pipeline.records import format_errors, recipe_path
 from pipeline.sources import register
-from pipeline.sources.base import Source, SourceBatch, SourceConfig
+from pipeline.sources.base import MALFORMED_FILTERS, InputError, Source, SourceBatch, SourceConfig
 
 FORMATS = ("jsonl", "parquet", "text", "warc")
+_HTML_CONTENT_TYPES = ("text/html", "application/xhtml+xml")
+
 _COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2")
 
 
@@ -67,11 +69,14 @@ class DownloadOptions(SourceConfig):
     backoff_base: float = Field(1.0, ge=0, description="seconds before the first retry; doubles per retry")
     backoff_max: float = Field(60.0, ge=0, description="cap on one retry wait (also caps Retry-After)")
     timeout: float = Field(60.0, gt=0, description="seconds to connect and between received bytes")
+    allow_private_networks: bool = Field(
+        False, description="allow URLs (and redirects) to loopback, private and link-local addresses; "
+                           "refused by default (cloud metadata endpoints, services behind a firewall)")
 
     def downloader(self, work_dir: Path) -> Downloader:
         retry = RetryPolicy(self.max_attempts, self.backoff_base, self.backoff_max)
         return Downloader(Path(work_dir) / "raw", retry=retry, concurrency=self.concurrency, timeout=self.timeout,
-                          license=self.license, source=self.name)
+                          license=self.license, source=self.name, allow_private_networks=self.allow_private_networks)
 
 
 class ReadOptions(BaseModel):
@@ -84,6 +89,8 @@ class ReadOptions(BaseModel):
     meta_fields: list[str] | None = Field(None, description="jsonl/parquet: fields kept in `meta` (default: all others)")
     separator: str | None = Field(None, description="text: split files into documents on this string (default: one per file)")
     main_content: bool = Field(True, description="warc: keep only the page's main content (drop navigation, footers)")
+    max_record_bytes: int = Field(64 << 20, ge=1, description="jsonl: a longer line, warc: a longer record or "
+                                  "decompressed HTTP body is rejected (`oversize_record`, `unreadable_record`)")
 
 
 class HttpConfig(DownloadOptions, ReadOptions):
@@ -141,7 +148,8 @@ def read_file(path: Path, fmt: str, config, base_dir: Path, work_dir: Path, max_
     common = dict(name=config.name, license=config.license, max_docs=max_docs, paths=[str(path)])
     if fmt == "jsonl":
         sub = JsonlSource(FileSourceConfig(type="jsonl", text_field=config.text_field, id_field=config.id_field,
-                                           meta_fields=config.meta_fields, **common), base_dir, work_dir)
+                                           meta_fields=config.meta_fields, max_record_bytes=config.max_record_bytes,
+                                           **common), base_dir, work_dir)
     elif fmt == "parquet":
         sub = ParquetSource(FileSourceConfig(type="parquet", text_field=config.text_field, id_field=config.id_field,
                                              meta_fields=config.meta_fields, **common), base_dir, work_dir)
@@ -150,7 +158,8 @@ def read_file(path: Path, fmt: str, config, base_dir: Path, work_dir: Path, max_
     elif fmt == "warc":
         from pipeline.sources.warc import WarcReader
 
-        yield from WarcReader(config.name, config.license, main_content=config.main_content).read(
+        yield from WarcReader(config.name, config.license, main_content=config.main_content,
+                              max_record_bytes=config.max_record_bytes).read(
             path, max_docs=max_docs, origin=origin, counts=counts)
         return
     else:
@@ -187,10 +196,30 @@ class FetchingSource(Source):
             rename = None
             if names.count(path.name) > 1 and fmt != "warc":
                 rename = (f"{c.name}/{path.name}", f"{c.name}/{urlsplit(entry['url']).path.strip('/')}")
-            for batch in read_file(path, fmt, c, self.base_dir, self.work_dir,
-                                   c.max_docs - done if c.max_docs else None, origin=entry["url"], counts=counts):
-                done += batch.docs.num_rows + batch.rejected.num_rows
-                yield _renamed(batch, *rename) if rename else batch
+            ctype = (entry.get("content_type") or "").split(";")[0].strip().lower()
+            if fmt in ("jsonl", "parquet") and ctype in _HTML_CONTENT_TYPES:
+                raise InputError(f"source {c.name!r}: {entry['url']}: the server sent {ctype} (a web page, "
+                                 f"not {fmt}); check the URL")
+            good = bad = 0
+            bad_filters: set[str] = set()
+            try:
+                for batch in read_file(path, fmt, c, self.base_dir, self.work_dir,
+                                       c.max_docs - done if c.max_docs else None, origin=entry["url"], counts=counts):
+                    done += batch.docs.num_rows + batch.rejected.num_rows
+                    good += batch.docs.num_rows
+                    if batch.rejected.num_rows:
+                        filters = set(batch.rejected.column("filter").to_pylist())
+                        bad += batch.rejected.num_rows
+                        bad_filters |= filters
+                    yield _renamed(batch, *rename) if rename else batch
+            except InputError as e:
+                if entry["url"] in str(e):
+                    raise
+                raise InputError(f"{e} (downloaded from {entry['url']})") from e
+            if fmt == "jsonl" and good == 0 and bad and bad_filters <= MALFORMED_FILTERS:
+                raise InputError(f"source {c.name!r}: {entry['url']}: every one of its {bad} records is malformed "
+                                 f"({', '.join(sorted(bad_filters))}): not a {fmt} file"
+                                 + (f" (Content-Type: {ctype})" if ctype else ""))
             if counts:
                 entry["records"] = counts
             if c.max_docs and done >= c.max_docs:
@@ -228,7 +257,8 @@ class HttpSource(FetchingSource):
     def _manifest_specs(self, where: str) -> list[FileSpec]:
 
         if where.startswith(("http://", "https://")):
-            raw = fetch_text(where, timeout=self.config.timeout)
+            raw = fetch_text(where, timeout=self.config.timeout,
+                             allow_private_networks=self.config.allow_private_networks)
         else:
             p = Path(where).expanduser()
             if not p.is_file():

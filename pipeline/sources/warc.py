@@ -25,20 +25,23 @@ the file (fastwarc's own gzip reader stops silently at a truncation).
 from __future__ import annotations
 
 import io
+import os
+import re
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 
 from pipeline.download import FileSpec
-from pipeline.io import open_compressed, sha256_file
+from pipeline.io import compression_of, open_compressed, sha256_file
 from pipeline.records import recipe_path
 from pipeline.sources import register
-from pipeline.sources.base import BatchBuilder, SourceBatch
+from pipeline.sources.base import BatchBuilder, SourceBatch, check_local_paths
 from pipeline.sources.http import DownloadOptions, FetchingSource, ReadOptions, UrlEntry
 
 _TYPE_NAMES = {int(getattr(WarcRecordType, n)): n for n in (
@@ -49,7 +52,9 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 class WarcReader:
     """Turns one WARC/WET/WAT file into SourceBatches (see the module docstring)."""
 
-    def __init__(self, source: str, license: str | None, *, main_content: bool = True, batch_size: int = 2000):
+    def __init__(self, source: str, license: str | None, *, main_content: bool = True, batch_size: int = 2000,
+                 max_record_bytes: int = 64 << 20):
+        self.max_record_bytes = max_record_bytes
         self.source = source
         self.license = license
         self.main_content = main_content
@@ -72,10 +77,13 @@ class WarcReader:
             with open_compressed(path) as stream:
                 if not stream.seekable():  # fastwarc seeks forward to skip record bodies
                     stream = _ForwardSeekable(stream)
-                records = ArchiveIterator(stream, parse_http=True, auto_decode="all", fsspec_args=False,
+                # Bodies are decoded here (_http_body), leniently: many crawlers store a body
+                # already de-chunked while its headers still say `Transfer-Encoding: chunked`.
+                records = ArchiveIterator(stream, parse_http=True, auto_decode="none", fsspec_args=False,
                                           stream_detect=False)
+                last_pos = None
                 for rec in records:
-                    last_id = rec.record_id
+                    last_id, last_pos = rec.record_id, rec.stream_pos
                     kind = _TYPE_NAMES.get(int(rec.record_type), "unknown")
                     c[kind] += 1
                     if kind == "response":
@@ -91,6 +99,9 @@ class WarcReader:
                             yield b.flush()
                         if max_docs and n_docs >= max_docs:
                             break
+                else:
+                    if compression_of(path) is None:
+                        _check_plain_end(path, last_pos)
         except (OSError, EOFError, ValueError) as e:
             after = f" after record {last_id}" if last_id else ""
             raise IOError(f"{where}: cannot read the WARC file to the end{after} ({e}); "
@@ -120,10 +131,22 @@ class WarcReader:
         if not ctype.startswith(_HTML_TYPES):
             c["skipped:non_html"] += 1
             return False
-        body = rec.reader.read()
-        b.bytes_read += len(body)
         url = _target_uri(rec)
         doc_id = _doc_id(self.source, rec)
+        if rec.content_length > self.max_record_bytes:  # skipped unread (the iterator seeks past it)
+            c["rejected"] += 1
+            b.reject(doc_id, "oversize_record", f"{where}: record {rec.record_id} ({url}): {rec.content_length:,} "
+                     f"bytes, over max_record_bytes ({self.max_record_bytes:,})", None)
+            return True
+        raw = rec.reader.read()  # a stream error here is the file's (truncated, corrupt): not caught
+        b.bytes_read += len(raw)
+        try:
+            body = _http_body(raw, rec.http_headers, self.max_record_bytes)
+        except (ValueError, EOFError, zlib.error) as e:
+            c["rejected"] += 1
+            b.reject(doc_id, "unreadable_record", f"{where}: record {rec.record_id} ({url}): cannot decode the HTTP "
+                     f"body ({type(e).__name__}: {e}); the rest of the file is read", None)
+            return True
         enc = rec.http_charset or detect_encoding(body)
         html = bytes_to_str(body, enc)
         text = self.html_to_text(html).strip()
@@ -140,10 +163,15 @@ class WarcReader:
         return True
 
     def _conversion(self, rec, b: BatchBuilder, c: Counter, path: Path, where: str) -> bool:
-        body = rec.reader.read()
-        b.bytes_read += len(body)
         url = _target_uri(rec)
         doc_id = _doc_id(self.source, rec)
+        if rec.content_length > self.max_record_bytes:
+            c["rejected"] += 1
+            b.reject(doc_id, "oversize_record", f"{where}: record {rec.record_id} ({url}): {rec.content_length:,} "
+                     f"bytes, over max_record_bytes ({self.max_record_bytes:,})", None)
+            return True
+        body = rec.reader.read()
+        b.bytes_read += len(body)
         try:
             text = body.decode("utf-8").strip()
         except UnicodeDecodeError as e:
@@ -164,6 +192,35 @@ class WarcReader:
         b.add(doc_id, text, url=url, path=f"{path.name}#{rec.record_id}", meta=meta)
         c["docs"] += 1
         return True
+
+
+def _check_plain_end(path: Path, last_pos: int | None) -> None:
+    """fastwarc ends an uncompressed file cut inside its last record (or inside a record's
+    header) without a word. Check that the last record it read ends where its
+    Content-Length says and that nothing but blank lines follows (EOFError otherwise)."""
+    size = os.path.getsize(path)
+    if last_pos is None:
+        if size:
+            raise EOFError("no WARC record found")
+        return
+    with open(path, "rb") as f:
+        f.seek(last_pos)
+        head = f.read(1 << 16)
+        end = head.find(b"\r\n\r\n")
+        if end < 0 and len(head) < 1 << 16:
+            raise EOFError("the file ends inside the last record's header")
+        m = re.search(rb"(?im)^content-length:[ \t]*(\d+)", head[:end]) if end >= 0 else None
+        if m is None:
+            return  # a header block too odd to check (fastwarc read it)
+        body_start = last_pos + end + 4
+        expected = body_start + int(m.group(1))
+        if size < expected:
+            raise EOFError(f"the last record ends after {size - body_start:,} of its {int(m.group(1)):,} bytes")
+        f.seek(expected)
+        rest = f.read(1 << 16)
+        if rest.strip(b"\r\n"):
+            raise EOFError(f"{size - expected:,} bytes after the last record are not a whole WARC record "
+                           "(a record cut inside its header?)")
 
 
 class _ForwardSeekable(io.RawIOBase):
@@ -200,6 +257,84 @@ class _ForwardSeekable(io.RawIOBase):
         return self._pos
 
 
+def _http_body(raw: bytes, headers, limit: int = 64 << 20) -> bytes:
+    """The HTTP payload as the page's bytes: chunked transfer encoding removed when the body
+    really is chunked (kept as stored when it is not), then gzip/deflate content encoding
+    removed when the body really is compressed. Raises ValueError (or zlib.error, EOFError)
+    when a body that is compressed cannot be decompressed."""
+    te = (headers.get("Transfer-Encoding") or "").lower()
+    if "chunked" in te:
+        dechunked = _dechunk(raw)
+        if dechunked is not None:
+            raw = dechunked
+    ce = (headers.get("Content-Encoding") or "").strip().lower()
+    if ce in ("gzip", "x-gzip"):
+        if raw.startswith(b"\x1f\x8b"):
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = d.decompress(raw, limit + 1)
+            if len(out) > limit:
+                raise ValueError(f"gzip body inflates past max_record_bytes ({limit:,})")
+            if not d.eof:
+                raise ValueError("gzip body ends early")
+            return out
+    elif ce == "deflate":
+        for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):
+            try:
+                d = zlib.decompressobj(wbits)
+                out = d.decompress(raw, limit + 1)
+            except zlib.error:
+                continue
+            if len(out) > limit:
+                raise ValueError(f"deflate body inflates past max_record_bytes ({limit:,})")
+            return out
+        if not _looks_like_text(raw):
+            raise ValueError("deflate body cannot be decompressed")
+    elif ce == "br":
+        try:
+            import brotli
+        except ImportError:
+            raise ValueError("brotli-encoded body and no brotli module") from None
+        try:
+            return brotli.decompress(raw)
+        except brotli.error as e:
+            if not _looks_like_text(raw):
+                raise ValueError(f"brotli body cannot be decompressed ({e})") from None
+    return raw
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:512]
+    return not head or sum(32 <= c < 127 or c in (9, 10, 13) for c in head) / len(head) > 0.9
+
+
+def _dechunk(data: bytes) -> bytes | None:
+    """`data` decoded from HTTP/1.1 chunked transfer encoding, or None when it is not chunked."""
+    out, pos, n = [], 0, len(data)
+    while pos < n:
+        eol = data.find(b"\n", pos, pos + 40)
+        if eol < 0:
+            return None
+        field = data[pos:eol].rstrip(b"\r").split(b";")[0].strip()
+        try:
+            size = int(field, 16)
+        except ValueError:
+            return None
+        pos = eol + 1
+        if size == 0:
+            return b"".join(out)  # trailers, if any, are not payload
+        if pos + size > n:
+            return None
+        out.append(data[pos:pos + size])
+        pos += size
+        if data.startswith(b"\r\n", pos):
+            pos += 2
+        elif data.startswith(b"\n", pos):
+            pos += 1
+        elif pos != n:
+            return None
+    return b"".join(out) if out else None
+
+
 def _target_uri(rec) -> str | None:
     uri = rec.headers.get("WARC-Target-URI")
     return uri.strip().strip("<>") if uri else None  # WARC/1.0 writers (wget) wrap it in <>
@@ -213,6 +348,11 @@ def _doc_id(source: str, rec) -> str:
 class WarcConfig(DownloadOptions, ReadOptions):
     paths: list[str] = recipe_path(default_factory=list, description="local WARC/WET/WAT globs, relative to the recipe's folder")
     urls: list[UrlEntry] = Field(default_factory=list, description="WARC/WET/WAT files to fetch: URLs or {url, sha256, size}")
+
+    @field_validator("paths")
+    @classmethod
+    def _local_paths(cls, value):
+        return check_local_paths(value)
 
     @model_validator(mode="after")
     def _some_files(self):
@@ -233,7 +373,7 @@ class WarcSource(FetchingSource):
 
     def read(self) -> Iterator[SourceBatch]:
         c: WarcConfig = self.config
-        reader = WarcReader(c.name, c.license, main_content=c.main_content)
+        reader = WarcReader(c.name, c.license, main_content=c.main_content, max_record_bytes=c.max_record_bytes)
         local = []
         for path in self.resolve_globs(c.paths) if c.paths else []:
             entry = {"path": str(path), "size": path.stat().st_size, "sha256": sha256_file(path), "license": c.license}

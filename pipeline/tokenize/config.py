@@ -9,7 +9,7 @@ from pipeline.records import recipe_path
 class TokenizeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    vocab_size: int = Field(8192, ge=260, description="BPE vocabulary size, special tokens and the 256 bytes included")
+    vocab_size: int = Field(8192, ge=260, le=2**32, description="BPE vocabulary size, special tokens and the 256 bytes included (token ids are stored as at most uint32)")
     min_frequency: int = Field(2, ge=1, description="a pair seen fewer times than this in the sample is never merged")
     val_fraction: float = Field(
         0.05, ge=0, lt=1, description="share of documents in the val split, chosen by a seeded hash of the id"

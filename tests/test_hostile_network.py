@@ -1,0 +1,414 @@
+"""Real crawls and hostile network inputs (issue 16): nothing silently lost, nothing leaked.
+
+Every case builds its own inputs (WARC files with warcio's writer, files served by the
+loopback server in tests/httpserver.py with injected faults) and checks one promise of
+the README's Guarantees: a lenient WARC reader, no short body accepted silently, an HTML
+page is not a corpus, one-line errors naming the URL, bounded records, one retry policy,
+bounded YAML, refused private addresses, excerpts of malformed rejected records, and
+nonsensical settings refused at validation.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from httpserver import FileServer
+from pipeline.download import BlockedAddressError, Downloader, DownloadError, RetryPolicy, local_name
+from pipeline.ingest import ingest_source
+from pipeline.recipe import RecipeError, load_recipe, parse_recipe
+from pipeline.sources.base import InputError
+
+FAST = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05)
+HTML = "<html><head><title>t</title></head><body><article><p>{}</p></article></body></html>"
+PAGE = b"<!DOCTYPE html><html><head><title>Not found</title></head><body><h1>Sorry</h1><p>Try the home page.</p></body></html>\n"
+
+
+@pytest.fixture()
+def server(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    with FileServer({"/extra": served}) as srv:
+        srv.extra = served
+        yield srv
+
+
+def source(spec: dict, tmp_path: Path):
+    recipe = {"name": "t", "sources": [spec], "allow_private_networks": True}  # the loopback server is a private address
+    return parse_recipe(recipe, tmp_path).source_objects(tmp_path / "out")[0]
+
+
+def read_all(src):
+    batches = list(src.read())
+    return (pa.concat_tables([b.docs for b in batches]), pa.concat_tables([b.rejected for b in batches]))
+
+
+# ---------------------------------------------------------------- 1. WARC leniency
+
+
+def _para(i: int) -> str:
+    return f"Paragraph number {i} tells a plain story about the river, the town and the people who live there."
+
+
+def _write_warc(path: Path, mode: str) -> dict[str, str]:
+    """A WARC written by warcio: one record of each awkward kind. Returns uri -> record id."""
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=(mode == "per-record"))
+    ids = {}
+
+    def response(uri, body: bytes, headers):
+        http = StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1")
+        rec = writer.create_warc_record(uri, "response", payload=io.BytesIO(body), http_headers=http)
+        writer.write_record(rec)
+        ids[uri] = rec.rec_headers.get_header("WARC-Record-ID")
+
+    html = lambda i: HTML.format(_para(i)).encode()  # noqa: E731
+    # a body stored de-chunked while its header still says chunked (how many crawlers store it)
+    response("http://a.test/dechunked", html(1), [("Content-Type", "text/html"), ("Transfer-Encoding", "chunked")])
+    # a body that really is chunked
+    body = html(2)
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 40]), body[i:i + 40]) for i in range(0, len(body), 40)) + b"0\r\n\r\n"
+    response("http://a.test/chunked", chunked, [("Content-Type", "text/html; charset=utf-8"), ("Transfer-Encoding", "chunked")])
+    # gzip content encoding, chunked on top
+    gz = gzip.compress(html(3))
+    response("http://a.test/gzip", b"%x\r\n%s\r\n0\r\n\r\n" % (len(gz), gz),
+             [("Content-Type", "text/html"), ("Content-Encoding", "gzip"), ("Transfer-Encoding", "chunked")])
+    # a body that says gzip and is compressed, but corrupt: that record is rejected, the file read on
+    response("http://a.test/broken", b"\x1f\x8b\x08\x00" + os.urandom(64), [("Content-Type", "text/html"), ("Content-Encoding", "gzip")])
+    # a revisit record and a non-HTML payload: counted, not documents
+    rev = writer.create_revisit_record("http://a.test/dechunked", digest="sha1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                                       refers_to_uri="http://a.test/dechunked", refers_to_date="2024-01-01T00:00:00Z",
+                                       http_headers=StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1"))
+    writer.write_record(rev)
+    response("http://a.test/doc.pdf", b"%PDF-1.4 binary", [("Content-Type", "application/pdf")])
+    response("http://a.test/last", html(4), [("Content-Type", "text/html")])
+    data = buf.getvalue()
+    path.write_bytes(gzip.compress(data) if mode == "whole-file" else data)
+    return ids
+
+
+@pytest.mark.parametrize("mode", ["per-record", "whole-file", "plain"])
+def test_warc_lenient_chunked_bodies_and_unreadable_record(tmp_path, mode):
+    from pipeline.sources.warc import WarcReader
+
+    name = "crawl.warc" + ("" if mode == "plain" else ".gz")
+    ids = _write_warc(tmp_path / name, mode)
+    counts: dict = {}
+    batches = list(WarcReader("w", None, main_content=False).read(tmp_path / name, counts=counts))
+    docs = pa.concat_tables([b.docs for b in batches])
+    rej = pa.concat_tables([b.rejected for b in batches])
+    by_url = dict(zip(docs.column("url").to_pylist(), docs.column("text").to_pylist()))
+    assert sorted(by_url) == ["http://a.test/chunked", "http://a.test/dechunked", "http://a.test/gzip", "http://a.test/last"]
+    for i, url in enumerate(["dechunked", "chunked", "gzip", "last"], start=1):
+        assert by_url[f"http://a.test/{url}"].strip() == _para(i)
+    assert rej.column("filter").to_pylist() == ["unreadable_record"]
+    reason = rej.column("reason")[0].as_py()
+    assert ids["http://a.test/broken"] in reason and name in reason and "http://a.test/broken" in reason
+    assert counts["skipped:revisit"] == 1 and counts["skipped:non_html"] == 1
+
+
+@pytest.mark.parametrize("cut", [300, 1])
+def test_uncompressed_warc_cut_mid_record_stops_the_run(tmp_path, cut):
+    from pipeline.sources.warc import WarcReader
+
+    _write_warc(tmp_path / "x.warc", "plain")
+    data = (tmp_path / "x.warc").read_bytes()
+    (tmp_path / "x.warc").write_bytes(data[:-4 - cut])  # the closing CRLF CRLF and `cut` body bytes gone
+    with pytest.raises(IOError, match=r"x\.warc: cannot read the WARC file to the end.*(ends after .* bytes|ends inside the last record.s header).*truncated"):
+        list(WarcReader("w", None).read(tmp_path / "x.warc"))
+
+
+def test_warc_oversize_records_and_gzip_bodies_are_bounded(tmp_path):
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    from pipeline.sources.warc import WarcReader
+
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=True)
+    for uri, body, headers in [
+        ("http://a.test/big", HTML.format("b" * 30_000).encode(), [("Content-Type", "text/html")]),
+        ("http://a.test/bomb", gzip.compress(b"<p>" + b"z" * 5_000_000), [("Content-Type", "text/html"), ("Content-Encoding", "gzip")]),
+        ("http://a.test/ok", HTML.format(_para(1)).encode(), [("Content-Type", "text/html")]),
+    ]:
+        http = StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1")
+        writer.write_record(writer.create_warc_record(uri, "response", payload=io.BytesIO(body), http_headers=http))
+    (tmp_path / "x.warc.gz").write_bytes(buf.getvalue())
+    batches = list(WarcReader("w", None, main_content=False, max_record_bytes=20_000).read(tmp_path / "x.warc.gz"))
+    docs = pa.concat_tables([b.docs for b in batches])
+    rej = pa.concat_tables([b.rejected for b in batches])
+    assert docs.column("url").to_pylist() == ["http://a.test/ok"]
+    assert rej.column("filter").to_pylist() == ["oversize_record", "unreadable_record"]
+    assert "inflates past max_record_bytes" in rej.column("reason")[1].as_py()
+
+
+# ---------------------------------------------------------------- 2. a short body without Content-Length
+
+
+def test_download_without_content_length_cut_mid_body_is_not_accepted(server, tmp_path):
+    data = b"".join(json.dumps({"id": i, "text": _para(i)}).encode() + b"\n" for i in range(2000))
+    (server.extra / "d.jsonl").write_bytes(data)
+    server.fault("/extra/d.jsonl", no_length=True, drop_at=len(data) * 3 // 10, times=1)
+    e = Downloader(tmp_path / "raw", retry=FAST, allow_private_networks=True).fetch(server.url("/extra/d.jsonl"))
+    assert Path(e["local_path"]).read_bytes() == data  # the cut was noticed and the rest fetched
+    assert e["size"] == len(data)
+
+
+def test_download_without_content_length_server_without_ranges_compares_lengths(server, tmp_path):
+    data = b"x" * 100_000
+    (server.extra / "d.txt").write_bytes(data)
+    server.fault("/extra/d.txt", no_length=True, no_range=True, drop_at=30_000, times=1)
+    e = Downloader(tmp_path / "raw", retry=FAST, allow_private_networks=True).fetch(server.url("/extra/d.txt"))
+    assert Path(e["local_path"]).read_bytes() == data
+
+
+def test_chunked_download_is_complete_in_one_request_and_a_cut_one_resumes(server, tmp_path):
+    data = bytes(range(256)) * 400
+    (server.extra / "c.bin").write_bytes(data)
+    server.fault("/extra/c.bin", chunked=True)
+    e = Downloader(tmp_path / "raw", retry=FAST, allow_private_networks=True).fetch(server.url("/extra/c.bin"))
+    assert Path(e["local_path"]).read_bytes() == data
+    assert len(server.hits("/extra/c.bin")) == 1  # a chunked body says where it ends: no check request
+    server.fault("/extra/c.bin", chunked=True, drop_at=8192, times=1)
+    e = Downloader(tmp_path / "raw2", retry=FAST, allow_private_networks=True).fetch(server.url("/extra/c.bin"))
+    assert Path(e["local_path"]).read_bytes() == data and e["resumed"]
+
+
+# ---------------------------------------------------------------- 3. an HTML page is not a corpus
+
+
+def test_html_served_as_jsonl_is_an_error_naming_the_url(server, tmp_path):
+    (server.extra / "d.jsonl").write_bytes(PAGE)
+    server.fault("/extra/d.jsonl", content_type="text/html; charset=utf-8")
+    with pytest.raises(InputError, match=r"source 'h': http://127\.0\.0\.1:\d+/extra/d\.jsonl: the server sent text/html"):
+        read_all(source({"name": "h", "type": "http", "urls": [server.url("/extra/d.jsonl")]}, tmp_path))
+
+
+def test_jsonl_whose_every_record_is_malformed_is_an_error(server, tmp_path):
+    (server.extra / "e.jsonl").write_bytes(PAGE * 3)  # no content type to tell: every line fails
+    with pytest.raises(InputError, match=r"/extra/e\.jsonl: every one of its 3 records is malformed \(invalid_json\)"):
+        read_all(source({"name": "h", "type": "http", "urls": [server.url("/extra/e.jsonl")]}, tmp_path))
+
+
+def test_html_served_as_parquet_names_the_url(server, tmp_path):
+    (server.extra / "d.parquet").write_bytes(PAGE)
+    with pytest.raises(InputError) as err:
+        read_all(source({"name": "h", "type": "http", "urls": [server.url("/extra/d.parquet")]}, tmp_path))
+    assert server.url("/extra/d.parquet") in str(err.value) and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- 4. redirect loop
+
+
+def test_redirect_loop_is_one_line_naming_the_url(server, tmp_path):
+    server.fault("/extra/a.jsonl", redirect="/extra/b.jsonl")
+    server.fault("/extra/b.jsonl", redirect=server.url("/extra/a.jsonl"))
+    with pytest.raises(DownloadError) as err:
+        read_all(source({"name": "h", "type": "http", "urls": [server.url("/extra/a.jsonl")]}, tmp_path))
+    msg = str(err.value)
+    assert msg.startswith(server.url("/extra/a.jsonl")) and "redirect loop" in msg and "\n" not in msg
+    assert len(server.hits("/extra/a.jsonl")) == 1  # a loop is not retried
+
+
+# ---------------------------------------------------------------- 5. bounded record size
+
+
+def test_jsonl_oversize_record_is_rejected_and_reading_goes_on(tmp_path):
+    lines = [json.dumps({"text": "short one"}), json.dumps({"text": "y" * 5000}), json.dumps({"text": "short two"})]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    docs, rej = read_all(source({"name": "j", "type": "jsonl", "paths": ["d.jsonl"], "max_record_bytes": 1000}, tmp_path))
+    assert docs.column("text").to_pylist() == ["short one", "short two"]
+    assert rej.column("filter").to_pylist() == ["oversize_record"]
+    assert "d.jsonl:2: record of 5,013 bytes is over max_record_bytes (1,000)" in rej.column("reason")[0].as_py()
+
+
+def test_text_file_over_max_record_bytes_is_rejected(tmp_path):
+    (tmp_path / "big.txt.gz").write_bytes(gzip.compress(b"w" * 3_000_000))
+    (tmp_path / "small.txt").write_text("a small document\n")
+    docs, rej = read_all(source({"name": "t", "type": "text", "paths": ["*.txt*"], "max_record_bytes": 1_000_000}, tmp_path))
+    assert docs.column("text").to_pylist() == ["a small document\n"]
+    assert rej.column("filter").to_pylist() == ["oversize_record"]
+    assert "big.txt.gz: 3,000,000 bytes, over max_record_bytes (1,000,000)" in rej.column("reason")[0].as_py()
+
+
+def test_gzip_bomb_without_newline_keeps_memory_bounded(tmp_path):
+    size = 200 << 20
+    comp = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b"a" * (1 << 20)
+    with open(tmp_path / "bomb.jsonl.gz", "wb") as f:
+        f.write(comp.compress(b'{"text": "ok"}\n'))
+        for _ in range(size >> 20):
+            f.write(comp.compress(block))
+        f.write(comp.flush())
+    assert (tmp_path / "bomb.jsonl.gz").stat().st_size < 2 << 20
+    script = textwrap.dedent(f"""
+        import resource, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pipeline.recipe import parse_recipe
+        src = parse_recipe({{"name": "t", "sources": [{{"name": "b", "type": "jsonl", "paths": ["bomb.jsonl.gz"],
+                            "max_record_bytes": 4 << 20}}]}}, {str(tmp_path)!r}).source_objects({str(tmp_path / "o")!r})[0]
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        docs = rej = 0
+        for b in src.read():
+            docs += b.docs.num_rows
+            rej += b.rejected.num_rows
+            reasons = b.rejected.column("reason").to_pylist()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(docs, rej, (peak - base) // 1024, reasons)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    docs, rej, grown_mb, reasons = out.stdout.split(" ", 3)
+    assert (docs, rej) == ("1", "1")
+    assert int(grown_mb) < 60, f"peak RSS grew by {grown_mb} MB reading a {size >> 20} MB line"
+    assert "no newline before the end of the file" in reasons and "209,715,200 bytes" in reasons
+
+
+# ---------------------------------------------------------------- 6. one retry policy
+
+
+def test_404_costs_one_request_in_the_downloader(server, tmp_path):
+    with pytest.raises(DownloadError, match=r"/extra/missing\.jsonl: HTTP 404"):
+        read_all(source({"name": "h", "type": "http", "urls": [server.url("/extra/missing.jsonl")]}, tmp_path))
+    assert len(server.hits("/extra/missing.jsonl")) == 1
+
+
+def test_404_costs_one_request_in_the_flow_task(server, tmp_path, prefect_api):
+    from prefect import flow
+
+    from flows.corpus import ingest_task
+
+    recipe = parse_recipe({"name": "t", "allow_private_networks": True, "sources": [
+        {"name": "h", "type": "http", "urls": [server.url("/extra/missing.jsonl")]}]}, tmp_path)
+    (tmp_path / "out").mkdir()
+
+    @flow
+    def one():
+        return ingest_task(recipe, 0, str(tmp_path / "out"), "k")
+
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        one()
+    assert len(server.hits("/extra/missing.jsonl")) == 1
+
+
+# ---------------------------------------------------------------- 7. YAML alias bomb, train: checked
+
+
+def test_yaml_alias_bomb_in_train_is_refused(tmp_path):
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 7):
+        levels.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    body = "\n".join("  " + l for l in levels)
+    (tmp_path / "r.yaml").write_text(f"name: t\nsources: [{{name: s, type: text, paths: [x.txt]}}]\ntrain:\n{body}\n")
+    with pytest.raises(RecipeError, match=r"r\.yaml: .*aliases .*expand to more than 1,000,000 values"):
+        load_recipe(tmp_path / "r.yaml")
+
+
+def test_unknown_train_setting_is_refused_by_run_before_anything_starts(tmp_path, capsys):
+    from flows.cli import main
+
+    (tmp_path / "x.txt").write_text("hello\n")
+    (tmp_path / "r.yaml").write_text("name: t\nsources: [{name: s, type: text, paths: [x.txt]}]\ntrain: {n_layers: 4}\n")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "mine.txt").write_text("not a corpus")
+    assert main(["run", str(tmp_path / "r.yaml"), "--output", str(busy)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "r.yaml: train: unknown training settings ['n_layers']" in err
+    assert "\n" not in err
+
+
+# ---------------------------------------------------------------- 8. private addresses
+
+
+def test_private_addresses_are_refused_unless_the_recipe_opts_in(server, tmp_path, caplog):
+    (server.extra / "d.jsonl").write_text('{"text": "secret"}\n')
+    url = server.url("/extra/d.jsonl")
+    spec = {"name": "h", "type": "http", "urls": [url], "allow_private_networks": False}
+    with pytest.raises(BlockedAddressError, match=r"127\.0\.0\.1.*allow_private_networks: true"):
+        read_all(parse_recipe({"name": "t", "sources": [spec]}, tmp_path).source_objects(tmp_path / "o")[0])
+    assert server.hits("/extra/d.jsonl") == []  # refused before any request
+    assert any("refused" in r.getMessage() for r in caplog.records)
+    docs, _ = read_all(parse_recipe({"name": "t", "allow_private_networks": True, "sources": [spec]},
+                                    tmp_path).source_objects(tmp_path / "o2")[0])
+    assert docs.column("text").to_pylist() == ["secret"]
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/x.jsonl",
+                                 "http://[::1]/x.jsonl", "http://localhost/x.jsonl", "http://0.0.0.0/x"])
+def test_metadata_and_private_urls_are_refused(url):
+    from pipeline.download import check_address
+
+    with pytest.raises(BlockedAddressError):
+        check_address(url, allow_private=False)
+    check_address(url, allow_private=True)
+
+
+def test_redirect_to_a_private_address_is_refused(server, tmp_path, monkeypatch):
+    import pipeline.download as dl
+
+    real = dl.check_address
+    # the test server itself counts as public here; its redirect target does not
+    monkeypatch.setattr(dl, "check_address", lambda u, allow: None if u.startswith(server.base) else real(u, allow))
+    server.fault("/extra/go.jsonl", redirect="http://169.254.169.254/latest/meta-data/iam")
+    with pytest.raises(BlockedAddressError, match=r"169\.254\.169\.254"):
+        Downloader(tmp_path / "raw", retry=FAST).fetch(server.url("/extra/go.jsonl"))
+    assert not (tmp_path / "raw" / local_name(server.url("/extra/go.jsonl"))).exists()
+
+
+# ---------------------------------------------------------------- 9. rejected text: an excerpt by default
+
+
+@pytest.mark.parametrize("mode, kept", [(None, 500), ("excerpt", 20), ("full", 5000)])
+def test_malformed_rejected_records_keep_an_excerpt(tmp_path, mode, kept):
+    (tmp_path / "d.jsonl").write_text('{"text": "good"}\n' + "z" * 5000 + "\n")
+    ingest = {} if mode is None else {"rejected_text": mode, "rejected_excerpt_chars": 20}
+    recipe = parse_recipe({"name": "t", "ingest": ingest, "sources": [{"name": "j", "type": "jsonl", "paths": ["d.jsonl"]}]},
+                          tmp_path)
+    out = tmp_path / "out"
+    stats = ingest_source(recipe.source_objects(out)[0], out, 100, recipe.ingest.rejected_text,
+                          recipe.ingest.rejected_excerpt_chars)
+    assert stats.rejected_by_filter == {"invalid_json": 1}
+    text = pq.read_table(out / "rejected" / "ingest-j.parquet").column("text")[0].as_py()
+    assert text.rstrip("\n") == "z" * kept
+
+
+# ---------------------------------------------------------------- 10, 11. nonsense refused at validation
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"clean": {"gopher_quality": {"max_doc_words": -1}}}, "max_doc_words: must be 0 or more"),
+    ({"clean": {"gopher_quality": {"min_doc_words": -5}}}, "min_doc_words: must be 0 or more"),
+    ({"clean": {"max_symbol_ratio": 1.5}}, "max_symbol_ratio: a share of the document"),
+    ({"clean": {"gopher_repetition": {"dup_line_frac": 2}}}, "dup_line_frac: a share"),
+    ({"clean": {"gopher_repetition": {"top_n_grams": {2: 3.0}}}}, "n-gram shares must be between 0 and 1"),
+    ({"tokenize": {"vocab_size": 2**33}}, "vocab_size"),
+    ({"tokenize": {"vocab_size": 100}}, "vocab_size"),
+    ({"name": "."}, "'.' is not a corpus name"),
+    ({"name": ".."}, "'..' is not a corpus name"),
+])
+def test_nonsensical_settings_are_refused(tmp_path, patch, message):
+    data = {"name": "t", "sources": [{"name": "s", "type": "text", "paths": ["x.txt"]}], **patch}
+    with pytest.raises(RecipeError, match=message.replace("(", r"\(")):
+        parse_recipe(data, tmp_path)
+
+
+@pytest.mark.parametrize("typ", ["jsonl", "parquet", "text", "warc"])
+@pytest.mark.parametrize("url", ["s3://bucket/x.jsonl", "gopher://h/x", "https://example.org/x.jsonl"])
+def test_url_in_paths_is_refused_at_validation(tmp_path, typ, url):
+    scheme = url.split(":")[0]
+    with pytest.raises(RecipeError, match=rf"paths.*URL scheme '{scheme}' is not supported"):
+        parse_recipe({"name": "t", "sources": [{"name": "s", "type": typ, "paths": [url]}]}, tmp_path)
