@@ -310,19 +310,29 @@ def _ours_by_name(root: Path, path: Path) -> bool:
     return rel[0] in OUTPUT_FOLDERS or rel[0].endswith("_assets") or (len(rel) == 1 and rel[0] in OUTPUT_FILES)
 
 
-def _lock(root: Path):
-    """The open lock file of a corpus folder, locked by this process; an error naming the holder if held."""
+LOCK_WAIT_S = 10.0  # a run that is being stopped (Ctrl-C, a killed supervisor) lets go within this
+
+
+def _lock(root: Path, wait_s: float = LOCK_WAIT_S):
+    """The open lock file of a corpus folder, locked by this process. A held lock is waited for
+    up to `wait_s` seconds, then an error names the holder."""
     import fcntl
+    import time
 
     lock = open(Path(root) / STATE_DIR / "lock", "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "another process"
-        lock.close()
-        raise OutputFolderError(f"--output {root} is being built by {holder}; wait for it or use another folder") from None
-    return lock
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+    lock.seek(0)
+    holder = lock.read().strip() or "another process"
+    lock.close()
+    raise OutputFolderError(f"--output {root} is being built by {holder}; wait for it or use another folder")
 
 
 def _seed_ledger(root: Path):

@@ -407,8 +407,11 @@ def test_nonsensical_settings_are_refused(tmp_path, patch, message):
 
 
 @pytest.mark.parametrize("typ", ["jsonl", "parquet", "text", "warc"])
-@pytest.mark.parametrize("url", ["s3://bucket/x.jsonl", "gopher://h/x", "https://example.org/x.jsonl"])
+@pytest.mark.parametrize("url", ["gopher://h/x", "ftp://h/x.jsonl", "https://example.org/x.jsonl"])
 def test_url_in_paths_is_refused_at_validation(tmp_path, typ, url):
+    """Only object stores (copied locally through fsspec) may appear in `paths:`."""
     scheme = url.split(":")[0]
     with pytest.raises(RecipeError, match=rf"paths.*URL scheme '{scheme}' is not supported"):
         parse_recipe({"name": "t", "sources": [{"name": "s", "type": typ, "paths": [url]}]}, tmp_path)
+    ok = parse_recipe({"name": "t", "sources": [{"name": "s", "type": typ, "paths": ["s3://bucket/x*.jsonl"]}]}, tmp_path)
+    assert ok.sources[0].paths == ["s3://bucket/x*.jsonl"]

@@ -113,7 +113,7 @@ def test_held_folder_is_refused_naming_the_holder(built):
         other.write("pid 4242 on elsewhere\n")
         other.flush()
         with pytest.raises(OutputFolderError, match="being built by pid 4242 on elsewhere"):
-            with claim_output(out):
+            with claim_output(out):  # after waiting LOCK_WAIT_S for the holder to let go
                 pass
 
 

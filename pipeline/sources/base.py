@@ -47,16 +47,21 @@ MALFORMED_FILTERS = frozenset({"invalid_json", "invalid_utf8", "not_an_object", 
                                "oversize_record", "unreadable_record"})
 
 
+# Object stores a `paths:` URL may name: the run copies their files to a local cache first
+# (flows/storage.py, through fsspec). Web URLs go through the `http` source, with its checks.
+OBJECT_STORE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "file", "local"})
+
+
 def check_local_paths(paths: list[str]) -> list[str]:
-    """`paths:` are local files and globs: a URL (`scheme://...`) is refused when the recipe is
-    validated, naming its scheme, instead of matching nothing once the run has started."""
+    """`paths:` are local files and globs, or object-store URLs (OBJECT_STORE_SCHEMES); any
+    other URL (`scheme://...`) is refused when the recipe is validated, naming its scheme,
+    instead of failing or matching nothing once the run has started."""
     for p in paths:
         m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", p)
-        if m:
+        if m and m.group(1).lower() not in OBJECT_STORE_SCHEMES:
             hint = ("fetch it with an `http` (or `warc`) source's `urls:`" if m.group(1).lower() in ("http", "https")
-                    else "copy the files to a local folder first")
-            raise ValueError(f"{p!r}: URL scheme {m.group(1)!r} is not supported in `paths:` (local files and globs "
-                             f"only); {hint}")
+                    else f"object stores supported: {', '.join(sorted(OBJECT_STORE_SCHEMES))}")
+            raise ValueError(f"{p!r}: URL scheme {m.group(1)!r} is not supported in `paths:`; {hint}")
     return paths
 
 
