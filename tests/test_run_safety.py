@@ -180,11 +180,11 @@ def test_ctrl_c_and_kill_9_leave_no_process_behind(tmp_path):
     rng = random.Random(7)
     words = "the river and the stone of the market with a garden to the light that was quiet in the north".split()
     with open(tmp_path / "docs.jsonl", "w", encoding="utf-8") as f:
-        for i in range(6_000):
+        for i in range(3_000):
             text = ". ".join(" ".join(rng.choice(words) for _ in range(12)).capitalize() for _ in range(25)) + "."
             f.write(json.dumps({"id": f"d{i}", "text": text}) + "\n")
     recipe = recipe_file(tmp_path, sources=[{"name": "gen", "type": "jsonl", "paths": ["docs.jsonl"]}],
-                         ingest={"shard_docs": 1000})
+                         ingest={"shard_docs": 500})
     out = tmp_path / "out"
     env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"))
     env.pop("PREFECT_API_URL", None)  # its own temporary server, as a user's run has
@@ -210,4 +210,4 @@ def test_ctrl_c_and_kill_9_leave_no_process_behind(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert not [p for p in out.rglob(".tmp-*") if ".opencorpus" not in p.parts]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["stages"]["ingest"]["docs_in"] == 6_000
+    assert manifest["stages"]["ingest"]["docs_in"] == 3_000
