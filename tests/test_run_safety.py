@@ -211,3 +211,26 @@ def test_ctrl_c_and_kill_9_leave_no_process_behind(tmp_path):
     assert not [p for p in out.rglob(".tmp-*") if ".opencorpus" not in p.parts]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stages"]["ingest"]["docs_in"] == 3_000
+
+
+def test_full_disk_and_missing_run_are_one_line(tmp_path, monkeypatch, capsys):
+    """A full disk (ENOSPC) and a missing run folder end in one line each, no traceback;
+    --debug shows the traceback."""
+    import errno
+
+    import model.evaluate
+    from flows.cli import main
+
+    assert main(["eval", str(tmp_path / "no-such-run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "no-such-run" in err[0]
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "eval.json"))
+
+    monkeypatch.setattr(model.evaluate, "evaluate", full)
+    assert main(["eval", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: no space left on the device writing {tmp_path / 'run' / 'eval.json'}"]
+    with pytest.raises(OSError):
+        main(["eval", str(tmp_path / "run"), "--debug"])
