@@ -710,15 +710,25 @@ def _left_behind(c: Case, proc: subprocess.Popen, sessions: set[int], within: fl
     return left
 
 
-def case_ctrl_c(c: Case):
+def _start_big_run(c: Case, k: Checks):
+    """(recipe, documents, output folder, process) of a run on a big corpus, once its
+    progress log exists; None (the run killed) if it never gets there."""
     recipe, n = big_corpus(c, 20_000, 2000)
     out = c.dir / "out"
-    k = Checks()
     proc = c.start(*c.run_args(recipe, out))
     progress = out / ".opencorpus" / "progress.jsonl"
     if not k.expect(wait_for(progress.exists, 300), "no progress.jsonl within 300 s"):
         kill_run(proc.pid, c.prefect_home)
+        return None
+    return recipe, n, out, proc
+
+
+def case_ctrl_c(c: Case):
+    k = Checks()
+    started = _start_big_run(c, k)
+    if started is None:
         return k.outcome()
+    recipe, n, out, proc = started
     sessions = {proc.pid} | child_sessions(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)
     t0 = time.perf_counter()
@@ -743,14 +753,11 @@ def case_ctrl_c(c: Case):
 
 
 def case_kill_9(c: Case):
-    recipe, n = big_corpus(c, 20_000, 2000)
-    out = c.dir / "out"
     k = Checks()
-    proc = c.start(*c.run_args(recipe, out))
-    progress = out / ".opencorpus" / "progress.jsonl"
-    if not k.expect(wait_for(progress.exists, 300), "no progress.jsonl within 300 s"):
-        kill_run(proc.pid, c.prefect_home)
+    started = _start_big_run(c, k)
+    if started is None:
         return k.outcome()
+    recipe, n, out, proc = started
     time.sleep(2)  # the pool worker and the server are busy now
     sessions = {proc.pid} | child_sessions(proc.pid)
     before = c.run_processes(*sessions)

@@ -213,6 +213,18 @@ class RawManifest:
                                encoding="utf-8")
 
 
+def _range_headers(st) -> dict[str, str]:
+    """Headers asking for the bytes after the `st.have` already on disk, only if the file is
+    still the one they came from (If-Range on a strong ETag or Last-Modified); the file's own
+    bytes, never a re-encoding."""
+    headers = {"Accept-Encoding": "identity", "Range": f"bytes={st.have}-"}
+    if st.validator.get("etag") and not st.validator["etag"].startswith("W/"):
+        headers["If-Range"] = st.validator["etag"]
+    elif st.validator.get("last_modified"):
+        headers["If-Range"] = st.validator["last_modified"]
+    return headers
+
+
 class Downloader:
     """Fetches FileSpecs into `raw_dir` (see the module docstring for the guarantees)."""
 
@@ -389,13 +401,7 @@ class Downloader:
         """One GET, appending to (or restarting) the partial file. Returns (total size if
         known, whether a resume turned into a restart). `st` stays consistent with the
         bytes on disk even when this raises half way."""
-        headers = {"Accept-Encoding": "identity"}  # we want the file's bytes, not a re-encoding
-        if st.have:
-            headers["Range"] = f"bytes={st.have}-"
-            if st.validator.get("etag") and not st.validator["etag"].startswith("W/"):
-                headers["If-Range"] = st.validator["etag"]
-            elif st.validator.get("last_modified"):
-                headers["If-Range"] = st.validator["last_modified"]
+        headers = _range_headers(st) if st.have else {"Accept-Encoding": "identity"}
         with get_following_redirects(self._http(), spec.url, allow_private=self.allow_private_networks,
                                      headers=headers, stream=True, timeout=self.timeout) as r:
             if r.status_code in RETRY_STATUS:
@@ -439,11 +445,7 @@ class Downloader:
         the server has nothing after byte `st.have` (a Range request answered 416), or, from a
         server without ranges, that a second full transfer has the same length. Raises
         _Retryable (so the transfer resumes or restarts) when the body was cut short."""
-        headers = {"Accept-Encoding": "identity", "Range": f"bytes={st.have}-"}
-        if st.validator.get("etag") and not st.validator["etag"].startswith("W/"):
-            headers["If-Range"] = st.validator["etag"]
-        elif st.validator.get("last_modified"):
-            headers["If-Range"] = st.validator["last_modified"]
+        headers = _range_headers(st)
         with get_following_redirects(self._http(), spec.url, allow_private=self.allow_private_networks,
                                      headers=headers, stream=True, timeout=self.timeout) as r:
             if r.status_code == 416:
