@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.dedup import DedupConfig, run_dedup
-from pipeline.dedup.stage import CLUSTERS_SCHEMA
+from pipeline.dedup.params import CLUSTERS_SCHEMA
 from pipeline.io import list_shards, write_parquet
 from pipeline.schema import CLEAN_SCHEMA, REJECTED_SCHEMA, conform
 
@@ -278,17 +278,20 @@ def test_relative_incremental_index_resolves_against_the_recipe_folder(tmp_path,
 
 def test_write_phase_reads_in_batches_of_the_recipes_batch_bytes(tmp_path, monkeypatch):
     """The recipe's memory bound (`dedup.batch_bytes`) holds in every phase, the write phase included."""
-    import pipeline.dedup.stage as stage
+    import pipeline.dedup.sign as sign
+    import pipeline.dedup.work as work
+    import pipeline.dedup.write as write
 
     paths, *_ = _corpus(tmp_path, per_shard=25)
     seen = []
-    real = stage._rows_per_batch
+    real = work.rows_per_batch
 
     def spy(pf, batch_bytes):
         seen.append(batch_bytes)
         return real(pf, batch_bytes)
 
-    monkeypatch.setattr(stage, "_rows_per_batch", spy)
+    monkeypatch.setattr(sign, "rows_per_batch", spy)
+    monkeypatch.setattr(write, "rows_per_batch", spy)
     run_dedup(paths, tmp_path / "out", DedupConfig(batch_bytes=1 << 17))
     assert len(seen) >= 2 * len(paths)  # sign and write phases, every shard
     assert set(seen) == {1 << 17}
