@@ -435,6 +435,7 @@ class SplitTotals(Record):
 class TokenShard(Record):
     split: str
     file: str  # relative to tokens/
+    input: str | None = None  # the dedup shard its documents come from (one encode unit each)
     tokens: int
     documents: int
     bytes: int

@@ -105,7 +105,7 @@ def test_dedup_end_to_end(tmp_path):
     assert stats.largest_clusters[0].size == 2 and stats.largest_clusters[0].excerpt
     assert stats.rejected_by_filter == {"exact_duplicate": 10, "near_duplicate": 10}
     assert stats.docs_in_clusters == 40 and stats.cluster_sizes == {"2": 20}
-    assert not (tmp_path / "dedup_work").exists()
+    assert not (tmp_path / ".opencorpus" / "work" / "dedup").exists()  # scratch removed
     assert stats.plan.ram_bytes_estimate > 0 and stats.plan.docs == len(rows)
 
 
@@ -279,7 +279,7 @@ def test_relative_incremental_index_resolves_against_the_recipe_folder(tmp_path,
 def test_write_phase_reads_in_batches_of_the_recipes_batch_bytes(tmp_path, monkeypatch):
     """The recipe's memory bound (`dedup.batch_bytes`) holds in every phase, the write phase included."""
     import pipeline.dedup.sign as sign
-    import pipeline.dedup.work as work
+    import pipeline.dedup.params as work
     import pipeline.dedup.write as write
 
     paths, *_ = _corpus(tmp_path, per_shard=25)

@@ -203,7 +203,7 @@ def test_index_matches_shards(corpus):
     files = sorted(str(p.relative_to(tokens)) for s in ("train", "val") for p in list_shards(tokens / s))
     assert sorted(e["file"] for e in index["shards"]) == files
     for entry in index["shards"]:
-        assert set(entry) == {"split", "file", "tokens", "documents", "bytes", "sha256"}
+        assert set(entry) == {"split", "file", "tokens", "documents", "bytes", "sha256", "input"}
         path = tokens / entry["file"]
         meta = pq.ParquetFile(path).metadata
         assert entry["sha256"] == sha256_file(path)
@@ -218,7 +218,11 @@ def test_shards_close_at_first_document_past_target(corpus):
     index = json.loads((tokens / "index.json").read_text())
     train = [e for e in index["shards"] if e["split"] == "train"]
     assert len(train) > 2
-    for entry in train[:-1]:
+    # Each input shard is one encode unit: its token shards close at the target, but its last.
+    last_of_input = {e["input"]: e["file"] for e in train}
+    closed = [e for e in train if e["file"] != last_of_input[e["input"]]]
+    assert closed
+    for entry in closed:
         n = pq.read_table(tokens / entry["file"], columns=["n_tokens"])["n_tokens"].to_numpy()
         assert n.sum() >= CONFIG.shard_tokens > n[:-1].sum()
     # Row groups hold about row_group_tokens tokens, so a reader can fetch part of a shard.

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.dedup.minhash import fmix64
-from pipeline.dedup.work import save_npy
+from pipeline.units import save_npy
 
 
 def pair_code(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from pipeline.dedup.groups import ROUNDS, read_removals
 from pipeline.dedup.params import DUP_ID, KEPT, NEAR, Layout, Params
 from pipeline.dedup.verify import SigStore
-from pipeline.dedup.work import save_parquet
+from pipeline.units import save_parquet
 
 ASSIGN_SCHEMA = pa.schema([
     ("row", pa.int64()), ("status", pa.int8()), ("kept_doc", pa.int64()), ("rep_doc", pa.int64()),

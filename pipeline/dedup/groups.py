@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.dedup.params import DUP_ID, EXACT, URL
-from pipeline.dedup.work import save_parquet
+from pipeline.units import save_parquet
 
 # (round, key columns, status code of the removed documents); id removals link no cluster.
 ROUNDS = [("id", ["id"], DUP_ID), ("exact", ["exact_hi", "exact_lo"], EXACT), ("url", ["url_hash"], URL)]

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.dedup.params import Params
-from pipeline.dedup.work import save_npy, save_parquet
+from pipeline.units import save_npy, save_parquet
 from pipeline.io import replace_dir, write_json
 
 INDEX_VERSION = 1

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from pipeline.dedup.config import LineDedupConfig
-from pipeline.dedup.work import save_parquet
+from pipeline.units import save_parquet
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 

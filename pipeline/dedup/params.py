@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.minhash import Signer, optimal_bands_rows
@@ -88,3 +89,14 @@ class Layout:
     def locate(self, doc: int) -> tuple[str, int]:
         s = int(self.shard_of(np.array([doc]))[0])
         return self.names[s], doc - int(self.first[s])
+
+
+def rows_per_batch(pf: pq.ParquetFile, batch_bytes: int) -> int:
+    """Rows per record batch for about batch_bytes of text, from the Parquet metadata."""
+    md = pf.metadata
+    if md.num_rows == 0:
+        return 1024
+    idx = pf.schema_arrow.get_field_index("text")
+    text_bytes_total = sum(md.row_group(i).column(idx).total_uncompressed_size for i in range(md.num_row_groups))
+    avg = max(text_bytes_total / md.num_rows, 1.0)
+    return int(min(max(batch_bytes / avg, 16), 1 << 16))

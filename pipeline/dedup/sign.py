@@ -19,7 +19,8 @@ from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.exact import normalize, url_hashes
 from pipeline.dedup.minhash import band_keys
 from pipeline.dedup.params import Params
-from pipeline.dedup.work import rows_per_batch, save_npy, save_parquet
+from pipeline.dedup.params import rows_per_batch
+from pipeline.units import save_npy, save_parquet
 
 
 def sign_shard(path: str, first_doc: int, work: str, cfg: DedupConfig, params: Params) -> dict:

@@ -1,6 +1,6 @@
 """The dedup stage: CLEAN shards in, deduplicated shards, clusters and rejections out.
 
-The stage is a sequence of phases, each a list of units that a mapper runs (pipeline/dedup/work.py):
+The stage is a sequence of phases, each a list of units that a mapper runs (pipeline/units.py):
 
 1. sign (one unit per shard, `sign.py`): exact key, URL hash, MinHash signature, LSH band keys.
 2. groups (one unit per hash partition, `groups.py`): repeated ids, then identical normalized
@@ -37,11 +37,11 @@ from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.groups import ROUNDS, group_partition, read_removals
 from pipeline.dedup.index import IndexParts, load_index, save_index
 from pipeline.dedup.lines import duplicate_units, unit_hashes_shard
-from pipeline.dedup.params import FILTERS, KEPT, LINES, Layout, Params
+from pipeline.dedup.params import FILTERS, KEPT, Layout, Params
 from pipeline.dedup.sign import sign_shard
 from pipeline.dedup.verify import shingle_sets_shard, verify_partition
 from pipeline.dedup.write import write_shard
-from pipeline.dedup.work import LocalMapper, Mapper, Work, save_npy
+from pipeline.units import LocalMapper, Mapper, Work, save_npy
 from pipeline.records import DedupStats
 
 log = logging.getLogger("opencorpus.dedup")

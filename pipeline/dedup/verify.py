@@ -20,7 +20,8 @@ from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.exact import normalize
 from pipeline.dedup.minhash import shingle_hashes, unique_shingle_sets
 from pipeline.dedup.params import Layout, Params
-from pipeline.dedup.work import rows_per_batch, save_npy, save_parquet
+from pipeline.dedup.params import rows_per_batch
+from pipeline.units import save_npy, save_parquet
 
 
 def shingle_sets_shard(path: str, name: str, first_doc: int, rows: np.ndarray, work: str, params: Params, cfg: DedupConfig) -> dict:

@@ -16,7 +16,7 @@ from pipeline.dedup.cluster import read_assignment
 from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.lines import drop_units
 from pipeline.dedup.params import CLUSTERS_SCHEMA, DUP_ID, EXACT, FILTERS, KEPT, LINES, METHODS, STAGE, URL, Params
-from pipeline.dedup.work import rows_per_batch
+from pipeline.dedup.params import rows_per_batch
 from pipeline.io import PARQUET_COMPRESSION, atomic_path, text_bytes, write_parquet
 from pipeline.schema import CLEAN_SCHEMA, conform, rejected_table
 

@@ -1,7 +1,9 @@
-"""The dedup stage's units of work: a scratch folder, a mapper that runs units, resume per unit.
+"""Units of work of the global stages (dedup, tokenize): a scratch folder, a mapper that runs
+units, resume per unit.
 
-Every phase of the stage is a list of units (a shard to sign, a hash partition to group, a band
-to pair, a partition of pairs to verify, a shard to write). A unit is a plain module-level
+Every phase of such a stage is a list of units (dedup: a shard to sign, a hash partition to
+group, a band to pair, a partition of pairs to verify, a shard to write; tokenize: a shard to
+encode). A unit is a plain module-level
 function and its arguments: it reads and writes files of the scratch folder and the output
 folder only, returns a small JSON-able dict, and knows nothing of who runs it. Who runs it is a
 `Mapper`: `mapper(phase, fn, arg_lists) -> results in order`. The library's own is `LocalMapper`
@@ -112,14 +114,3 @@ def save_npy(arr: np.ndarray, path: Path):
 def save_parquet(table: pa.Table, path: Path, row_group_size: int | None = None):
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
-
-
-def rows_per_batch(pf: pq.ParquetFile, batch_bytes: int) -> int:
-    """Rows per record batch for about batch_bytes of text, from the Parquet metadata."""
-    md = pf.metadata
-    if md.num_rows == 0:
-        return 1024
-    idx = pf.schema_arrow.get_field_index("text")
-    text_bytes_total = sum(md.row_group(i).column(idx).total_uncompressed_size for i in range(md.num_row_groups))
-    avg = max(text_bytes_total / md.num_rows, 1.0)
-    return int(min(max(batch_bytes / avg, 16), 1 << 16))
