@@ -295,3 +295,53 @@ def test_write_phase_reads_in_batches_of_the_recipes_batch_bytes(tmp_path, monke
     run_dedup(paths, tmp_path / "out", DedupConfig(batch_bytes=1 << 17))
     assert len(seen) >= 2 * len(paths)  # sign and write phases, every shard
     assert set(seen) == {1 << 17}
+
+
+class _Killed(Exception):
+    pass
+
+
+class _DyingMapper:
+    """Runs units inline and dies (like a killed worker) once `budget` units have finished."""
+
+    def __init__(self, budget: int):
+        self.budget, self.ran = budget, []
+
+    def __call__(self, phase, fn, arg_lists):
+        out = []
+        for args in arg_lists:
+            if len(self.ran) >= self.budget:
+                raise _Killed(phase)
+            out.append(fn(*args))
+            self.ran.append((phase, args[2]))
+        return out
+
+
+def _files_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for folder in ("dedup", "clusters", "rejected")
+            for p in sorted((root / folder).glob("*.parquet"))}
+
+
+@pytest.mark.parametrize("partitions", [None, 3])
+def test_killed_dedup_resumes_from_its_finished_units(tmp_path, partitions):
+    """A dedup killed between units reruns only the units it had not finished, and its outputs
+    equal an uninterrupted run's whatever the partition count."""
+    paths, *_ = _corpus(tmp_path, per_shard=25)
+    cfg = DedupConfig(partitions=partitions)
+    fresh = run_dedup(paths, tmp_path / "fresh", cfg)
+    total = _DyingMapper(10**9)
+    run_dedup(paths, tmp_path / "count", cfg, mapper=total, key="k")
+    dying = _DyingMapper(len(total.ran) // 2)
+    with pytest.raises(_Killed):
+        run_dedup(paths, tmp_path / "out", cfg, mapper=dying, key="k")
+    again = _DyingMapper(10**9)
+    resumed = run_dedup(paths, tmp_path / "out", cfg, mapper=again, key="k")
+    assert len(again.ran) == len(total.ran) - len(dying.ran)  # nothing finished ran twice
+    assert not set(again.ran) & set(dying.ran)
+    assert _files_bytes(tmp_path / "out") == _files_bytes(tmp_path / "fresh")
+    assert resumed.model_dump(exclude={"seconds", "timings", "peak_rss_mb_after"}) == \
+        fresh.model_dump(exclude={"seconds", "timings", "peak_rss_mb_after"})
+    # another key (config, inputs or code changed) never trusts the scratch state
+    other = _DyingMapper(10**9)
+    run_dedup(paths, tmp_path / "out", cfg, mapper=other, key="k2")
+    assert len(other.ran) == len(total.ran)

@@ -377,3 +377,26 @@ def test_training_without_text_says_so(tmp_path):
     with pytest.raises(ValueError, match="no train-split text"):
         train_tokenizer(shards, tmp_path / "tokenizer.json", CONFIG)
     assert not (tmp_path / "tokenizer.json").exists()
+
+
+def test_killed_encoding_resumes_from_finished_shards_to_the_same_bytes(corpus, tmp_path):
+    """One encode unit per input shard: a run killed after some units reruns only the others, and
+    the token folder equals an uninterrupted run's (and the 2-process run's of the fixture)."""
+    from test_dedup import _DyingMapper, _Killed
+
+    shards = corpus["shards"]
+    assert len(shards) >= 3
+    root = tmp_path / "corpus"
+    dying = _DyingMapper(2)
+    with pytest.raises(_Killed):
+        tokenize_corpus(shards, corpus["tokenizer"], root / "tokens", CONFIG, mapper=dying, key="k")
+    assert not (root / "tokens").exists()  # nothing a rerun or a reader would trust
+    again = _DyingMapper(10**9)
+    stats = tokenize_corpus(shards, corpus["tokenizer"], root / "tokens", CONFIG, mapper=again, key="k")
+    assert len(again.ran) == len(shards) - 2
+    ref = corpus["root"] / "tokens"
+    files = sorted(p.relative_to(ref).as_posix() for p in ref.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(root / "tokens").as_posix() for p in (root / "tokens").rglob("*") if p.is_file())
+    for f in files:
+        assert (root / "tokens" / f).read_bytes() == (ref / f).read_bytes(), f
+    assert stats.tokens_train == corpus["stats"].tokens_train
