@@ -13,7 +13,7 @@ For each size (../shared/anchors/make_bench_corpus.py --scale N: 5 = 37,193 docu
              `workers` single-threaded worker processes (the driver stays in this process)
 and tokenize (`tokenize_corpus`, tokenizer trained once, untimed) on the local mapper and on Dask.
 Each run is a child process. Reported: wall seconds, documents/s, peak RSS of the driver
-(ru_maxrss) and of each Dask worker, the peak size of the scratch folder (sampled), and whether
+(VmHWM) and of each Dask worker, the peak size of the scratch folder (sampled), and whether
 the outputs are byte-identical to the first engine's (so F1 against the ground truth is equal
 too). Corpora and run folders live under data/engine_bench/ (git-ignored).
 """
@@ -35,8 +35,14 @@ sys.path.insert(0, str(REPO / "bench"))
 DATA = REPO / "data" / "engine_bench"
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
+
+def peak_mb():  # this process image's peak RSS (ru_maxrss would also count the parent's, inherited at fork/exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
 src, engine, stage, shards, out, workers = sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]), Path(sys.argv[5]), int(sys.argv[6])
 sys.path.insert(0, src)
 from pipeline.io import list_shards
@@ -60,10 +66,10 @@ else:
 wall = time.perf_counter() - t
 workers_mb = []
 if client is not None:
-    workers_mb = sorted(v / 1024 for v in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
+    workers_mb = sorted(client.run(peak_mb).values())
     client.close(); cluster.close()
 print(json.dumps({"wall": wall, "docs_in": st.docs_in, "docs_out": st.docs_out,
-                  "driver_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "workers_mb": workers_mb}))
+                  "driver_mb": peak_mb(), "workers_mb": workers_mb}))
 """
 
 
@@ -79,13 +85,13 @@ def folder_bytes(folder: Path) -> int:
 
 
 def run(src: Path, engine: str, stage: str, shards: Path, out: Path, workers: int) -> dict:
-    scratch = out / ".opencorpus" / "work" / stage
+    scratch = [out / ".opencorpus" / "work" / stage, out / "dedup_work"]  # today's, and the baseline's
     peak = [0]
     done = threading.Event()
 
     def sample():
         while not done.wait(0.5):
-            peak[0] = max(peak[0], folder_bytes(scratch))
+            peak[0] = max(peak[0], sum(folder_bytes(f) for f in scratch))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
