@@ -1,7 +1,7 @@
-"""Dedup phase 3, candidates (one unit per LSH band): pairs of kept documents that share the
-band's key.
+"""Dedup phase 3, candidates (one unit per range of LSH bands): pairs of kept documents that
+share a band's key.
 
-A unit reads only its band's row group of every `bands/` file, drops the documents the exact
+A unit takes its bands one at a time and reads only that band's row group of every `bands/` file, drops the documents the exact
 rounds removed, and pairs the members of each bucket: all pairs in buckets of up to
 `max_bucket_pairs` documents, and in larger ones only each member with the bucket's first and with
 its neighbour (a chain keeps the bucket connected without n^2 pairs). Pairs are coded a << 32 | b
@@ -33,7 +33,12 @@ def pair_partition(codes: np.ndarray, parts: int) -> np.ndarray:
     return (fmix64(codes) % np.uint64(parts)).astype(np.int64)
 
 
-def band_pairs(work: str, names: list[str], band: int, removed: str, max_bucket: int, n_old: int, parts: int) -> dict:
+def band_range_pairs(work: str, names: list[str], bands: range, removed: str, max_bucket: int, n_old: int,
+                     parts: int) -> dict:
+    return {"pairs": sum(band_pairs(work, names, b, removed, max_bucket, n_old, parts) for b in bands)}
+
+
+def band_pairs(work: str, names: list[str], band: int, removed: str, max_bucket: int, n_old: int, parts: int) -> int:
     import polars as pl
 
     work = Path(work)
@@ -61,4 +66,4 @@ def band_pairs(work: str, names: list[str], band: int, removed: str, max_bucket:
     part = pair_partition(codes, parts)
     for p in range(parts):
         save_npy(codes[part == p], work / "pairs" / f"{band:04d}" / f"{p:04d}.npy")
-    return {"pairs": int(len(codes))}
+    return int(len(codes))

@@ -5,7 +5,7 @@ The stage is a sequence of phases, each a list of units that a mapper runs (pipe
 1. sign (one unit per shard, `sign.py`): exact key, URL hash, MinHash signature, LSH band keys.
 2. groups (one unit per hash partition, `groups.py`): repeated ids, then identical normalized
    word sequences, then (optionally) URLs; the earliest document in shard order is kept.
-3. candidates (one unit per band, `candidates.py`): documents sharing a band key; pairs per bucket.
+3. candidates (one unit per range of bands, `candidates.py`): documents sharing a band key; pairs per bucket.
 4. verify (`verify.py`): shingle sets of the candidate documents (one unit per shard), then one
    unit per partition of pairs: exact Jaccard, signature Jaccard or none; edges at the threshold.
 5. cluster (one unit, `cluster.py`): connected components over the edge list; the earliest
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipeline.dedup.candidates import band_pairs, pair_docs
+from pipeline.dedup.candidates import band_range_pairs, pair_docs
 from pipeline.dedup.cluster import cluster, read_assignment
 from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.groups import ROUNDS, group_partition, read_removals
@@ -87,6 +87,13 @@ def partitions(n_docs: int, config: DedupConfig) -> int:
     if config.partitions:
         return config.partitions
     return int(min(max(math.ceil(n_docs / DOCS_PER_PARTITION), 2), 256))
+
+
+def band_ranges(bands: int, parts: int) -> list[range]:
+    """The candidates units: bands split into at most `parts` contiguous ranges."""
+    n = min(bands, parts)
+    edges = [round(k * bands / n) for k in range(n + 1)]
+    return [range(a, b) for a, b in zip(edges, edges[1:])]
 
 
 def work_key(paths: list[Path], config: DedupConfig, index_dir) -> str:
@@ -183,8 +190,9 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
                 phase("groups", here, [(f"removed-{r}", merge_removed, (wd, done, parts))])
                 removed = str(work.path("groups", f"removed-{r}.npy"))
             if params.minhash:
-                phase("candidates", mapper, [(f"{b:04d}", band_pairs, (wd, layout.names, b, removed, config.minhash.max_bucket_pairs,
-                                                                       layout.n_old, parts)) for b in range(params.bands)])
+                phase("candidates", mapper, [(f"{r.start:04d}-{r.stop:04d}", band_range_pairs,
+                                              (wd, layout.names, r, removed, config.minhash.max_bucket_pairs, layout.n_old, parts))
+                                             for r in band_ranges(params.bands, parts)])
                 if params.verify == "exact":
                     rows = phase("verify", here, [("candidate-rows", candidate_rows, (wd, layout, params.bands, parts))])[0]
                     phase("verify", mapper, [(f"shingles-{n}", shingle_sets_shard, (str(all_text[s]), n, int(layout.first[s]),
