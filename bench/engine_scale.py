@@ -11,7 +11,8 @@ For each size (../shared/anchors/make_bench_corpus.py --scale N: 5 = 37,193 docu
   local      today's `run_dedup`, its units on the library's LocalMapper (`workers` threads)
   dask       today's `run_dedup`, its units submitted to a dask.distributed LocalCluster of
              `workers` single-threaded worker processes (the driver stays in this process)
-and tokenize (`tokenize_corpus`, tokenizer trained once, untimed) on the local mapper and on Dask.
+and tokenize (`tokenize_corpus`, tokenizer trained once, untimed) the same three ways (baseline: one
+process encoding batches on `workers` processes of its own; today: one unit per shard).
 Each run is a child process. Reported: wall seconds, documents/s, peak RSS of the driver
 (VmHWM) and of each Dask worker, the peak size of the scratch folder (sampled), and whether
 the outputs are byte-identical to the first engine's (so F1 against the ground truth is equal
@@ -27,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,15 +138,15 @@ def main():
         corpus = dedup_bench.build_corpus(scale)
         shards = dedup_bench.clean_shards(corpus)
         for stage in args.stages.split(","):
-            engines = ["baseline", "local", "dask"] if stage == "dedup" else ["local", "dask"]
+            engines = ["baseline", "local", "dask"]
             if stage == "tokenize":
-                from pipeline.tokenize import TokenizeConfig, train_tokenizer
-                from pipeline.io import list_shards
-
                 tok = DATA / f"tokenizer-{scale}.json"
-                if not tok.is_file():
+                if not tok.is_file():  # in a child: its memory must not count in the timed children's peak
                     tok.parent.mkdir(parents=True, exist_ok=True)
-                    train_tokenizer(list_shards(shards), tok, TokenizeConfig())
+                    subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                                    "from pipeline.io import list_shards; from pipeline.tokenize import TokenizeConfig, train_tokenizer; "
+                                    "train_tokenizer(list_shards(sys.argv[2]), sys.argv[3], TokenizeConfig())",
+                                    str(REPO), str(shards), str(tok)], check=True)
             results = {e: [] for e in engines}
             reference, identical = None, {e: True for e in engines}
             for rep in range(args.repeats):
