@@ -3,6 +3,7 @@
 the in-process dedup of an earlier revision, at several corpus sizes.
 
     .venv/bin/python bench/engine_scale.py [--scales 5,14,27] [--repeats 1] [--workers 2] [--baseline-rev REV]
+    .venv/bin/python bench/engine_scale.py --scales 135 --sizes 100000,300000,1000000 --engines local,dask --stages dedup
 
 For each size (../shared/anchors/make_bench_corpus.py --scale N: 5 = 37,193 documents, 14 = ~104k,
 27 = ~200k, 135 = ~1M), on CLEAN shards of 5,000 documents, in the same run, alternating:
@@ -13,7 +14,8 @@ For each size (../shared/anchors/make_bench_corpus.py --scale N: 5 = 37,193 docu
              `workers` single-threaded worker processes (the driver stays in this process)
 and tokenize (`tokenize_corpus`, tokenizer trained once, untimed) the same three ways (baseline: one
 process encoding batches on `workers` processes of its own; today: one unit per shard).
-Each run is a child process. Reported: wall seconds, documents/s, peak RSS of the driver
+--sizes takes the first shards of the corpus (5,000 documents each) up to each size, so the sizes
+are prefixes of one corpus. Each run is a child process. Reported: wall seconds, documents/s, peak RSS of the driver
 (VmHWM) and of each Dask worker, the peak size of the scratch folder (sampled), and whether
 the outputs are byte-identical to the first engine's (so F1 against the ground truth is equal
 too). Corpora and run folders live under data/engine_bench/ (git-ignored).
@@ -113,6 +115,29 @@ def outputs(root: Path, stage: str) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for f in folders for p in sorted((root / f).rglob("*.parquet"))}
 
 
+def prefix(shards: Path, size: int | None) -> Path:
+    """A folder linking the first shards of `shards` holding `size` documents (all of them: None)."""
+    if size is None:
+        return shards
+    from pipeline.io import list_shards
+
+    dest = DATA / f"{shards.parent.name}-first-{size}"
+    if not dest.is_dir():
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        import pyarrow.parquet as pq
+
+        n = 0
+        for p in list_shards(shards):
+            if n >= size:
+                break
+            os.symlink(p, tmp / p.name)
+            n += pq.ParquetFile(p).metadata.num_rows
+        tmp.rename(dest)
+    return dest
+
+
 def baseline_source(rev: str) -> Path:
     dest = DATA / f"src-{rev}"
     if not (dest / "pipeline").is_dir():
@@ -122,6 +147,44 @@ def baseline_source(rev: str) -> Path:
     return dest
 
 
+def bench_stage(scale: int, size: int | None, shards: Path, stage: str, args, base_src: Path, rows: list):
+    engines = args.engines.split(",")
+    if stage == "tokenize":
+        tok = DATA / f"tokenizer-{scale}-{size}.json"
+        if not tok.is_file():  # in a child: its memory must not count in the timed children's peak
+            tok.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                            "from pipeline.io import list_shards; from pipeline.tokenize import TokenizeConfig, train_tokenizer; "
+                            "train_tokenizer(list_shards(sys.argv[2]), sys.argv[3], TokenizeConfig())",
+                            str(REPO), str(shards), str(tok)], check=True)
+    results = {e: [] for e in engines}
+    reference, identical = None, {e: True for e in engines}
+    for rep in range(args.repeats):
+        for engine in (engines if rep % 2 == 0 else engines[::-1]):
+            out = DATA / f"run-{scale}-{size}-{stage}-{engine}"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            if stage == "tokenize":
+                shutil.copy(tok, out / "tokenizer.json")
+            src = base_src if engine == "baseline" else REPO
+            r = run(src, engine, stage, shards, out, args.workers)
+            results[engine].append(r)
+            got = outputs(out, stage)
+            if reference is None:
+                reference = got
+            identical[engine] &= got == reference
+            print(f"scale {scale} {stage} {engine}: {r['wall']:.1f} s, driver {r['driver_mb']:.0f} MB, "
+                  f"workers {[round(x) for x in r['workers_mb']]} MB, scratch {r['scratch_mb']:.0f} MB", flush=True)
+    base = statistics.median(x["wall"] for x in results[engines[0]])
+    for e in engines:
+        walls = [x["wall"] for x in results[e]]
+        med = statistics.median(walls)
+        last = results[e][-1]
+        rows.append((scale, last["docs_in"], stage, e, med, min(walls), max(walls), last["docs_in"] / med,
+                     max(x["driver_mb"] for x in results[e]), max((max(x["workers_mb"], default=0) for x in results[e])),
+                     max(x["scratch_mb"] for x in results[e]), med / base, identical[e]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scales", default="5")
@@ -129,6 +192,8 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--baseline-rev", default="c6a8efb")
     ap.add_argument("--stages", default="dedup,tokenize")
+    ap.add_argument("--engines", default="baseline,local,dask")
+    ap.add_argument("--sizes", default="", help="document counts: prefixes of the corpus's shards (default: all of it)")
     args = ap.parse_args()
     import dedup as dedup_bench  # bench/dedup.py: the corpus builder and CLEAN sharding
 
@@ -136,43 +201,10 @@ def main():
     rows = []
     for scale in [int(s) for s in args.scales.split(",")]:
         corpus = dedup_bench.build_corpus(scale)
-        shards = dedup_bench.clean_shards(corpus)
-        for stage in args.stages.split(","):
-            engines = ["baseline", "local", "dask"]
-            if stage == "tokenize":
-                tok = DATA / f"tokenizer-{scale}.json"
-                if not tok.is_file():  # in a child: its memory must not count in the timed children's peak
-                    tok.parent.mkdir(parents=True, exist_ok=True)
-                    subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                                    "from pipeline.io import list_shards; from pipeline.tokenize import TokenizeConfig, train_tokenizer; "
-                                    "train_tokenizer(list_shards(sys.argv[2]), sys.argv[3], TokenizeConfig())",
-                                    str(REPO), str(shards), str(tok)], check=True)
-            results = {e: [] for e in engines}
-            reference, identical = None, {e: True for e in engines}
-            for rep in range(args.repeats):
-                for engine in (engines if rep % 2 == 0 else engines[::-1]):
-                    out = DATA / f"run-{scale}-{stage}-{engine}"
-                    shutil.rmtree(out, ignore_errors=True)
-                    out.mkdir(parents=True)
-                    if stage == "tokenize":
-                        shutil.copy(tok, out / "tokenizer.json")
-                    src = base_src if engine == "baseline" else REPO
-                    r = run(src, engine, stage, shards, out, args.workers)
-                    results[engine].append(r)
-                    got = outputs(out, stage)
-                    if reference is None:
-                        reference = got
-                    identical[engine] &= got == reference
-                    print(f"scale {scale} {stage} {engine}: {r['wall']:.1f} s, driver {r['driver_mb']:.0f} MB, "
-                          f"workers {[round(x) for x in r['workers_mb']]} MB, scratch {r['scratch_mb']:.0f} MB", flush=True)
-            base = statistics.median(x["wall"] for x in results[engines[0]])
-            for e in engines:
-                walls = [x["wall"] for x in results[e]]
-                med = statistics.median(walls)
-                last = results[e][-1]
-                rows.append((scale, last["docs_in"], stage, e, med, min(walls), max(walls), last["docs_in"] / med,
-                             max(x["driver_mb"] for x in results[e]), max((max(x["workers_mb"], default=0) for x in results[e])),
-                             max(x["scratch_mb"] for x in results[e]), med / base, identical[e]))
+        all_shards = dedup_bench.clean_shards(corpus)
+        for size in [int(x) for x in args.sizes.split(",") if x] or [None]:
+            for stage in args.stages.split(","):
+                bench_stage(scale, size, prefix(all_shards, size), stage, args, base_src, rows)
     print()
     print("| docs | stage | engine | median s (min-max) | docs/s | driver peak MB | worker peak MB | scratch peak MB | vs first | same bytes |")
     print("|---:|---|---|---:|---:|---:|---:|---:|---:|---|")

@@ -180,8 +180,10 @@ def tokenizer_task(shards: list[str], root: str, config, docs: int, key: str) ->
 
     root = Path(root)
     t0 = time.perf_counter()
-    train_tokenizer([root / s for s in shards], root / "tokenizer.json", config)
-    stats = TokenizerStats(docs_in=docs, docs_out=docs, seconds=round(time.perf_counter() - t0, 3))
+    sample: dict = {}
+    train_tokenizer([root / s for s in shards], root / "tokenizer.json", config, sample)
+    stats = TokenizerStats(docs_in=docs, docs_out=docs, seconds=round(time.perf_counter() - t0, 3),
+                           sample_docs=sample.get("docs"), sample_bytes=sample.get("bytes"))
     return _result(StateStore(root).write("tokenizer", "all", key, [root / "tokenizer.json"], stats), stats)
 
 
@@ -462,7 +464,8 @@ def _build(build: CorpusBuild, recipe: Recipe, recipe_path, output, location, ca
     trained, encoded = build.tokenize(deduped)
     tokenizer_seconds = trained.stats.seconds
     finish("tokenize", encoded.stats.model_copy(update={
-        "tokenizer_seconds": tokenizer_seconds, "seconds": round(encoded.stats.seconds + tokenizer_seconds, 3)}))
+        "tokenizer_seconds": tokenizer_seconds, "seconds": round(encoded.stats.seconds + tokenizer_seconds, 3),
+        "tokenizer_sample_docs": trained.stats.sample_docs, "tokenizer_sample_bytes": trained.stats.sample_bytes}))
 
     manifest = _write_manifest(build, recipe, recipe_path, stages, command, cards_dir, location)
     log.info("corpus written to %s", location.url)

@@ -315,10 +315,15 @@ class TokenizeStats(StageStats):
     bytes_per_token_per_language: dict[str, LanguageTokens] = Field(default_factory=dict)
     length_histogram: Histogram | None = None  # tokens per document, end-of-text included
     tokenizer_seconds: float = 0.0
+    tokenizer_sample_docs: int | None = None  # documents the tokenizer was trained on (None: an existing tokenizer)
+    tokenizer_sample_bytes: int | None = None  # their UTF-8 bytes (bounded by tokenize.train_sample_bytes)
 
 
 class TokenizerStats(StageStats):
     """Tokenizer training: documents are read, not removed (docs_out == docs_in)."""
+
+    sample_docs: int | None = None  # the seeded sample trained on (None: an existing tokenizer was used)
+    sample_bytes: int | None = None
 
 
 # What one unit of each stage returns (and its done record keeps).

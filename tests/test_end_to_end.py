@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from pipeline.io import list_shards
+from pipeline.records import Manifest
 from pipeline.schema import CLEAN_SCHEMA, DOC_SCHEMA, REJECTED_SCHEMA
 
 
@@ -151,6 +152,12 @@ def test_data_card_written(corpus):
     for section in ("## Sources", "## Processing funnel", "e2e-small", "opencorpus run"):
         assert section in card
     import re
+
+    # the tokenizer's training sample: its size recorded and on the card, within the recipe's bound
+    tok = Manifest.load(corpus / "manifest.json").stages.tokenize
+    assert 0 < tok.tokenizer_sample_docs <= tok.docs_train
+    m = re.search(r"- Tokenizer: byte-level BPE trained on a seeded sample of ([\d,]+) train documents", card)
+    assert m and int(m.group(1).replace(",", "")) == tok.tokenizer_sample_docs
 
     copy = corpus.parent / "cards" / "e2e-small.md"
     # the copy in the cards folder links its own copies of the charts

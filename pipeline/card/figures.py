@@ -270,7 +270,7 @@ def _token_figures(manifest: Manifest) -> dict:
     if st is None:
         return {"tokens_train": None, "tokens_val": None, "docs_train": None, "docs_val": None,
                 "vocab_size": (manifest.recipe.get("tokenize") or {}).get("vocab_size"), "origin": None,
-                "per_source": None, "bytes_per_token": None, "length_histogram": None}
+                "per_source": None, "bytes_per_token": None, "length_histogram": None, "sample_docs": None}
     content = st.tokens_train + st.tokens_val - st.docs_train - st.docs_val  # end-of-text tokens not counted
     return {
         "tokens_train": st.tokens_train, "tokens_val": st.tokens_val, "docs_train": st.docs_train,
@@ -278,6 +278,8 @@ def _token_figures(manifest: Manifest) -> dict:
         "per_source": dict(st.tokens_per_source),
         "bytes_per_token": round(st.bytes_out / content, 4) if content > 0 else None,
         "length_histogram": st.length_histogram.model_dump() if st.length_histogram else None,
+        "sample_docs": st.tokenizer_sample_docs, "sample_bytes": st.tokenizer_sample_bytes,
+        "sample_limit": (manifest.recipe.get("tokenize") or {}).get("train_sample_bytes"),
     }
 
 

@@ -140,6 +140,9 @@ def _summary(f: dict) -> list[str]:
         f"- Documents: {count(s.get('docs'))} ({mb(s.get('bytes'))} of UTF-8 text)",
         f"- Tokens: {count(s.get('tokens'))} ({count(t.get('tokens_train'))} train / {count(t.get('tokens_val'))} validation"
         + (f", vocabulary {t['vocab_size']:,}" if t.get("vocab_size") else "") + ")",
+        *([f"- Tokenizer: byte-level BPE trained on a seeded sample of {t['sample_docs']:,} train documents "
+           f"({mb(t['sample_bytes'])}; `tokenize.train_sample_bytes`: "
+           f"{mb(t['sample_limit']) if t.get('sample_limit') else 'no limit'})"] if t.get("sample_docs") else []),
         f"- Languages: {lang_text or 'not recorded'}",
         *(["- Kinds: " + ", ".join(f"{k} ({v:,} docs)" for k, v in kinds.items())] if len(kinds) > 1 else []),
         f"- Licenses: {lic_text}",

@@ -6,6 +6,8 @@ The file is a standard `tokenizer.json`; `hf_tokenizer()` opens it with transfor
 """
 from __future__ import annotations
 
+import itertools
+
 import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -107,9 +109,10 @@ def sample_texts(input_paths: list[Path], config: TokenizeConfig, cutoff: int | 
             yield from (t for t, k in zip(texts, keep) if k and t)
 
 
-def train_tokenizer(input_paths: list[Path], out_path: Path, config: TokenizeConfig) -> Tokenizer:
+def train_tokenizer(input_paths: list[Path], out_path: Path, config: TokenizeConfig, sample: dict | None = None) -> Tokenizer:
     """Train (or load `config.tokenizer`, absolute once the recipe is parsed) and save it as
-    `out_path` (a standard tokenizer.json)."""
+    `out_path` (a standard tokenizer.json); `sample`, if given, receives the documents and
+    bytes of the training sample."""
     out_path = Path(out_path)
     if config.tokenizer:
         return _use_existing(Path(config.tokenizer), out_path)
@@ -127,15 +130,19 @@ def train_tokenizer(input_paths: list[Path], out_path: Path, config: TokenizeCon
     first = next(texts, None)
     if first is None:
         raise ValueError(f"no train-split text to train a tokenizer on in {len(input_paths)} shard(s)")
-    tok.train_from_iterator(_chain(first, texts), trainer)
+    counted = _chain(first, texts, sample if sample is not None else {})
+    tok.train_from_iterator(counted, trainer)
     with atomic_path(out_path) as tmp:
         tok.save(str(tmp))
     return tok
 
 
-def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest
+def _chain(first: str, rest: Iterator[str], counts: dict) -> Iterator[str]:
+    counts.update(docs=0, bytes=0)
+    for text in itertools.chain([first], rest):
+        counts["docs"] += 1
+        counts["bytes"] += len(text.encode("utf-8"))
+        yield text
 
 
 def _use_existing(src: Path, out_path: Path) -> Tokenizer:
