@@ -3,10 +3,12 @@ identical normalized word sequences, then (optionally) equal URLs.
 
 Each round looks only at documents still kept after the rounds before it; in every group of equal
 keys the document earliest in shard order stays (a persisted index's documents are never removed).
-A unit reads the key columns of every `docs/` file, keeps the rows of its partition (a hash of the
-key, so every member of a group lands in the same unit) and writes `groups/<round>/<part>.parquet`:
-(doc, rep) for each removed document and the document it repeats. What a unit holds is its
-partition's keys: about 1/parts of the corpus's 40 bytes per document.
+The sign units write each round's keys partitioned (`keys/<round>/<shard>`: a hash of the key picks
+the partition, so every member of a group lands in the same one; one row group per partition), so a
+groups unit reads only its own partition's row group of every shard, and the phase reads the keys
+once in all. It writes `groups/<round>/<part>.parquet`: (doc, rep) for each removed document and
+the document it repeats. What a unit holds is its partition's keys: about 1/parts of the corpus's
+8-24 bytes per document.
 """
 from __future__ import annotations
 
@@ -14,19 +16,44 @@ from pathlib import Path
 
 import numpy as np
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from pipeline.dedup.params import DUP_ID, EXACT, URL
+from pipeline.io import atomic_path
 from pipeline.units import save_parquet
 
 # (round, key columns, status code of the removed documents); id removals link no cluster.
 ROUNDS = [("id", ["id"], DUP_ID), ("exact", ["exact_hi", "exact_lo"], EXACT), ("url", ["url_hash"], URL)]
 
 
-def _partition(keys: list[str], parts: int):
+def write_group_keys(meta: pa.Table, work: Path, name: str, parts: int, rounds: list[str]):
+    """`keys/<round>/<name>` for each round: (part, doc, key columns), one row group per partition."""
     import polars as pl
 
-    if keys == ["id"]:
-        return pl.col("id").hash(seed=0) % parts  # same polars on every worker: the same partition
-    return pl.col(keys[-1]) % parts
+    df = pl.from_arrow(meta.select(["doc", "id", "exact_hi", "exact_lo", "url_hash"]))
+    for round_name, keys, _ in ROUNDS:
+        if round_name not in rounds:
+            continue
+        sub = df.select("doc", *keys)
+        if keys == ["url_hash"]:
+            sub = sub.filter(pl.col("url_hash").is_not_null())  # documents without URL never match
+        # polars' string hash: the same polars on every worker gives the same partition
+        part = pl.col("id").hash(seed=0) % parts if keys == ["id"] else pl.col(keys[-1]) % parts
+        sub = sub.with_columns(part.cast(pl.UInt32).alias("part")).sort("part", maintain_order=True)
+        table = sub.select("part", "doc", *keys).to_arrow()
+        bounds = np.searchsorted(table.column("part").to_numpy(), np.arange(parts + 1))
+        with atomic_path(work / "keys" / round_name / name) as tmp:
+            with pq.ParquetWriter(tmp, table.schema, compression="zstd") as writer:
+                for a, b in zip(bounds[:-1], bounds[1:]):
+                    if b > a:
+                        writer.write_table(table.slice(int(a), int(b - a)))
+
+
+def index_group_keys(work: str, name: str, parts: int, rounds: list[str]) -> dict:
+    """The partitioned keys of a persisted index's part (its `docs/` file has them unpartitioned)."""
+    write_group_keys(pq.read_table(Path(work) / "docs" / name), Path(work), name, parts, rounds)
+    return {"name": name}
 
 
 def group_partition(work: str, names: list[str], keys: list[str], part: int, parts: int, n_old: int,
@@ -35,10 +62,9 @@ def group_partition(work: str, names: list[str], keys: list[str], part: int, par
     import polars as pl
 
     work = Path(work)
-    lf = pl.scan_parquet([work / "docs" / n for n in names]).select("doc", *keys)
-    if keys == ["url_hash"]:
-        lf = lf.filter(pl.col("url_hash").is_not_null())  # documents without URL never match
-    lf = lf.filter(_partition(keys, parts) == part)
+    round_name = next(r for r, k, _ in ROUNDS if k == keys)
+    # row groups are pruned by the statistics of `part`: only this partition's are read
+    lf = pl.scan_parquet([work / "keys" / round_name / n for n in names]).filter(pl.col("part") == part).select("doc", *keys)
     if removed is not None:
         gone = np.load(removed)
         if len(gone):
@@ -56,8 +82,6 @@ def group_partition(work: str, names: list[str], keys: list[str], part: int, par
 
 def read_removals(work: Path, round_name: str, parts: int) -> tuple[np.ndarray, np.ndarray]:
     """(doc, rep) of every document a round removed, sorted by doc."""
-    import pyarrow.parquet as pq
-
     tables = [pq.read_table(work / "groups" / round_name / f"{p:04d}.parquet") for p in range(parts)]
     doc = np.concatenate([t.column("doc").to_numpy() for t in tables]) if tables else np.zeros(0, np.int64)
     rep = np.concatenate([t.column("rep").to_numpy() for t in tables]) if tables else np.zeros(0, np.int64)

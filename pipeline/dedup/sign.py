@@ -1,7 +1,8 @@
 """Dedup phase 1, sign (one unit per shard): exact key, URL hash, MinHash signature and LSH
 band keys of every document of one shard.
 
-Writes `docs/<shard>` (doc, id, exact key, URL hash, shingle count), `sig/<shard>.npy` (uint32
+Writes `docs/<shard>` (doc, id, exact key, URL hash, shingle count), the same keys split by
+partition for the groups phase (`keys/<round>/<shard>`), `sig/<shard>.npy` (uint32
 [docs, num_perm]) and `bands/<shard>` (one row per (band, document), sorted by band so that a
 band is one row group and the candidates phase reads only its own) under the scratch folder.
 """
@@ -18,12 +19,13 @@ import pyarrow.parquet as pq
 from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.exact import normalize, url_hashes
 from pipeline.dedup.minhash import band_keys
+from pipeline.dedup.groups import write_group_keys
 from pipeline.dedup.params import Params
 from pipeline.dedup.params import rows_per_batch
 from pipeline.units import save_npy, save_parquet
 
 
-def sign_shard(path: str, first_doc: int, work: str, cfg: DedupConfig, params: Params) -> dict:
+def sign_shard(path: str, first_doc: int, work: str, cfg: DedupConfig, params: Params, parts: int, rounds: list[str]) -> dict:
     """Exact keys, signatures and band keys of one shard; written under `work`.
 
     The shard is streamed in record batches of about `batch_bytes` of text, so a worker holds the
@@ -73,6 +75,7 @@ def sign_shard(path: str, first_doc: int, work: str, cfg: DedupConfig, params: P
     )
     name = path.name
     save_parquet(meta, work / "docs" / name)
+    write_group_keys(meta, work, name, parts, rounds)
     if sig is not None:
         save_npy(sig, work / "sig" / (name + ".npy"))
         keys = band_keys(sig, params.bands, params.rows)

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from pipeline.dedup.candidates import band_range_pairs, pair_docs
 from pipeline.dedup.cluster import cluster, read_assignment
 from pipeline.dedup.config import DedupConfig
-from pipeline.dedup.groups import ROUNDS, group_partition, read_removals
+from pipeline.dedup.groups import ROUNDS, group_partition, index_group_keys, read_removals
 from pipeline.dedup.index import IndexParts, load_index, save_index
 from pipeline.dedup.lines import duplicate_units, unit_hashes_shard
 from pipeline.dedup.params import FILTERS, KEPT, Layout, Params
@@ -174,9 +174,11 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
         return out
 
     try:
-        signed = phase("sign", mapper, [(n, sign_shard, (str(p), int(f), wd, config, params))
-                                        for n, p, f in zip(names, paths, first)])
         rounds = [r for r, _, _ in ROUNDS if r == "id" or (r == "exact" and config.exact) or (r == "url" and config.exact_url)]
+        signed = phase("sign", mapper, [(n, sign_shard, (str(p), int(f), wd, config, params, parts, rounds))
+                                        for n, p, f in zip(names, paths, first)])
+        if old.work_names and n_docs:
+            phase("sign", mapper, [(n, index_group_keys, (wd, n, parts, rounds)) for n in old.work_names])
         near = {"candidate_pairs": 0, "verified_pairs": 0}
         if n_docs:
             removed = None
