@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -153,6 +154,57 @@ def test_warc_oversize_records_and_gzip_bodies_are_bounded(tmp_path):
     assert docs.column("url").to_pylist() == ["http://a.test/ok"]
     assert rej.column("filter").to_pylist() == ["oversize_record", "unreadable_record"]
     assert "inflates past max_record_bytes" in rej.column("reason")[1].as_py()
+
+
+def _records(n: int) -> tuple[list[bytes], list[str]]:
+    """n uncompressed WARC response records written by warcio, and their record ids."""
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    out, ids = [], []
+    for i in range(n):
+        buf = io.BytesIO()
+        writer = WARCWriter(buf, gzip=False)
+        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+        rec = writer.create_warc_record(f"http://a.test/{i}", "response", http_headers=http,
+                                        payload=io.BytesIO(HTML.format(_para(i)).encode()))
+        writer.write_record(rec)
+        out.append(buf.getvalue())
+        ids.append(rec.rec_headers.get_header("WARC-Record-ID"))
+    return out, ids
+
+
+_CORRUPTIONS = {
+    "content_length": lambda r: re.sub(rb"Content-Length: \d+", b"Content-Length: 12zz", r, count=1),
+    "no_length": lambda r: re.sub(rb"Content-Length: \d+\r\n", b"", r, count=1),
+    "version_line": lambda r: b"XARC" + r[4:],
+    "length_too_long": lambda r: re.sub(rb"Content-Length: (\d+)", lambda m: b"Content-Length: %d" % (int(m.group(1)) + 700), r, count=1),
+    "length_too_short": lambda r: re.sub(rb"Content-Length: (\d+)", lambda m: b"Content-Length: %d" % (int(m.group(1)) - 30), r, count=1),
+}
+
+
+@pytest.mark.parametrize("mode", ["plain", "per-record", "whole-file"])
+@pytest.mark.parametrize("corruption", sorted(_CORRUPTIONS))
+def test_warc_record_with_a_corrupt_header_is_rejected_and_the_rest_is_read(tmp_path, mode, corruption):
+    from pipeline.sources.warc import WarcReader
+
+    records, ids = _records(5)
+    records[2] = _CORRUPTIONS[corruption](records[2])
+    if mode == "per-record":
+        data = b"".join(gzip.compress(r) for r in records)
+    else:
+        data = b"".join(records)
+        data = gzip.compress(data) if mode == "whole-file" else data
+    name = "c.warc" + ("" if mode == "plain" else ".gz")
+    (tmp_path / name).write_bytes(data)
+    batches = list(WarcReader("w", None, main_content=False).read(tmp_path / name))
+    docs = pa.concat_tables([b.docs for b in batches])
+    rej = pa.concat_tables([b.rejected for b in batches])
+    assert docs.column("url").to_pylist() == [f"http://a.test/{i}" for i in (0, 1, 3, 4)]
+    assert rej.column("filter").to_pylist() == ["unreadable_record"]
+    reason = rej.column("reason")[0].as_py()
+    assert name in reason and ids[2] in reason and "cannot be parsed" in reason and "\n" not in reason
+    assert rej.column("id")[0].as_py() == "w/" + ids[2].strip("<>").removeprefix("urn:uuid:")
 
 
 # ---------------------------------------------------------------- 2. a short body without Content-Length
