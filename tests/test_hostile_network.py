@@ -296,37 +296,92 @@ def test_text_file_over_max_record_bytes_is_rejected(tmp_path):
     assert "big.txt.gz: 3,000,000 bytes, over max_record_bytes (1,000,000)" in rej.column("reason")[0].as_py()
 
 
-def test_gzip_bomb_without_newline_keeps_memory_bounded(tmp_path):
-    size = 200 << 20
+def _bomb(path: Path, first: bytes, size: int) -> None:
+    """`first`, then `size` bytes of 'a' without a newline, gzip-compressed to about 1/1000."""
     comp = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     block = b"a" * (1 << 20)
-    with open(tmp_path / "bomb.jsonl.gz", "wb") as f:
-        f.write(comp.compress(b'{"text": "ok"}\n'))
+    with open(path, "wb") as f:
+        f.write(comp.compress(first))
         for _ in range(size >> 20):
             f.write(comp.compress(block))
         f.write(comp.flush())
-    assert (tmp_path / "bomb.jsonl.gz").stat().st_size < 2 << 20
+    assert path.stat().st_size < 2 << 20
+
+
+def _read_in_a_child(spec: dict, base: Path) -> tuple[int, int, int, list[str]]:
+    """(documents, rejected, peak RSS growth in MB, rejection reasons) of reading one source
+    in a fresh interpreter, so that its peak memory is this read's alone."""
     script = textwrap.dedent(f"""
-        import resource, sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import json, resource, sys
         from pipeline.recipe import parse_recipe
-        src = parse_recipe({{"name": "t", "sources": [{{"name": "b", "type": "jsonl", "paths": ["bomb.jsonl.gz"],
-                            "max_record_bytes": 4 << 20}}]}}, {str(tmp_path)!r}).source_objects({str(tmp_path / "o")!r})[0]
+        src = parse_recipe({{"name": "t", "sources": [{spec!r}]}}, {str(base)!r}).source_objects({str(base / "o")!r})[0]
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        docs = rej = 0
+        docs, reasons = 0, []
         for b in src.read():
             docs += b.docs.num_rows
-            rej += b.rejected.num_rows
-            reasons = b.rejected.column("reason").to_pylist()
+            reasons += b.rejected.column("reason").to_pylist()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(docs, rej, (peak - base) // 1024, reasons)
+        print(json.dumps([docs, len(reasons), (peak - base) // 1024, reasons]))
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=base,
+                         env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])})
     assert out.returncode == 0, out.stderr[-2000:]
-    docs, rej, grown_mb, reasons = out.stdout.split(" ", 3)
-    assert (docs, rej) == ("1", "1")
-    assert int(grown_mb) < 60, f"peak RSS grew by {grown_mb} MB reading a {size >> 20} MB line"
-    assert "no newline before the end of the file" in reasons and "209,715,200 bytes" in reasons
+    return tuple(json.loads(out.stdout))
+
+
+def test_gzip_bomb_without_newline_keeps_memory_bounded(tmp_path):
+    _bomb(tmp_path / "bomb.jsonl.gz", b'{"text": "ok"}\n', 200 << 20)
+    docs, rej, grown_mb, reasons = _read_in_a_child(
+        {"name": "b", "type": "jsonl", "paths": ["bomb.jsonl.gz"], "max_record_bytes": 4 << 20}, tmp_path)
+    assert (docs, rej) == (1, 1)
+    assert grown_mb < 60, f"peak RSS grew by {grown_mb} MB reading a 200 MB line"
+    assert "no newline before the end of the file" in reasons[0] and "209,715,200 bytes" in reasons[0]
+
+
+def test_text_split_on_a_separator_is_streamed_with_bounded_memory(tmp_path):
+    _bomb(tmp_path / "bomb.txt.gz", b"A first short document.\n\n", 200 << 20)
+    docs, rej, grown_mb, reasons = _read_in_a_child(
+        {"name": "t", "type": "text", "paths": ["bomb.txt.gz"], "separator": "\\n\\n", "max_record_bytes": 4 << 20},
+        tmp_path)
+    assert (docs, rej) == (1, 1)
+    assert grown_mb < 60, f"peak RSS grew by {grown_mb} MB reading a 200 MB document"
+    assert "bomb.txt.gz#1: 209,715,200 bytes, over max_record_bytes (4,194,304)" in reasons[0]
+
+
+@pytest.mark.parametrize("split", [{"separator": "\\n\\n"}, {"separator_regex": "^CHAPTER [IVX]+"}])
+def test_text_split_streamed_gives_the_parts_of_the_whole_text(tmp_path, monkeypatch, split):
+    import re as re_
+
+    import pipeline.sources.files as files
+
+    rng = __import__("random").Random(5)
+    words = ["river", "town", "CHAPTER I", "\nCHAPTER IV", "\n", "\n\n", "caf\u00e9", "  "]
+    text = "\ufeff" + " ".join(rng.choice(words) for _ in range(3000))
+    (tmp_path / "book.txt").write_text(text, encoding="utf-8")
+    body = text[1:]
+    if "separator" in split:
+        expected = body.split("\n\n")
+    else:
+        bounds = sorted({0, len(body), *(m.start() for m in re_.finditer(split["separator_regex"], body, re_.M))})
+        expected = [body[a:z] for a, z in zip(bounds, bounds[1:])]
+    want = {f"t/book.txt#{i}": p for i, p in enumerate(expected) if p.strip()}
+    assert len(want) > 50
+    monkeypatch.setattr(files, "_TEXT_CHUNK", 97)  # many chunk boundaries, inside separators too
+    monkeypatch.setattr(files, "_REGEX_WINDOW", 64)
+    docs, rej = read_all(source({"name": "t", "type": "text", "paths": ["book.txt"], **split}, tmp_path))
+    assert rej.num_rows == 0
+    assert dict(zip(docs.column("id").to_pylist(), docs.column("text").to_pylist())) == want
+
+
+def test_text_split_part_over_max_record_bytes_or_invalid_is_rejected_alone(tmp_path):
+    (tmp_path / "p.txt").write_bytes(b"first part\n\n" + b"w" * 5000 + b"\n\nbad \xff byte\n\nlast part")
+    docs, rej = read_all(source({"name": "t", "type": "text", "paths": ["p.txt"], "separator": "\\n\\n",
+                                 "max_record_bytes": 1000}, tmp_path))
+    assert docs.column("id").to_pylist() == ["t/p.txt#0", "t/p.txt#3"]
+    assert rej.column("filter").to_pylist() == ["oversize_record", "invalid_utf8"]
+    reasons = rej.column("reason").to_pylist()
+    assert reasons[0].endswith("p.txt#1: 5,000 bytes, over max_record_bytes (1,000); skipped without holding it whole")
+    assert reasons[1].endswith("p.txt#2: invalid utf-8 at byte 5018")
 
 
 # ---------------------------------------------------------------- 6. one retry policy
