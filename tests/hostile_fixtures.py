@@ -73,9 +73,9 @@ def warc_records(n: int) -> tuple[list[bytes], list[str]]:
     return out, ids
 
 
-def gzip_bomb(path: Path, first: bytes, size: int) -> None:
-    """`first`, then `size` bytes of 'a' without a newline, gzip-compressed to about 1/1000."""
-    comp = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+def gzip_bomb(path: Path, first: bytes, size: int, level: int = 1) -> None:
+    """`first`, then `size` bytes of 'a' without a newline, gzip-compressed (about 1/230 at level 1, 1/1000 at 9)."""
+    comp = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     block = b"a" * (1 << 20)
     with open(path, "wb") as f:
         f.write(comp.compress(first))
