@@ -121,11 +121,39 @@ def remove_written(root: Path, paths) -> list[Path]:
     return removed
 
 
+class ParquetWriter(pq.ParquetWriter):
+    """`pyarrow.parquet.ParquetWriter` that writes no row group for an empty table or batch.
+
+    pyarrow writes a 0-row table as one empty row group, a file `datasets` refuses
+    ("BatchSize must be greater than 0"); a file with the schema and no row group loads as
+    0 rows in datasets, polars and duckdb. Every Parquet writer of the stages goes through
+    this class (or `write_parquet`)."""
+
+    def write_table(self, table: pa.Table, row_group_size: int | None = None) -> None:
+        if table.num_rows:
+            super().write_table(table, row_group_size=row_group_size)
+
+    def write_batch(self, batch: pa.RecordBatch, row_group_size: int | None = None) -> None:
+        if batch.num_rows:
+            super().write_batch(batch, row_group_size=row_group_size)
+
+
+def write_parquet_file(table: pa.Table, path: str | os.PathLike, row_group_size: int | None = None,
+                       **options) -> Path:
+    """`pq.write_table` (zstd unless `compression` is given) with no empty row group; not atomic:
+    for scratch files, or a temporary path of `atomic_path`."""
+    options.setdefault("compression", PARQUET_COMPRESSION)
+    with ParquetWriter(path, table.schema, **options) as writer:
+        writer.write_table(table, row_group_size=row_group_size)
+    return Path(path)
+
+
 def write_parquet(table: pa.Table, path: str | os.PathLike, row_group_size: int | None = None) -> Path:
-    """Write `table` atomically as Parquet (zstd) and return the final path."""
+    """Write `table` atomically as Parquet (zstd) and return the final path; an empty table
+    becomes a file with its schema and no row group (see ParquetWriter)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression=PARQUET_COMPRESSION, row_group_size=row_group_size)
+        write_parquet_file(table, tmp, row_group_size)
     return path
 
 

@@ -221,7 +221,7 @@ def test_metadata_passes_huggingface_hub(built):
         assert set(meta["license"]) == {"mit", "apache-2.0", "other"} and meta["license_name"]
         assert "en" in meta["language"] and all(re.fullmatch(r"[a-z]{2,3}", x) for x in meta["language"])
         assert meta["size_categories"] == ["n<1K"] and meta["task_categories"] == ["text-generation"]
-        assert {c["config_name"] for c in meta["configs"]} == {"documents", "tokens"}
+        assert {c["config_name"] for c in meta["configs"]} == {"documents", "tokens", "rejected", "clusters"}
         # round trip through the typed model keeps every field
         again = DatasetCardData(**meta).to_dict()
         assert again["configs"] == meta["configs"] and again["license"] == meta["license"]

@@ -85,6 +85,12 @@ def card_metadata(f: dict) -> dict:
             {"split": "validation", "path": "tokens/val/part-*.parquet"},
         ]},
     ]
+    # Browsable on the Hub viewer; declared only when they hold rows, as `datasets` refuses a
+    # configuration whose files are all empty ("corresponds to no data").
+    if sum(s.get("docs_rejected") or 0 for s in f["funnel"]["stages"]):
+        meta["configs"].append({"config_name": "rejected", "data_files": [{"split": "train", "path": "rejected/*.parquet"}]})
+    if f["duplicates"].get("docs_in_clusters"):
+        meta["configs"].append({"config_name": "clusters", "data_files": [{"split": "train", "path": "clusters/*.parquet"}]})
     return meta
 
 
