@@ -137,3 +137,20 @@ def test_every_declared_config_loads_in_datasets_polars_duckdb(corpus, tmp_path)
             assert pl.scan_parquet(glob).select(pl.len()).collect().item() == want[key], key
             assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall()[0][0] == want[key], key
     assert seen == set(want)
+
+
+def test_corpus_tokenizer_loads_with_named_special_tokens(corpus):
+    from transformers import AutoTokenizer
+
+    from pipeline.tokenize.tokenizer import EOT, PAD, load_tokenizer, special_ids
+
+    _, out, _ = corpus
+    ids = special_ids(load_tokenizer(out / "tokenizer.json"))
+    tok = AutoTokenizer.from_pretrained(str(out))
+    assert (tok.eos_token, tok.pad_token) == (EOT, PAD)
+    assert (tok.eos_token_id, tok.pad_token_id) == (ids["eot_id"], ids["pad_id"])
+    text = "Exact round trip: spaces  ,  punctuation . and tabs\t!"
+    assert tok.decode(tok(text)["input_ids"]) == text
+    batch = tok(["short", "a longer line of text"], padding=True)
+    assert batch["input_ids"][0][-1] == ids["pad_id"]
+    assert json.loads((out / "special_tokens_map.json").read_text())["eos_token"] == EOT
