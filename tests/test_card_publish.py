@@ -154,3 +154,20 @@ def test_corpus_tokenizer_loads_with_named_special_tokens(corpus):
     batch = tok(["short", "a longer line of text"], padding=True)
     assert batch["input_ids"][0][-1] == ids["pad_id"]
     assert json.loads((out / "special_tokens_map.json").read_text())["eos_token"] == EOT
+
+
+def test_spdx_licenses_become_hub_ids(corpus):
+    from huggingface_hub import DatasetCard
+
+    from pipeline.card.markdown import card_metadata
+
+    _, out, _ = corpus
+    meta = DatasetCard.load(out / "README.md").data.to_dict()
+    assert sorted(meta["license"]) == ["cc-by-4.0", "odbl", "odc-by", "pddl"]
+    assert "license_name" not in meta and "license_link" not in meta
+    # `other` only where the Hub has no id: named, and linked when it is an SPDX id
+    figures = {"name": "x", "summary": {}, "funnel": {"stages": []}, "duplicates": {},
+               "sources": [{"name": lic, "license": lic} for lic in ("GPL-3.0-or-later", "GFDL-1.3-only", "MIT-0")]}
+    meta = card_metadata(figures)
+    assert meta["license"] == ["gfdl", "gpl-3.0", "other"]
+    assert meta["license_name"] == "mit-0" and meta["license_link"] == "https://spdx.org/licenses/MIT-0.html"
