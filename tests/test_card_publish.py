@@ -171,3 +171,33 @@ def test_spdx_licenses_become_hub_ids(corpus):
     meta = card_metadata(figures)
     assert meta["license"] == ["gfdl", "gpl-3.0", "other"]
     assert meta["license_name"] == "mit-0" and meta["license_link"] == "https://spdx.org/licenses/MIT-0.html"
+
+
+def test_card_is_safe_to_publish(corpus):
+    """No folder of the build machine, no control byte, bounded escaped excerpts, links only
+    to files inside the output folder."""
+    import re
+
+    from pipeline.card.figures import EXAMPLE_CHARS
+
+    root, out, _ = corpus
+    readme = (out / "README.md").read_bytes()
+    assert not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]", readme)
+    for name in ("README.md", "card.json"):
+        text = (out / name).read_text(encoding="utf-8")
+        assert str(root) not in text and "/tmp/" not in text, name
+    text = readme.decode("utf-8")
+    assert "\nopencorpus run publish-test.yaml --output ../out\n" in text
+    assert "| ../data/web.jsonl |" in text
+    figures = json.loads((out / "card.json").read_text(encoding="utf-8"))
+    binary = [e for x in figures["funnel"]["filters"] for e in x["examples"] if e["id"].startswith("bin-")]
+    assert binary and all(e["text"].startswith("\\x00\\x01\\x02 PK\\x03\\x04 \\x1b") for e in binary)
+    assert all(len(e["text"]) <= EXAMPLE_CHARS for x in figures["funnel"]["filters"] for e in x["examples"])
+    assert "\\\\x00\\\\x01" in text  # shown escaped in the Markdown too
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert links
+    for target in links:
+        if target.startswith("#"):
+            continue
+        path = (out / target).resolve()
+        assert path.is_relative_to(out.resolve()) and path.is_file(), target

@@ -169,7 +169,9 @@ def _summary(f: dict) -> list[str]:
     commit = (f.get("code_version") or "").partition("+g")[2]
     if commit:
         out.append(f"git checkout {commit}   # opencorpus {f['code_version']}")
-    out += [f.get("command") or "# command not recorded", "```", ""]
+    out += ["# from the recipe's folder (the card's paths are relative to it)", f["command"]] if f.get("command") else [
+        "# command not recorded"]
+    out += ["```", ""]
     return out
 
 
