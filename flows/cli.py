@@ -213,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true",
                    help="use a non-empty output folder that is not an opencorpus corpus (its files are never deleted)")
     r.add_argument("--workers", "-w", type=int, default=2, help="shards processed at once")
-    r.add_argument("--cards-dir", default="data_cards", help="also copy the data card here as <name>.md ('' for no copy)")
+    # No default copy: a command writes only where it is told (`make corpus` asks for data_cards/).
+    r.add_argument("--cards-dir", default=None, help="also copy the data card here as <name>.md (default: no copy)")
     _add_scale_arguments(r)
     r.add_argument("--progress", action="store_true", help="show a live table of documents done per stage, rate and ETA")
     r.set_defaults(func=cmd_run)
@@ -225,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--name", default=None, help="deployment name (default: the recipe name)")
     d.add_argument("--output", "-o", default=None, help="output folder or URL (default data/<recipe name>)")
     d.add_argument("--workers", "-w", type=int, default=2, help="shards processed at once")
-    d.add_argument("--cards-dir", default="data_cards", help="also copy the data card here ('' for no copy)")
+    d.add_argument("--cards-dir", default=None, help="also copy the data card here as <name>.md (default: no copy)")
     _add_scale_arguments(d)
     d.set_defaults(func=cmd_deploy)
 

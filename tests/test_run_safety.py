@@ -234,3 +234,17 @@ def test_full_disk_and_missing_run_are_one_line(tmp_path, monkeypatch, capsys):
     assert err == [f"error: no space left on the device writing {tmp_path / 'run' / 'eval.json'}"]
     with pytest.raises(OSError):
         main(["eval", str(tmp_path / "run"), "--debug"])
+
+
+def test_run_writes_only_where_told(tmp_path, prefect_api, monkeypatch, capfd):
+    """`opencorpus run` run from any folder writes its output, and the card's copy only into
+    --cards-dir when given: never ./data_cards of the current folder."""
+    from flows.cli import main
+
+    recipe = recipe_file(tmp_path)
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["run", str(recipe), "--output", str(tmp_path / "out"), "--workers", "1"]) == 0, capfd.readouterr().err
+    assert (tmp_path / "out" / "README.md").is_file()
+    assert sorted(here.iterdir()) == []
