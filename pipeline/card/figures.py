@@ -456,9 +456,15 @@ def collect_figures(corpus_dir: str | Path | None, manifest: Manifest) -> dict:
     summary["languages"] = [r["language"] for r in figures["languages"]["rows"]]
     summary["licenses"] = _licenses(figures)
     figures["limitations"] = limitations(figures)
-    recipe = manifest.recipe_path
-    local_recipe = recipe and "://" not in recipe
-    return _publishable(figures, Path(recipe).resolve().parent if local_recipe else corpus_dir and Path(corpus_dir).resolve())
+    return _publishable(figures, _recipe_dir(manifest.recipe_path) or (corpus_dir and Path(corpus_dir).resolve()))
+
+
+def _recipe_dir(recipe: str | None) -> Path | None:
+    """The folder of a local recipe (a recipe.yaml file, or the folder given for it); None for a URL."""
+    if not recipe or "://" in recipe:
+        return None
+    path = Path(recipe).resolve()
+    return path.parent if path.suffix in (".yaml", ".yml") else path
 
 
 def _byte_lengths(final: pl.DataFrame | None) -> dict | None:
