@@ -205,3 +205,35 @@ def test_export_loads_generates_and_has_a_model_card(corpus_dir, tmp_path):
     assert results["loss"] == round(ev["val_loss"], 4)
     assert results["bits_per_byte"] == round(ev["val_bits_per_byte"], 4)
     assert "## Limits" in card.text and f"| Validation loss (nats per token) | {round(ev['val_loss'], 4)} |" in card.text
+
+
+LOAD_AND_GENERATE = """
+import sys, torch, transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1]).eval()
+text = "To be, or not to be , that is . the question"
+assert tok.decode(tok(text)["input_ids"]) == text
+ids = model.generate(**tok("To be", return_tensors="pt"), max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+assert ids.shape[1] > 2 and (tok.eos_token, tok.pad_token) == ("<|endoftext|>", "<|pad|>")
+print(transformers.__version__)
+"""
+
+
+@pytest.mark.other_transformers
+def test_export_loads_with_another_transformers_release(corpus_dir, tmp_path):
+    """The export in a venv with another transformers release (say the latest 4.x, while the
+    project's venv has 5.x): point $OPENCORPUS_OTHER_TRANSFORMERS_PYTHON at its python."""
+    import os
+    import subprocess
+
+    from model.export import export_hf
+    from model.train import train
+
+    python = os.environ.get("OPENCORPUS_OTHER_TRANSFORMERS_PYTHON")
+    if not python:
+        pytest.skip("set OPENCORPUS_OTHER_TRANSFORMERS_PYTHON to a venv's python with another transformers release")
+    train(corpus_dir, tmp_path / "run", max_steps=2, progress=False, **TINY)
+    out = export_hf(tmp_path / "run", tmp_path / "hf")
+    done = subprocess.run([python, "-c", LOAD_AND_GENERATE, str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
