@@ -123,7 +123,21 @@ def parse_recipe(data: dict, base_dir: Path, origin: str = "<recipe>") -> Recipe
     recipe = resolve_paths(recipe, base_dir)
     recipe.base_dir = base_dir
     recipe._as_written = written
+    _load_custom_filters(recipe, origin)
     return recipe
+
+
+def _load_custom_filters(recipe: Recipe, origin: str) -> None:
+    """Import each custom clean filter now (a bad one fails before any stage runs) and pin
+    its code in the config (so in the clean stage's cache key)."""
+    from pipeline.clean.custom import CustomFilterError, code_sha256, load_filter
+
+    for i, cf in enumerate(recipe.clean.custom_filters):
+        try:
+            _, file = load_filter(cf.function, cf.folder)
+        except CustomFilterError as e:
+            raise RecipeError(f"{origin}: clean.custom_filters[{i}]: {e}") from None
+        cf.code_sha256 = code_sha256(file)
 
 
 RECIPE_FILE = "recipe.yaml"  # what a folder given as the recipe holds
