@@ -10,7 +10,6 @@ The folder loads with `GPT2LMHeadModel.from_pretrained(OUT_DIR)` and `lm_eval --
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -20,9 +19,8 @@ import yaml
 
 from model.evaluate import load_run_model
 from model.gpt import GPT
-from pipeline.io import write_json, write_text
+from pipeline.io import write_json, write_text, write_tokenizer_config
 from pipeline.records import EvalRecord, Manifest, RunRecord, TokenIndex
-from pipeline.tokenize.tokenizer import write_hf_files
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
@@ -87,7 +85,7 @@ def export_hf(run_dir, out_dir) -> Path:
         pad = Tokenizer.from_file(str(tok_file)).id_to_token(index.pad_id)
     shutil.copyfile(tok_file, out_dir / "tokenizer.json")
     # Not save_pretrained: transformers 5 writes "tokenizer_class": "TokenizersBackend", which 4.x cannot load.
-    write_hf_files(out_dir, pad_token=pad or eot, model_max_length=cfg.block_size)
+    write_tokenizer_config(out_dir, eos_token=eot, pad_token=pad or eot, model_max_length=cfg.block_size)
     write_json({"run_dir": str(run_dir.resolve()), "checkpoint": ckpt["path"], "step": ckpt["step"],
                 "corpus": info.corpus.manifest_sha256, "recipe_hash": info.corpus.recipe_hash},
                out_dir / "opencorpus_run.json")
@@ -97,14 +95,20 @@ def export_hf(run_dir, out_dir) -> Path:
 
 
 def _corpus_card_metadata(data_dir: Path) -> dict:
-    """The corpus's card metadata (license as Hub ids, name), from its card.json or manifest; {} without either."""
-    from pipeline.card.figures import FIGURES_FILE, collect_figures
-    from pipeline.card.markdown import card_metadata
-
-    if (data_dir / FIGURES_FILE).is_file():
-        return card_metadata(json.loads((data_dir / FIGURES_FILE).read_text(encoding="utf-8")))
+    """The metadata of the corpus's data card (README.md front matter: license as Hub ids,
+    name, languages); the manifest's name without a card; {} without either."""
+    card = data_dir / "README.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        if text.startswith("---\n") and "\n---" in text[4:]:
+            try:
+                meta = yaml.safe_load(text[4:text.index("\n---", 4)])
+            except yaml.YAMLError as e:
+                raise ValueError(f"{card}: the data card's metadata is not YAML: {e}") from None
+            if isinstance(meta, dict):
+                return meta
     if (data_dir / Manifest.file_name).is_file():
-        return card_metadata(collect_figures(None, Manifest.load(data_dir / Manifest.file_name)))
+        return {"pretty_name": Manifest.load(data_dir / Manifest.file_name).name}
     return {}
 
 
@@ -117,6 +121,7 @@ def model_card(run_dir: Path, data_dir: Path, n_params: int, block_size: int, st
     name = corpus.get("pretty_name") or data_dir.name
     meta = {"library_name": "transformers", "pipeline_tag": "text-generation",
             **{k: corpus[k] for k in ("license", "license_name", "license_link") if k in corpus},
+            **({} if "license" in corpus else {"license": "unknown"}),
             "datasets": [name], "tags": ["opencorpus", "gpt2"]}
     if "language" in corpus:
         meta["language"] = corpus["language"]

@@ -175,6 +175,7 @@ def test_export_loads_generates_and_has_a_model_card(corpus_dir, tmp_path):
     generate; its tokenizer class is one transformers 4.x loads too; its README.md carries
     Hub metadata with the measured figures."""
     import json
+    import shutil
 
     from huggingface_hub import ModelCard
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -183,8 +184,13 @@ def test_export_loads_generates_and_has_a_model_card(corpus_dir, tmp_path):
     from model.export import export_hf
     from model.train import train
 
-    train(corpus_dir, tmp_path / "run", max_steps=3, progress=False, **TINY)
+    data = tmp_path / "data"  # the corpus with a data card, whose license the model card repeats
+    shutil.copytree(corpus_dir, data)
+    train(data, tmp_path / "run", max_steps=3, progress=False, **TINY)
     ev = evaluate(tmp_path / "run", max_tokens=2000, device="cpu", samples=False)
+    assert ModelCard.load(export_hf(tmp_path / "run", tmp_path / "no-card") / "README.md").data.license == "unknown"
+    (data / "README.md").write_text("---\npretty_name: test-play\nlicense:\n- cc-by-4.0\n- odc-by\nlanguage:\n- en\n"
+                                    "---\n\n# test-play\n", encoding="utf-8")
     out = export_hf(tmp_path / "run", tmp_path / "hf")
     config = json.loads((out / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "PreTrainedTokenizerFast"  # not 5.x's TokenizersBackend
@@ -200,7 +206,7 @@ def test_export_loads_generates_and_has_a_model_card(corpus_dir, tmp_path):
     card = ModelCard.load(out / "README.md")
     meta = card.data.to_dict()
     assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "text-generation"
-    assert meta["datasets"] == ["test-play"] and meta["license"] == "unknown"
+    assert meta["datasets"] == ["test-play"] and meta["license"] == ["cc-by-4.0", "odc-by"] and meta["language"] == ["en"]
     results = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert results["loss"] == round(ev["val_loss"], 4)
     assert results["bits_per_byte"] == round(ev["val_bits_per_byte"], 4)

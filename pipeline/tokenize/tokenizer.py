@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import xxhash
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from pipeline.io import atomic_path, write_json
+from pipeline.io import atomic_path, write_tokenizer_config
 from pipeline.tokenize.config import TokenizeConfig
 
 EOT = "<|endoftext|>"  # appended after every document
@@ -109,32 +109,11 @@ def sample_texts(input_paths: list[Path], config: TokenizeConfig, cutoff: int | 
 
 def train_tokenizer(input_paths: list[Path], out_path: Path, config: TokenizeConfig) -> Tokenizer:
     """Train (or load `config.tokenizer`, absolute once the recipe is parsed) and save it as
-    `out_path` (a standard tokenizer.json), with the transformers files beside it (HF_FILES)."""
+    `out_path` (a standard tokenizer.json), with the transformers files beside it (TOKENIZER_CONFIG_FILES)."""
     out_path = Path(out_path)
     tok = _use_existing(Path(config.tokenizer), out_path) if config.tokenizer else _train(input_paths, out_path, config)
-    write_hf_files(out_path.parent)
+    write_tokenizer_config(out_path.parent, eos_token=EOT, pad_token=PAD, mask_token=MASK)
     return tok
-
-
-# Written beside tokenizer.json so that `AutoTokenizer.from_pretrained(folder)` names the
-# end-of-text and padding tokens (tokenizer.json alone has no notion of eos or pad).
-HF_FILES = ("tokenizer_config.json", "special_tokens_map.json")
-
-
-def write_hf_files(folder: Path, pad_token: str = PAD, model_max_length: int | None = None) -> list[Path]:
-    """tokenizer_config.json and special_tokens_map.json for the tokenizer.json in `folder`.
-
-    The class is PreTrainedTokenizerFast, which transformers 4.x and 5.x both load (5.x's
-    own save_pretrained writes "TokenizersBackend", unknown to 4.x); written by hand so the
-    files do not depend on the installed transformers."""
-    folder = Path(folder)
-    special = {"bos_token": EOT, "eos_token": EOT, "unk_token": EOT, "pad_token": pad_token, "mask_token": MASK}
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", **special,
-              # 4.x defaults to True, which rewrites " ." as "." on decode: no exact round trip
-              "clean_up_tokenization_spaces": False}
-    if model_max_length is not None:
-        config["model_max_length"] = model_max_length
-    return [write_json(config, folder / HF_FILES[0]), write_json(special, folder / HF_FILES[1])]
 
 
 def _train(input_paths: list[Path], out_path: Path, config: TokenizeConfig) -> Tokenizer:
