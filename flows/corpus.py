@@ -27,6 +27,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 
@@ -151,19 +152,26 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
 
 
-def _dedup_shards(root: Path) -> list[Path]:
-    return list_shards(root / "dedup") + list_shards(root / "clusters") + list_shards(root / "rejected", "dedup-*.parquet")
+@task(name="unit", cache_policy=NO_CACHE)
+def unit_task(fn, args: tuple):
+    """One unit of a global stage's phase (pipeline/units.py run_unit and its arguments)."""
+    return fn(*args)
 
 
-@task(name="dedup")
-def dedup_task(shards: list[str], root: str, config, workers: int, key: str) -> UnitResult:
-    from pipeline.dedup import run_dedup
+class TaskMapper:
+    """The pipeline's Mapper on the flow's task runner: each unit of a phase is one task run,
+    on the process pool or the Dask cluster like the mapped stages; the stage itself keeps no
+    pool. Named `<stage>-<phase>` in the Prefect UI."""
 
-    root = Path(root)
-    _unlink(root, _dedup_shards(root))  # dedup_index/ is swapped in by run_dedup itself
-    stats = run_dedup([root / s for s in shards], root, config, workers=workers)
-    outputs = _ours(root, _dedup_shards(root)) + _files(root / "dedup_index")
-    return _result(StateStore(root).write("dedup", "all", key, outputs, stats), stats)
+    def __init__(self, runner, stage: str, progress: ProgressLog):
+        self.runner, self.stage, self.progress = runner, stage, progress
+
+    def __call__(self, phase: str, fn, arg_lists: list[tuple]) -> list:
+        task_fn = unit_task.with_options(name=f"{self.stage}-{phase}")
+        futures = [self.runner.submit(task_fn, parameters={"fn": fn, "args": args}) for args in arg_lists]
+        results = [f.result() for f in futures]
+        self.progress.event("units_done", stage=self.stage, phase=phase, units=len(results))
+        return results
 
 
 @task(name="train-tokenizer")
@@ -184,16 +192,6 @@ def _token_outputs(root: Path) -> list[Path]:
 def _ours(root: Path, paths: list[Path]) -> list[Path]:
     written = written_files(root)
     return [p for p in paths if p.resolve().relative_to(root.resolve()).as_posix() in written]
-
-
-@task(name="tokenize")
-def tokenize_task(shards: list[str], root: str, config, workers: int, key: str) -> UnitResult:
-    from pipeline.tokenize import tokenize_corpus
-
-    root = Path(root)
-    _unlink(root, list_shards(root / "rejected", "tokenize-*.parquet"))
-    stats = tokenize_corpus([root / s for s in shards], root / "tokenizer.json", root / "tokens", config, workers=workers)
-    return _result(StateStore(root).write("tokenize", "all", key, _token_outputs(root), stats), stats)
 
 
 @task(name="sync-output", **IO_RETRIES)
@@ -320,8 +318,25 @@ class CorpusBuild:
             cfg["incremental_index_files"] = {p.relative_to(index).as_posix(): self.hashes.sha256(p) for p in _files(index)}
         key = unit_key("dedup", inputs, cfg)
         total = sum(r.stats.docs_out for r in cleaned)
-        return self._global("dedup", dedup_task, key, total, shards=shards, root=str(self.root),
-                            config=self.recipe.dedup, workers=self.workers)
+        hit = self._reuse("dedup", "all", key)
+        self.reused["dedup"] = (int(hit is not None), 1)
+        self.progress.stage_start("dedup", 1, total, int(hit is not None), total if hit else 0)
+        if hit is not None:
+            return hit
+        from pipeline.dedup import run_dedup
+
+        # The driver runs here; its units run on the task runner. A killed dedup resumes from
+        # the units it finished (scratch state keyed on this unit's key).
+        root = self.root
+        stats = run_dedup([root / s for s in shards], root, self.recipe.dedup, workers=self.workers,
+                          mapper=TaskMapper(self.runner, "dedup", self.progress), key=key)
+        written = {f"{folder}/{prefix}{Path(s).name}" for s in shards
+                   for folder, prefix in (("dedup", ""), ("clusters", ""), ("rejected", "dedup-"))}
+        _prune(root, written, [("dedup", "part-*.parquet"), ("clusters", "part-*.parquet"), ("rejected", "dedup-*.parquet")])
+        outputs = [root / o for o in sorted(written) if (root / o).exists()] + _files(root / "dedup_index")
+        rec = self.state.write("dedup", "all", key, outputs, stats)
+        self.progress.unit_done("dedup", "all", total)
+        return _result(rec, stats)
 
     def tokenize(self, deduped: UnitResult) -> tuple[UnitResult, UnitResult]:
         config = self.recipe.tokenize
@@ -336,9 +351,20 @@ class CorpusBuild:
                                shards=shards, root=str(self.root), config=config, docs=docs)
         self.progress.stage_end("tokenizer", docs)
         key = unit_key("tokenize", {**inputs, **trained.outputs}, cfg)
-        encoded = self._global("tokenize", tokenize_task, key, docs, shards=shards, root=str(self.root), config=config,
-                               workers=self.workers)
-        return trained, encoded
+        hit = self._reuse("tokenize", "all", key)
+        self.reused["tokenize"] = (int(hit is not None), 1)
+        self.progress.stage_start("tokenize", 1, docs, int(hit is not None), docs if hit else 0)
+        if hit is not None:
+            return trained, hit
+        from pipeline.tokenize import tokenize_corpus
+
+        root = self.root  # the driver runs here, one encode unit per dedup shard on the task runner
+        stats = tokenize_corpus([root / s for s in shards], root / "tokenizer.json", root / "tokens", config,
+                                workers=self.workers, mapper=TaskMapper(self.runner, "tokenize", self.progress), key=key)
+        _prune(root, set(stats.rejected_files), [("rejected", "tokenize-*.parquet")])
+        rec = self.state.write("tokenize", "all", key, _token_outputs(root), stats)
+        self.progress.unit_done("tokenize", "all", docs)
+        return trained, _result(rec, stats)
 
 
 def _prune(root: Path, keep: set[str], patterns: list[tuple[str, str]]):

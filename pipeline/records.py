@@ -253,6 +253,7 @@ class DedupStats(StageStats):
     candidate_pairs: int = 0
     verified_pairs: int = 0
     indexed_docs: int = 0
+    partitions: int = 0  # hash partitions of the groups and verify phases
     plan: DedupPlan | None = None
     timings: dict[str, float] = Field(default_factory=dict)  # phase -> seconds
     peak_rss_mb_after: dict[str, float] = Field(default_factory=dict)  # phase -> MB
@@ -434,6 +435,7 @@ class SplitTotals(Record):
 class TokenShard(Record):
     split: str
     file: str  # relative to tokens/
+    input: str | None = None  # the dedup shard its documents come from (one encode unit each)
     tokens: int
     documents: int
     bytes: int

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.dedup import DedupConfig, run_dedup
-from pipeline.dedup.stage import CLUSTERS_SCHEMA
+from pipeline.dedup.params import CLUSTERS_SCHEMA
 from pipeline.io import list_shards, write_parquet
 from pipeline.schema import CLEAN_SCHEMA, REJECTED_SCHEMA, conform
 
@@ -105,7 +105,7 @@ def test_dedup_end_to_end(tmp_path):
     assert stats.largest_clusters[0].size == 2 and stats.largest_clusters[0].excerpt
     assert stats.rejected_by_filter == {"exact_duplicate": 10, "near_duplicate": 10}
     assert stats.docs_in_clusters == 40 and stats.cluster_sizes == {"2": 20}
-    assert not (tmp_path / "dedup_work").exists()
+    assert not (tmp_path / ".opencorpus" / "work" / "dedup").exists()  # scratch removed
     assert stats.plan.ram_bytes_estimate > 0 and stats.plan.docs == len(rows)
 
 
@@ -278,17 +278,70 @@ def test_relative_incremental_index_resolves_against_the_recipe_folder(tmp_path,
 
 def test_write_phase_reads_in_batches_of_the_recipes_batch_bytes(tmp_path, monkeypatch):
     """The recipe's memory bound (`dedup.batch_bytes`) holds in every phase, the write phase included."""
-    import pipeline.dedup.stage as stage
+    import pipeline.dedup.sign as sign
+    import pipeline.dedup.params as work
+    import pipeline.dedup.write as write
 
     paths, *_ = _corpus(tmp_path, per_shard=25)
     seen = []
-    real = stage._rows_per_batch
+    real = work.rows_per_batch
 
     def spy(pf, batch_bytes):
         seen.append(batch_bytes)
         return real(pf, batch_bytes)
 
-    monkeypatch.setattr(stage, "_rows_per_batch", spy)
+    monkeypatch.setattr(sign, "rows_per_batch", spy)
+    monkeypatch.setattr(write, "rows_per_batch", spy)
     run_dedup(paths, tmp_path / "out", DedupConfig(batch_bytes=1 << 17))
     assert len(seen) >= 2 * len(paths)  # sign and write phases, every shard
     assert set(seen) == {1 << 17}
+
+
+class _Killed(Exception):
+    pass
+
+
+class _DyingMapper:
+    """Runs units inline and dies (like a killed worker) once `budget` units have finished."""
+
+    def __init__(self, budget: int):
+        self.budget, self.ran = budget, []
+
+    def __call__(self, phase, fn, arg_lists):
+        out = []
+        for args in arg_lists:
+            if len(self.ran) >= self.budget:
+                raise _Killed(phase)
+            out.append(fn(*args))
+            self.ran.append((phase, args[2]))
+        return out
+
+
+def _files_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for folder in ("dedup", "clusters", "rejected")
+            for p in sorted((root / folder).glob("*.parquet"))}
+
+
+@pytest.mark.parametrize("partitions", [None, 3])
+def test_killed_dedup_resumes_from_its_finished_units(tmp_path, partitions):
+    """A dedup killed between units reruns only the units it had not finished, and its outputs
+    equal an uninterrupted run's whatever the partition count."""
+    paths, *_ = _corpus(tmp_path, per_shard=25)
+    cfg = DedupConfig(partitions=partitions)
+    fresh = run_dedup(paths, tmp_path / "fresh", cfg)
+    total = _DyingMapper(10**9)
+    run_dedup(paths, tmp_path / "count", cfg, mapper=total, key="k")
+    dying = _DyingMapper(len(total.ran) // 2)
+    with pytest.raises(_Killed):
+        run_dedup(paths, tmp_path / "out", cfg, mapper=dying, key="k")
+    again = _DyingMapper(10**9)
+    resumed = run_dedup(paths, tmp_path / "out", cfg, mapper=again, key="k")
+    assert len(again.ran) == len(total.ran) - len(dying.ran)  # nothing finished ran twice
+    assert not set(again.ran) & set(dying.ran)
+    assert _files_bytes(tmp_path / "out") == _files_bytes(tmp_path / "fresh")
+    assert resumed.model_dump(exclude={"seconds", "timings", "peak_rss_mb_after"}) == \
+        fresh.model_dump(exclude={"seconds", "timings", "peak_rss_mb_after"})
+    # another key (config, inputs or code changed) never trusts the scratch state
+    other = _DyingMapper(10**9)
+    run_dedup(paths, tmp_path / "out", cfg, mapper=other, key="k2")
+    assert len(other.ran) == len(total.ran)

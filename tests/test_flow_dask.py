@@ -9,23 +9,27 @@ from orchestration_support import small_recipe, snapshot
 pytestmark = pytest.mark.slow
 
 
-def test_local_dask_cluster_equals_local_run(tmp_path, corpora, prefect_api):
+def test_one_worker_two_processes_and_three_dask_workers_write_the_same_bytes(tmp_path, corpora, prefect_api):
+    """Every stage runs on the engine, dedup and tokenize units included: the outputs are
+    byte-identical whether one thread, two local processes or three Dask workers ran them."""
     from distributed import Client, LocalCluster, get_task_stream
 
     from flows.corpus import run_corpus
 
     recipe = small_recipe(tmp_path, corpora)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client, get_task_stream(client) as stream:
-        on_dask = run_corpus(str(recipe), str(tmp_path / "dask"), workers=2, cards_dir=None, dask=cluster.scheduler_address)
-    # every mapped unit (4 sources, each clean shard) ran on the cluster, spread over both workers
-    units = on_dask.resume["ingest"].units + on_dask.resume["clean"].units
-    assert len(stream.data) >= units
-    assert len({t["worker"] for t in stream.data}) == 2
-    local = run_corpus(str(recipe), str(tmp_path / "local"), workers=2, cards_dir=None)
+        on_dask = run_corpus(str(recipe), str(tmp_path / "dask"), workers=3, cards_dir=None, dask=cluster.scheduler_address)
+    # the global stages' units ran on the cluster too: per dedup shard a sign, a write and an
+    # encode unit at least, besides the groups, candidates and verify units
+    units = [t for t in stream.data if str(t["key"]).startswith("unit_task-")]
+    assert len(units) >= 3 * on_dask.resume["clean"].units
+    assert len({t["worker"] for t in stream.data}) == 3
+    two = run_corpus(str(recipe), str(tmp_path / "two"), workers=2, cards_dir=None)
+    one = run_corpus(str(recipe), str(tmp_path / "one"), workers=1, cards_dir=None)
     assert on_dask.resume["clean"].units >= 5
-    assert snapshot(tmp_path / "dask") == snapshot(tmp_path / "local")
-    assert on_dask.stages.dedup.docs_out == local.stages.dedup.docs_out
+    assert snapshot(tmp_path / "dask") == snapshot(tmp_path / "two") == snapshot(tmp_path / "one")
+    assert on_dask.stages.dedup.docs_out == two.stages.dedup.docs_out == one.stages.dedup.docs_out
 
 
 def test_local_n_spec_starts_its_own_cluster(tmp_path, corpora, prefect_api):

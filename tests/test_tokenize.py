@@ -203,7 +203,7 @@ def test_index_matches_shards(corpus):
     files = sorted(str(p.relative_to(tokens)) for s in ("train", "val") for p in list_shards(tokens / s))
     assert sorted(e["file"] for e in index["shards"]) == files
     for entry in index["shards"]:
-        assert set(entry) == {"split", "file", "tokens", "documents", "bytes", "sha256"}
+        assert set(entry) == {"split", "file", "tokens", "documents", "bytes", "sha256", "input"}
         path = tokens / entry["file"]
         meta = pq.ParquetFile(path).metadata
         assert entry["sha256"] == sha256_file(path)
@@ -218,7 +218,11 @@ def test_shards_close_at_first_document_past_target(corpus):
     index = json.loads((tokens / "index.json").read_text())
     train = [e for e in index["shards"] if e["split"] == "train"]
     assert len(train) > 2
-    for entry in train[:-1]:
+    # Each input shard is one encode unit: its token shards close at the target, but its last.
+    last_of_input = {e["input"]: e["file"] for e in train}
+    closed = [e for e in train if e["file"] != last_of_input[e["input"]]]
+    assert closed
+    for entry in closed:
         n = pq.read_table(tokens / entry["file"], columns=["n_tokens"])["n_tokens"].to_numpy()
         assert n.sum() >= CONFIG.shard_tokens > n[:-1].sum()
     # Row groups hold about row_group_tokens tokens, so a reader can fetch part of a shard.
@@ -373,3 +377,26 @@ def test_training_without_text_says_so(tmp_path):
     with pytest.raises(ValueError, match="no train-split text"):
         train_tokenizer(shards, tmp_path / "tokenizer.json", CONFIG)
     assert not (tmp_path / "tokenizer.json").exists()
+
+
+def test_killed_encoding_resumes_from_finished_shards_to_the_same_bytes(corpus, tmp_path):
+    """One encode unit per input shard: a run killed after some units reruns only the others, and
+    the token folder equals an uninterrupted run's (and the 2-process run's of the fixture)."""
+    from test_dedup import _DyingMapper, _Killed
+
+    shards = corpus["shards"]
+    assert len(shards) >= 3
+    root = tmp_path / "corpus"
+    dying = _DyingMapper(2)
+    with pytest.raises(_Killed):
+        tokenize_corpus(shards, corpus["tokenizer"], root / "tokens", CONFIG, mapper=dying, key="k")
+    assert not (root / "tokens").exists()  # nothing a rerun or a reader would trust
+    again = _DyingMapper(10**9)
+    stats = tokenize_corpus(shards, corpus["tokenizer"], root / "tokens", CONFIG, mapper=again, key="k")
+    assert len(again.ran) == len(shards) - 2
+    ref = corpus["root"] / "tokens"
+    files = sorted(p.relative_to(ref).as_posix() for p in ref.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(root / "tokens").as_posix() for p in (root / "tokens").rglob("*") if p.is_file())
+    for f in files:
+        assert (root / "tokens" / f).read_bytes() == (ref / f).read_bytes(), f
+    assert stats.tokens_train == corpus["stats"].tokens_train

@@ -109,6 +109,11 @@ class DedupConfig(BaseModel):
     executor: Literal["threads", "processes"] = Field(
         "threads", description="how `workers` run the per-shard phases: threads of one process (less memory) or spawned processes"
     )
+    partitions: int | None = Field(
+        None, ge=1, le=4096,
+        description="hash partitions of the exact-group and verify phases (units of work); default one per 100,000 "
+        "documents, at least 2. Never derived from the workers, so outputs do not depend on them",
+    )
     incremental_index: str | None = recipe_path(
         None, description="folder of a persisted band index (a previous run's dedup_index/) to deduplicate against"
     )

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from pipeline.dedup.config import LineDedupConfig
+from pipeline.units import save_parquet
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
@@ -27,7 +28,7 @@ def join_units(units: list[str], unit: str) -> str:
     return ("\n" if unit == "line" else "\n\n").join(units)
 
 
-def unit_hashes_shard(path: Path, first_doc: int, keep: np.ndarray, work: Path, cfg: LineDedupConfig) -> None:
+def unit_hashes_shard(path: Path, first_doc: int, keep: np.ndarray, work: Path, cfg: LineDedupConfig) -> dict:
     """(doc, unit, hash) of every long-enough unit of the kept documents of one shard."""
     texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
     docs, units, hashes = [], [], []
@@ -39,9 +40,8 @@ def unit_hashes_shard(path: Path, first_doc: int, keep: np.ndarray, work: Path, 
                 units.append(k)
                 hashes.append(xxhash.xxh3_64_intdigest(u.encode("utf-8")))
     table = pa.table({"doc": pa.array(docs, pa.int64()), "unit": pa.array(units, pa.int32()), "hash": pa.array(hashes, pa.uint64())})
-    out = work / "lines" / path.name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out)
+    save_parquet(table, Path(work) / "lines" / Path(path).name)
+    return {"units": len(docs)}
 
 
 def duplicate_units(work: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -57,3 +57,20 @@ class TokenStats:
             },
             "length_histogram": Histogram.of(np.concatenate(self.lengths)) if self.lengths else None,
         }
+
+    @classmethod
+    def merged(cls, figures: list[dict], lengths: list[np.ndarray]) -> "TokenStats":
+        """The stats of several units from their `to_dict()` figures and document lengths."""
+        out = cls()
+        for f in figures:
+            for key, n in f["tokens_per_source"].items():
+                out.tokens_per_source[key] = out.tokens_per_source.get(key, 0) + n
+            for key, n in f["documents_per_source"].items():
+                out.docs_per_source[key] = out.docs_per_source.get(key, 0) + n
+            for lang, v in f["bytes_per_token_per_language"].items():
+                acc = out.language.setdefault(lang, [0, 0, 0])
+                acc[0] += v["documents"]
+                acc[1] += v["bytes"]
+                acc[2] += v["tokens"]
+        out.lengths = [x for x in lengths if len(x)]
+        return out

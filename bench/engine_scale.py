@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Dedup and tokenize as units of work: the local pool against a Dask LocalCluster, and against
+the in-process dedup of an earlier revision, at several corpus sizes.
+
+    .venv/bin/python bench/engine_scale.py [--scales 5,14,27] [--repeats 1] [--workers 2] [--baseline-rev REV]
+
+For each size (../shared/anchors/make_bench_corpus.py --scale N: 5 = 37,193 documents, 14 = ~104k,
+27 = ~200k, 135 = ~1M), on CLEAN shards of 5,000 documents, in the same run, alternating:
+  baseline   `run_dedup` of --baseline-rev (default c6a8efb, before the stage became units:
+             one process, `workers` threads of its own)
+  local      today's `run_dedup`, its units on the library's LocalMapper (`workers` threads)
+  dask       today's `run_dedup`, its units submitted to a dask.distributed LocalCluster of
+             `workers` single-threaded worker processes (the driver stays in this process)
+and tokenize (`tokenize_corpus`, tokenizer trained once, untimed) on the local mapper and on Dask.
+Each run is a child process. Reported: wall seconds, documents/s, peak RSS of the driver
+(VmHWM) and of each Dask worker, the peak size of the scratch folder (sampled), and whether
+the outputs are byte-identical to the first engine's (so F1 against the ground truth is equal
+too). Corpora and run folders live under data/engine_bench/ (git-ignored).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+DATA = REPO / "data" / "engine_bench"
+
+CHILD = r"""
+import json, sys, time
+from pathlib import Path
+
+def peak_mb():  # this process image's peak RSS (ru_maxrss would also count the parent's, inherited at fork/exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+src, engine, stage, shards, out, workers = sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]), Path(sys.argv[5]), int(sys.argv[6])
+sys.path.insert(0, src)
+from pipeline.io import list_shards
+paths = list_shards(shards)
+mapper, cluster, client = None, None, None
+if engine == "dask":
+    from distributed import Client, LocalCluster
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(cluster)
+    def mapper(phase, fn, arg_lists):
+        return client.gather([client.submit(fn, *a, pure=False) for a in arg_lists])
+t = time.perf_counter()
+if stage == "dedup":
+    from pipeline.dedup import DedupConfig, run_dedup
+    kw = {"mapper": mapper} if mapper else {}
+    st = run_dedup(paths, out, DedupConfig(), workers=workers, **kw)
+else:
+    from pipeline.tokenize import TokenizeConfig, tokenize_corpus
+    kw = {"mapper": mapper} if mapper else {}
+    st = tokenize_corpus(paths, out / "tokenizer.json", out / "tokens", TokenizeConfig(), workers=workers, **kw)
+wall = time.perf_counter() - t
+workers_mb = []
+if client is not None:
+    workers_mb = sorted(client.run(peak_mb).values())
+    client.close(); cluster.close()
+print(json.dumps({"wall": wall, "docs_in": st.docs_in, "docs_out": st.docs_out,
+                  "driver_mb": peak_mb(), "workers_mb": workers_mb}))
+"""
+
+
+def folder_bytes(folder: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
+    return total
+
+
+def run(src: Path, engine: str, stage: str, shards: Path, out: Path, workers: int) -> dict:
+    scratch = [out / ".opencorpus" / "work" / stage, out / "dedup_work"]  # today's, and the baseline's
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.5):
+            peak[0] = max(peak[0], sum(folder_bytes(f) for f in scratch))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        proc = subprocess.run([sys.executable, "-c", CHILD, str(src), engine, stage, str(shards), str(out), str(workers)],
+                              capture_output=True, text=True, check=True)
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"{engine} {stage} failed:\n{e.stderr[-3000:]}")
+    finally:
+        done.set()
+        sampler.join()
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["scratch_mb"] = peak[0] / 2**20
+    return result
+
+
+def outputs(root: Path, stage: str) -> dict[str, bytes]:
+    folders = ("dedup", "clusters", "rejected") if stage == "dedup" else ("tokens",)
+    return {p.relative_to(root).as_posix(): p.read_bytes() for f in folders for p in sorted((root / f).rglob("*.parquet"))}
+
+
+def baseline_source(rev: str) -> Path:
+    dest = DATA / f"src-{rev}"
+    if not (dest / "pipeline").is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "pipeline"], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scales", default="5")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--baseline-rev", default="c6a8efb")
+    ap.add_argument("--stages", default="dedup,tokenize")
+    args = ap.parse_args()
+    import dedup as dedup_bench  # bench/dedup.py: the corpus builder and CLEAN sharding
+
+    base_src = baseline_source(args.baseline_rev)
+    rows = []
+    for scale in [int(s) for s in args.scales.split(",")]:
+        corpus = dedup_bench.build_corpus(scale)
+        shards = dedup_bench.clean_shards(corpus)
+        for stage in args.stages.split(","):
+            engines = ["baseline", "local", "dask"] if stage == "dedup" else ["local", "dask"]
+            if stage == "tokenize":
+                from pipeline.tokenize import TokenizeConfig, train_tokenizer
+                from pipeline.io import list_shards
+
+                tok = DATA / f"tokenizer-{scale}.json"
+                if not tok.is_file():
+                    tok.parent.mkdir(parents=True, exist_ok=True)
+                    train_tokenizer(list_shards(shards), tok, TokenizeConfig())
+            results = {e: [] for e in engines}
+            reference, identical = None, {e: True for e in engines}
+            for rep in range(args.repeats):
+                for engine in (engines if rep % 2 == 0 else engines[::-1]):
+                    out = DATA / f"run-{scale}-{stage}-{engine}"
+                    shutil.rmtree(out, ignore_errors=True)
+                    out.mkdir(parents=True)
+                    if stage == "tokenize":
+                        shutil.copy(tok, out / "tokenizer.json")
+                    src = base_src if engine == "baseline" else REPO
+                    r = run(src, engine, stage, shards, out, args.workers)
+                    results[engine].append(r)
+                    got = outputs(out, stage)
+                    if reference is None:
+                        reference = got
+                    identical[engine] &= got == reference
+                    print(f"scale {scale} {stage} {engine}: {r['wall']:.1f} s, driver {r['driver_mb']:.0f} MB, "
+                          f"workers {[round(x) for x in r['workers_mb']]} MB, scratch {r['scratch_mb']:.0f} MB", flush=True)
+            base = statistics.median(x["wall"] for x in results[engines[0]])
+            for e in engines:
+                walls = [x["wall"] for x in results[e]]
+                med = statistics.median(walls)
+                last = results[e][-1]
+                rows.append((scale, last["docs_in"], stage, e, med, min(walls), max(walls), last["docs_in"] / med,
+                             max(x["driver_mb"] for x in results[e]), max((max(x["workers_mb"], default=0) for x in results[e])),
+                             max(x["scratch_mb"] for x in results[e]), med / base, identical[e]))
+    print()
+    print("| docs | stage | engine | median s (min-max) | docs/s | driver peak MB | worker peak MB | scratch peak MB | vs first | same bytes |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for scale, docs, stage, e, med, lo, hi, rate, drv, wrk, scr, ratio, same in rows:
+        print(f"| {docs:,} | {stage} | {e} | {med:.1f} ({lo:.1f}-{hi:.1f}) | {rate:,.0f} | {drv:,.0f} | "
+              f"{wrk:,.0f} | {scr:,.0f} | {ratio:.2f}x | {'yes' if same else 'NO'} |")
+
+
+if __name__ == "__main__":
+    main()
