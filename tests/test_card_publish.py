@@ -91,11 +91,6 @@ def test_empty_files_have_no_row_group(corpus):
         assert pq.read_metadata(p).num_row_groups == 0, p
 
 
-DEDUP_WRITER = ("pipeline/dedup/stage.py streams dedup/ shards through pq.ParquetWriter, which writes an empty "
-                "row group for a shard dedup empties; it must use pipeline.io.ParquetWriter")
-
-
-@pytest.mark.xfail(strict=True, reason=DEDUP_WRITER)
 def test_empty_dedup_shard_has_no_row_group(corpus):
     _, out, _ = corpus
     empty = _empty_files(out, ("dedup",))
@@ -115,7 +110,6 @@ def _expected_rows(manifest: dict) -> dict[tuple[str, str], int]:
     }
 
 
-@pytest.mark.xfail(strict=True, reason=DEDUP_WRITER)
 def test_every_declared_config_loads_in_datasets_polars_duckdb(corpus, tmp_path):
     import datasets
     import duckdb
