@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 corpus: venv
-	$(BIN)/opencorpus run $(RECIPE) --workers $(WORKERS)
+	$(BIN)/opencorpus run $(RECIPE) --workers $(WORKERS) --cards-dir data_cards
 
 train: venv
 	$(BIN)/opencorpus train --recipe $(RECIPE)

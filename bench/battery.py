@@ -25,8 +25,13 @@ issues 16 and 21) does not hold on this checkout: the observed column says what 
 instead; rerun that case alone with `--only NAME --keep` and look at its folder (printed)
 and its `run-*.log` files, which hold each command's stdout and stderr.
 
-Cases 16-19 build a corpus of a few tens of MB and take minutes each; the others are small
-and take about the start-up time of one run (Prefect's temporary server: 10-30 s).
+ctrl_c, kill_9, huge_lines and killed_in_clean build a corpus of a few tens of MB and take
+minutes each; the others are small and take about the start-up time of one run (Prefect's
+temporary server: 10-30 s). The network and crawl cases (warc_dechunked onwards) serve their
+files from the loopback server of tests/httpserver.py (faults injected, requests counted)
+and write their WARC files with warcio's writer (tests/hostile_fixtures.py, shared with
+tests/test_hostile_network.py); dead_server waits out the downloader's retries (about a
+minute) and two_runs_one_folder holds its first run for 45 s.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -164,8 +170,10 @@ class Case:
         return env | {"PREFECT_HOME": str(self.prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                       "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
-    def command(self, *args: str) -> list[str]:
-        return [PYTHON, "-m", "flows.cli", *args]
+    def command(self, *args: str, unprivileged: bool = False) -> list[str]:
+        # root reads any folder: without these two capabilities it obeys permissions like a user
+        drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if unprivileged and os.geteuid() == 0 else []
+        return [*drop, PYTHON, "-m", "flows.cli", *args]
 
     def run_args(self, recipe: Path, out: Path, *extra: str) -> list[str]:
         return ["run", str(recipe), "--output", str(out), "--workers", "1", "--cards-dir", "", *extra]
@@ -174,11 +182,11 @@ class Case:
         self.runs += 1
         return open(self.dir / f"run-{self.runs}.log", "w+", encoding="utf-8", errors="replace")
 
-    def cli(self, *args: str, timeout: float = RUN_TIMEOUT_S) -> Result:
+    def cli(self, *args: str, timeout: float = RUN_TIMEOUT_S, unprivileged: bool = False) -> Result:
         """Run `python -m flows.cli ARGS` to its end; stdout and stderr kept (and logged in the case folder)."""
         t0 = time.perf_counter()
         with self._log() as log, tempfile.TemporaryFile("w+") as err:
-            proc = subprocess.Popen(self.command(*args), cwd=ROOT, env=self.env(), stdout=log, stderr=err,
+            proc = subprocess.Popen(self.command(*args, unprivileged=unprivileged), cwd=ROOT, env=self.env(), stdout=log, stderr=err,
                                     start_new_session=True)
             try:
                 rc = proc.wait(timeout=timeout)
@@ -794,6 +802,20 @@ def case_huge_lines(c: Case):
                                   {"name": "t", "type": "text", "paths": ["txt/*.txt"]}])
     out = c.dir / "out"
     k = Checks()
+    rc, peak, peak_who, log = _run_watching_memory(c, recipe, out)
+    k.expect(rc == 0, f"exit {rc}, expected 0: {' / '.join(log.strip().splitlines()[-2:])}")
+    if rc == 0:
+        rej = {x["id"]: x["filter"] for x in rejected(out, "clean")}
+        k.expect(rej.get("huge-jsonl") == "max_chars" and rej.get("t/huge.txt") == "max_chars",
+                 f"huge documents rejected as {rej.get('huge-jsonl')} / {rej.get('t/huge.txt')}")
+        k.conserved(out, 300 + 1 + 100 + 1)
+    k.expect(peak < 1.5e9, f"peak RSS {peak / 1e6:,.0f} MB (limit 1,500 MB) in {peak_who}")
+    k.fact(f"exit {rc}, both rejected max_chars, peak RSS {peak / 1e6:,.0f} MB ({peak_who})")
+    return k.outcome()
+
+
+def _run_watching_memory(c: Case, recipe: Path, out: Path) -> tuple[int, int, str, str]:
+    """(exit status, peak RSS of the run's largest process, which one, its log) of a run."""
     t0 = time.perf_counter()
     proc = c.start(*c.run_args(recipe, out))
     peak, peak_who, sessions = 0, "?", {proc.pid}
@@ -807,16 +829,7 @@ def case_huge_lines(c: Case):
     if proc.poll() is None:
         kill_run(proc.pid, c.prefect_home)
     rc = proc.wait()
-    log = Path(proc.log_path).read_text(errors="replace")
-    k.expect(rc == 0, f"exit {rc}, expected 0: {' / '.join(log.strip().splitlines()[-2:])}")
-    if rc == 0:
-        rej = {x["id"]: x["filter"] for x in rejected(out, "clean")}
-        k.expect(rej.get("huge-jsonl") == "max_chars" and rej.get("t/huge.txt") == "max_chars",
-                 f"huge documents rejected as {rej.get('huge-jsonl')} / {rej.get('t/huge.txt')}")
-        k.conserved(out, 300 + 1 + 100 + 1)
-    k.expect(peak < 1.5e9, f"peak RSS {peak / 1e6:,.0f} MB (limit 1,500 MB) in {peak_who}")
-    k.fact(f"exit {rc}, both rejected max_chars, peak RSS {peak / 1e6:,.0f} MB ({peak_who})")
-    return k.outcome()
+    return rc, peak, peak_who, Path(proc.log_path).read_text(errors="replace")
 
 
 def _who(pid: int, cmd: str, supervisor: int) -> str:
@@ -870,6 +883,304 @@ def case_killed_in_clean(c: Case):
     return k.outcome()
 
 
+# ---- network sources and crawls (issue 16): a loopback server, WARC files from warcio's writer
+
+
+def _fixtures():
+    """tests/ helpers shared with tests/test_hostile_network.py: the loopback file server
+    (fault injection, request log) and the WARC and gzip-bomb writers."""
+    if str(ROOT / "tests") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tests"))
+    import hostile_fixtures
+    import httpserver
+
+    return httpserver, hostile_fixtures
+
+
+def _filler(c: Case) -> dict:
+    """A local source of FILLER documents, so a small case's corpus has something to tokenize."""
+    write_jsonl(c.dir / "fill" / "f.jsonl", docs(40, FILLER, ids="f"))
+    return {"name": "fill", "type": "jsonl", "paths": ["fill/f.jsonl"]}
+
+
+def _serve(c: Case):
+    httpserver, _ = _fixtures()
+    (c.dir / "served").mkdir(exist_ok=True)
+    return httpserver.FileServer({"/d": c.dir / "served"})
+
+
+def _http_run(c: Case, srv, path: str, private: bool = True) -> tuple[Result, Path]:
+    """A run whose one source downloads `path` from `srv` (a loopback address: opted in unless not `private`)."""
+    spec = {"name": "h", "type": "http", "urls": [srv.url(path)]}
+    recipe = write_recipe(c.dir, [spec], **({"allow_private_networks": True} if private else {}))
+    out = c.dir / "out"
+    return c.cli(*c.run_args(recipe, out)), out
+
+
+def _source_fails(c: Case, srv, path: str, *must_name: str, requests: int | None = None,
+                  private: bool = True) -> tuple[bool, str]:
+    r, _ = _http_run(c, srv, path, private)
+    k = Checks()
+    if k.exit(r, 1):
+        k.one_error(r, *must_name)
+        hits = len(srv.hits(path))
+        if requests is not None:
+            k.expect(hits == requests, f"{hits} requests for {path}, expected {requests}")
+        k.fact(f"exit 1 in {r.seconds:.0f} s, {hits} request(s): {r.last_error()[:110]}")
+    return k.outcome()
+
+
+def _warc_run(c: Case, name: str) -> tuple[Result, Path, list[dict], list[str]]:
+    """A run over in/NAME (a WARC file) and the filler: its result, folder, the WARC's
+    ingest rejections and the URLs of its documents."""
+    recipe = write_recipe(c.dir, [{"name": "w", "type": "warc", "paths": [f"in/{name}"], "main_content": False},
+                                  _filler(c)])
+    out = c.dir / "out"
+    r = c.cli(*c.run_args(recipe, out))
+    if r.rc != 0:
+        return r, out, [], []
+    rej = [x for x in rejected(out) if x["id"].startswith("w/")]
+    return r, out, rej, sorted(u for u in documents(out).column("url").to_pylist() if u)
+
+
+def case_warc_dechunked(c: Case):
+    _, fx = _fixtures()
+    (c.dir / "in").mkdir()
+    ids = fx.write_warc(c.dir / "in" / "crawl.warc.gz", "per-record")
+    r, out, rej, urls = _warc_run(c, "crawl.warc.gz")
+    k = Checks()
+    if k.exit(r, 0):
+        k.expect(urls == ["http://a.test/chunked", "http://a.test/dechunked", "http://a.test/gzip", "http://a.test/last"],
+                 f"WARC documents: {urls}")
+        k.expect(len(rej) == 1 and rej[0]["filter"] == "unreadable_record" and ids["http://a.test/broken"] in rej[0]["reason"],
+                 f"rejected: {[(x['filter'], x['reason'][:80]) for x in rej]}")
+        k.conserved(out, FILLER + 5)  # 4 pages + the broken one; revisit and PDF are not documents
+        k.fact(f"exit 0, {len(urls)} pages (chunked header over a de-chunked body read), 1 unreadable_record with its id")
+    return k.outcome()
+
+
+def case_warc_corrupt_header(c: Case):
+    _, fx = _fixtures()
+    records, ids = fx.warc_records(6)
+    records[3] = records[3].replace(b"Content-Length: ", b"Content-Length: x", 1)
+    (c.dir / "in").mkdir()
+    (c.dir / "in" / "cut.warc").write_bytes(b"".join(records))
+    r, out, rej, urls = _warc_run(c, "cut.warc")
+    k = Checks()
+    if k.exit(r, 0):
+        k.expect(len(urls) == 5, f"{len(urls)} of the 5 good records read: {urls}")
+        k.expect(len(rej) == 1 and ids[3] in rej[0]["reason"] and "WARC/1." in rej[0]["reason"],
+                 f"rejected: {[x['reason'][:100] for x in rej]}")
+        k.conserved(out, FILLER + 6)
+        k.fact(f"exit 0, record 4 of 6 unreadable_record ({ids[3][:22]}...>), the 5 others read")
+    return k.outcome()
+
+
+def case_cut_no_length(c: Case):
+    data = b"".join(json.dumps(d).encode() + b"\n" for d in docs(41, 300, chars=600))
+    (c.dir / "served").mkdir()
+    (c.dir / "served" / "d.jsonl").write_bytes(data)
+    with _serve(c) as srv:
+        srv.fault("/d/d.jsonl", no_length=True, drop_at=len(data) * 3 // 10, times=1)
+        r, out = _http_run(c, srv, "/d/d.jsonl")
+        hits = srv.hits("/d/d.jsonl")
+    k = Checks()
+    if k.exit(r, 0):
+        k.conserved(out, 300)
+        k.fact(f"exit 0, all 300 documents; cut after {len(data) * 3 // 10:,} of {len(data):,} bytes, "
+               f"{len(hits)} requests ({', '.join(str(h.get('range')) for h in hits)})")
+    return k.outcome()
+
+
+def case_html_for_jsonl(c: Case):
+    _, fx = _fixtures()
+    (c.dir / "served").mkdir()
+    (c.dir / "served" / "d.jsonl").write_text(fx.HTML.format("Not found") + "\n")
+    with _serve(c) as srv:
+        srv.fault("/d/d.jsonl", content_type="text/html; charset=utf-8")
+        return _source_fails(c, srv, "/d/d.jsonl", srv.url("/d/d.jsonl"), "text/html")
+
+
+def case_html_for_parquet(c: Case):
+    _, fx = _fixtures()
+    (c.dir / "served").mkdir()
+    (c.dir / "served" / "d.parquet").write_text(fx.HTML.format("Not found") + "\n")
+    with _serve(c) as srv:
+        return _source_fails(c, srv, "/d/d.parquet", srv.url("/d/d.parquet"))
+
+
+def case_redirect_loop(c: Case):
+    with _serve(c) as srv:
+        srv.fault("/d/a.jsonl", redirect="/d/b.jsonl")
+        srv.fault("/d/b.jsonl", redirect=srv.url("/d/a.jsonl"))
+        return _source_fails(c, srv, "/d/a.jsonl", srv.url("/d/a.jsonl"), "redirect loop", requests=1)
+
+
+def case_404_one_request(c: Case):
+    with _serve(c) as srv:
+        return _source_fails(c, srv, "/d/missing.jsonl", srv.url("/d/missing.jsonl"), "404", requests=1)
+
+
+def case_dead_server(c: Case):
+    import socket
+
+    with socket.socket() as s:  # a port that nobody listens on any more
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/d.jsonl"
+    recipe = write_recipe(c.dir, [{"name": "h", "type": "http", "urls": [url]}], allow_private_networks=True)
+    r = c.cli(*c.run_args(recipe, c.dir / "out"))
+    k = Checks()
+    if k.exit(r, 1):
+        k.one_error(r, url)
+        k.expect(r.seconds < 180, f"the run took {r.seconds:.0f} s (limit 180)")
+        k.fact(f"exit 1 after {r.seconds:.0f} s (the downloader's bounded retries only): {r.last_error()[:90]}")
+    return k.outcome()
+
+
+def case_gzip_bomb(c: Case):
+    _, fx = _fixtures()
+    (c.dir / "in").mkdir()
+    fx.gzip_bomb(c.dir / "in" / "bomb.jsonl.gz", b'{"id": "ok", "text": "a short line first"}\n', 1 << 30, level=9)
+    size = (c.dir / "in" / "bomb.jsonl.gz").stat().st_size
+    recipe = write_recipe(c.dir, [{"name": "b", "type": "jsonl", "paths": ["in/bomb.jsonl.gz"]}, _filler(c)])
+    out = c.dir / "out"
+    k = Checks()
+    rc, peak, who, log = _run_watching_memory(c, recipe, out)
+    if k.expect(rc == 0, f"exit {rc}, expected 0: {' / '.join(log.strip().splitlines()[-2:])}"):
+        rej = {x["id"]: x for x in rejected(out)}
+        bomb = rej.get("b/bomb.jsonl.gz:2", {})
+        k.expect(bomb.get("filter") == "oversize_record" and "1,073,741,824 bytes" in bomb.get("reason", ""),
+                 f"the 1 GiB line rejected as {bomb.get('filter')}: {bomb.get('reason', '')[:80]}")
+        k.conserved(out, FILLER + 2)
+    k.expect(peak < 1e9, f"peak RSS {peak / 1e6:,.0f} MB (limit 1,000 MB) in {who}")
+    k.fact(f"exit {rc}; {size / 1e6:.1f} MB gzip inflating to a 1 GiB line: oversize_record; "
+           f"peak RSS {peak / 1e6:,.0f} MB ({who})")
+    return k.outcome()
+
+
+def case_yaml_alias_bomb(c: Case):
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]  # 10**9 values
+    write_jsonl(c.dir / "in" / "a.jsonl", docs(42, 3))
+    recipe = c.dir / "recipe.yaml"
+    recipe.write_text("name: b\nsources: [{name: s, type: jsonl, paths: [in/a.jsonl]}]\ntrain:\n"
+                      + "".join(f"  {line}\n" for line in levels))
+    r = c.cli(*c.run_args(recipe, c.dir / "out"), timeout=120)
+    k = Checks()
+    if k.exit(r, 2):
+        k.one_error(r, "recipe.yaml", "aliases")
+        k.fact(f"exit 2 in {r.seconds:.1f} s: {r.last_error()[:100]}")
+    return k.outcome()
+
+
+def case_private_url(c: Case):
+    (c.dir / "served").mkdir()
+    (c.dir / "served" / "secret.jsonl").write_text('{"text": "a secret of the metadata endpoint"}\n')
+    with _serve(c) as srv:
+        return _source_fails(c, srv, "/d/secret.jsonl", "127.0.0.1", "allow_private_networks", requests=0,
+                             private=False)
+
+
+def case_unlistable_subfolder(c: Case):
+    write_jsonl(c.dir / "in" / "a.jsonl", docs(43, FILLER))
+    locked = c.dir / "in" / "locked"
+    write_jsonl(locked / "b.jsonl", docs(44, 5, ids="l"))
+    recipe = write_recipe(c.dir, [{"name": "u", "type": "jsonl", "paths": ["in/**/*.jsonl"]}])
+    locked.chmod(0)
+    try:
+        r = c.cli(*c.run_args(recipe, c.dir / "out"), unprivileged=True)
+    finally:
+        locked.chmod(0o755)
+    k = Checks()
+    if k.exit(r, 1):
+        k.one_error(r, "source 'u'", "locked", "Permission denied")
+        k.expect(not (c.dir / "out" / "manifest.json").exists(), "a manifest was written")
+        k.fact(f"exit 1, no manifest: {r.last_error()[:110]}")
+    return k.outcome()
+
+
+def case_rejected_excerpt(c: Case):
+    path = write_jsonl(c.dir / "in" / "a.jsonl", docs(45, FILLER))
+    with open(path, "a") as f:
+        f.write("this line of an arbitrary file is not JSON " * 200 + "\n")
+    recipe = write_recipe(c.dir, [{"name": "s", "type": "jsonl", "paths": ["in/a.jsonl"]}])
+    out = c.dir / "out"
+    r = c.cli(*c.run_args(recipe, out))
+    k = Checks()
+    if k.exit(r, 0):
+        rej = rejected(out)
+        n = len(rej[0]["text"]) if rej else None
+        k.expect(len(rej) == 1 and rej[0]["filter"] == "invalid_json" and n == 500,
+                 f"rejected: {[(x['filter'], len(x['text'] or '')) for x in rej]}")
+        k.conserved(out, FILLER + 1)
+        k.fact(f"exit 0, the 8,800-character line rejected invalid_json with a {n}-character excerpt")
+    return k.outcome()
+
+
+_NONSENSE = [({"clean": {"gopher_quality": {"max_doc_words": -1}}}, "max_doc_words"),
+             ({"clean": {"max_symbol_ratio": 1.5}}, "max_symbol_ratio"),
+             ({"tokenize": {"vocab_size": 2 ** 33}}, "vocab_size"),
+             ({"name": ".."}, "'..'")]
+
+
+def case_nonsensical_settings(c: Case):
+    write_jsonl(c.dir / "in" / "a.jsonl", docs(46, 3))
+    k = Checks()
+    seen = []
+    for patch, name in _NONSENSE:
+        recipe = write_recipe(c.dir, [{"name": "s", "type": "jsonl", "paths": ["in/a.jsonl"]}], **patch)
+        r = c.cli(*c.run_args(recipe, c.dir / "out"), timeout=120)
+        if k.exit(r, 2) and k.one_error(r, name):
+            seen.append(name)
+    k.expect(not (c.dir / "out").exists(), "a refused recipe created the output folder")
+    k.fact(f"exit 2 with one line naming each of {', '.join(seen)}")
+    return k.outcome()
+
+
+def case_paths_url_scheme(c: Case):
+    recipe = write_recipe(c.dir, [{"name": "s", "type": "jsonl", "paths": ["gopher://example.org/x.jsonl"]}])
+    r = c.cli(*c.run_args(recipe, c.dir / "out"), timeout=120)
+    k = Checks()
+    if k.exit(r, 2):
+        k.one_error(r, "gopher")
+        started = [p.name for p in c.prefect_home.glob("*")] if c.prefect_home.exists() else []
+        k.expect(not started and not (c.dir / "out").exists(), f"something started: PREFECT_HOME holds {started}")
+        k.fact(f"exit 2 in {r.seconds:.1f} s, no Prefect server, no output folder: {r.last_error()[:90]}")
+    return k.outcome()
+
+
+def case_two_runs_one_folder(c: Case):
+    write_jsonl(c.dir / "served" / "d.jsonl", docs(47, FILLER))
+    k = Checks()
+    with _serve(c) as srv:
+        srv.delay = 45  # the first run holds the folder while its download waits
+        recipe = write_recipe(c.dir, [{"name": "h", "type": "http", "urls": [srv.url("/d/d.jsonl")]}],
+                              allow_private_networks=True)
+        out = c.dir / "out"
+        first = c.start(*c.run_args(recipe, out))
+        if not k.expect(wait_for((out / ".opencorpus" / "lock").exists, 120), "the first run never took the lock"):
+            kill_run(first.pid, c.prefect_home)
+            return k.outcome()
+        r = c.cli(*c.run_args(recipe, out), timeout=120)
+        holding = first.poll() is None
+        ours = {pid for pid, _ in c.run_processes(first.pid, *child_sessions(first.pid))}  # the holder is its work process
+        try:
+            rc = first.wait(timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            kill_run(first.pid, c.prefect_home)
+            rc = None
+    if k.exit(r, 2) and k.one_error(r, f" on {os.uname().nodename}"):
+        named = re.search(r"pid (\d+)", r.last_error())
+        k.expect(named and int(named.group(1)) in ours, f"the pid named is not one of the first run's {sorted(ours)}")
+    k.expect(holding, "the first run ended before the second one did: nothing was tested")
+    k.expect(rc == 0, f"the first run ended with {rc}: {Path(first.log_path).read_text(errors='replace')[-200:]}")
+    if rc == 0:
+        k.conserved(out, FILLER)
+    k.fact(f"second run: exit {r.rc} in {r.seconds:.0f} s: {r.last_error()[:100]}; the first: exit {rc}, all documents")
+    return k.outcome()
+
+
 @dataclass
 class Spec:
     name: str
@@ -899,6 +1210,22 @@ CASES = [
     Spec("kill_9", "no process of the run left within 5 s", case_kill_9),
     Spec("huge_lines", "exit 0, 2 x max_chars, peak RSS < 1.5 GB", case_huge_lines),
     Spec("killed_in_clean", "rerun ok, no .tmp-, identical to a fresh run", case_killed_in_clean),
+    Spec("warc_dechunked", "exit 0, chunked-header/de-chunked bodies read, 1 unreadable_record with its id", case_warc_dechunked),
+    Spec("warc_corrupt_header", "exit 0, that record unreadable_record with its id, the rest read", case_warc_corrupt_header),
+    Spec("cut_no_length", "exit 0, all documents (the cut noticed, the rest fetched)", case_cut_no_length),
+    Spec("html_for_jsonl", "exit 1, one error naming the URL and text/html", case_html_for_jsonl),
+    Spec("html_for_parquet", "exit 1, one error naming the URL", case_html_for_parquet),
+    Spec("redirect_loop", "exit 1, one error naming the URL, 1 request", case_redirect_loop),
+    Spec("404_one_request", "exit 1, one error naming the URL, 1 request", case_404_one_request),
+    Spec("dead_server", "exit 1 naming the URL within 180 s", case_dead_server),
+    Spec("gzip_bomb", "exit 0, 1 GiB line oversize_record, peak RSS < 1 GB", case_gzip_bomb),
+    Spec("yaml_alias_bomb", "exit 2 in seconds, one error naming the recipe", case_yaml_alias_bomb),
+    Spec("private_url", "exit 1 naming 127.0.0.1 and allow_private_networks, 0 requests", case_private_url),
+    Spec("unlistable_subfolder", "exit 1 naming the folder, no manifest", case_unlistable_subfolder),
+    Spec("rejected_excerpt", "exit 0, malformed line kept as a 500-character excerpt", case_rejected_excerpt),
+    Spec("nonsensical_settings", "exit 2 naming each setting, nothing created", case_nonsensical_settings),
+    Spec("paths_url_scheme", "exit 2 naming the scheme, no Prefect server started", case_paths_url_scheme),
+    Spec("two_runs_one_folder", "second: exit 2 naming the holder's pid and host; first: exit 0", case_two_runs_one_folder),
 ]
 
 

@@ -1,6 +1,7 @@
 """`opencorpus` command line: build corpora, train and evaluate models, write data cards.
 
-    opencorpus run RECIPE.yaml [--output DIR|URL] [--force] [--workers N] [--dask ADDRESS|local:N] [--progress]
+    opencorpus --version
+    opencorpus run RECIPE.yaml|FOLDER|URL [--output DIR|URL] [--force] [--workers N] [--dask ADDRESS|local:N] [--progress]
     opencorpus deploy RECIPE.yaml --cron "0 3 * * *"   (serve a scheduled deployment; see `make serve`)
     opencorpus progress DIR [--follow]
     opencorpus train --data DIR --out RUN_DIR [--preset NAME] [--max-steps N] [trainer flags...]
@@ -47,7 +48,10 @@ def check_train_section(recipe, origin) -> None:
 
 def cmd_run(args) -> int:
     _quiet_prefect_defaults()
-    from pipeline.recipe import load_recipe
+    from pipeline.recipe import ALLOW_PRIVATE_ENV, load_recipe
+
+    if args.allow_private_networks:  # through the environment: the flow loads the recipe again, in a child
+        os.environ[ALLOW_PRIVATE_ENV] = "1"
 
     recipe = load_recipe(args.recipe)  # a bad recipe or output folder fails here, before a Prefect server starts
     check_train_section(recipe, args.recipe)
@@ -203,17 +207,34 @@ def _add_scale_arguments(p: argparse.ArgumentParser):
     p.add_argument("--work-dir", default=None, help="local staging folder when --output is a URL (s3://, gs://)")
 
 
+class _Version(argparse.Action):
+    """--version, computed only when asked for (it runs git for the commit)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from pipeline.manifest import code_version
+
+        print(f"opencorpus {code_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="opencorpus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action=_Version, help="print the opencorpus version (and git commit) and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="build a corpus from a recipe (Prefect flow)")
-    r.add_argument("recipe")
+    r.add_argument("recipe", help="recipe file, a folder holding recipe.yaml, or an http(s) URL of a recipe")
+    r.add_argument("--allow-private-networks", action="store_true",
+                   help="fetch a recipe URL from a loopback or private address (refused by default)")
     r.add_argument("--output", "-o", default=None, help="output folder (default data/<recipe name>)")
     r.add_argument("--force", action="store_true",
                    help="use a non-empty output folder that is not an opencorpus corpus (its files are never deleted)")
     r.add_argument("--workers", "-w", type=int, default=2, help="shards processed at once")
-    r.add_argument("--cards-dir", default="data_cards", help="also copy the data card here as <name>.md ('' for no copy)")
+    # No default copy: a command writes only where it is told (`make corpus` asks for data_cards/).
+    r.add_argument("--cards-dir", default=None, help="also copy the data card here as <name>.md (default: no copy)")
     _add_scale_arguments(r)
     r.add_argument("--progress", action="store_true", help="show a live table of documents done per stage, rate and ETA")
     r.set_defaults(func=cmd_run)
@@ -225,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--name", default=None, help="deployment name (default: the recipe name)")
     d.add_argument("--output", "-o", default=None, help="output folder or URL (default data/<recipe name>)")
     d.add_argument("--workers", "-w", type=int, default=2, help="shards processed at once")
-    d.add_argument("--cards-dir", default="data_cards", help="also copy the data card here ('' for no copy)")
+    d.add_argument("--cards-dir", default=None, help="also copy the data card here as <name>.md (default: no copy)")
     _add_scale_arguments(d)
     d.set_defaults(func=cmd_deploy)
 

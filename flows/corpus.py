@@ -35,7 +35,7 @@ from flows import storage
 from flows.progress import ProgressLog
 from flows.state import HashCache, StateStore, claim_output, sha256_json, source_fingerprint, source_module, unit_key
 from pipeline import card as card_mod
-from pipeline.io import list_shards, remove_written, written_files
+from pipeline.io import TOKENIZER_CONFIG_FILES, list_shards, remove_written, written_files
 from pipeline.manifest import build_manifest
 from pipeline.recipe import Recipe, load_recipe
 from pipeline.records import CleanStats, IngestStats, Manifest, StageStats, Stages, TokenizerStats
@@ -184,7 +184,8 @@ def tokenizer_task(shards: list[str], root: str, config, docs: int, key: str) ->
     train_tokenizer([root / s for s in shards], root / "tokenizer.json", config, sample)
     stats = TokenizerStats(docs_in=docs, docs_out=docs, seconds=round(time.perf_counter() - t0, 3),
                            sample_docs=sample.get("docs"), sample_bytes=sample.get("bytes"))
-    return _result(StateStore(root).write("tokenizer", "all", key, [root / "tokenizer.json"], stats), stats)
+    outputs = [root / "tokenizer.json", *(root / f for f in TOKENIZER_CONFIG_FILES)]
+    return _result(StateStore(root).write("tokenizer", "all", key, outputs, stats), stats)
 
 
 def _token_outputs(root: Path) -> list[Path]:

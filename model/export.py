@@ -15,11 +15,12 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from model.evaluate import load_run_model
 from model.gpt import GPT
-from pipeline.io import write_json
-from pipeline.records import TokenIndex
+from pipeline.io import write_json, write_text, write_tokenizer_config
+from pipeline.records import EvalRecord, Manifest, RunRecord, TokenIndex
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
@@ -48,7 +49,7 @@ def gpt2_state_dict(model) -> dict[str, torch.Tensor]:
 
 def export_hf(run_dir, out_dir) -> Path:
     """Write config.json, model weights and the tokenizer of the run's latest checkpoint to out_dir."""
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model, ckpt, info = load_run_model(run_dir, "cpu")
@@ -82,14 +83,85 @@ def export_hf(run_dir, out_dir) -> Path:
         from tokenizers import Tokenizer
 
         pad = Tokenizer.from_file(str(tok_file)).id_to_token(index.pad_id)
-    tok = PreTrainedTokenizerFast(tokenizer_file=str(tok_file), bos_token=eot, eos_token=eot, unk_token=eot,
-                                  pad_token=pad or eot, model_max_length=cfg.block_size)
-    tok.save_pretrained(out_dir)
     shutil.copyfile(tok_file, out_dir / "tokenizer.json")
+    # Not save_pretrained: transformers 5 writes "tokenizer_class": "TokenizersBackend", which 4.x cannot load.
+    write_tokenizer_config(out_dir, eos_token=eot, pad_token=pad or eot, model_max_length=cfg.block_size)
     write_json({"run_dir": str(run_dir.resolve()), "checkpoint": ckpt["path"], "step": ckpt["step"],
                 "corpus": info.corpus.manifest_sha256, "recipe_hash": info.corpus.recipe_hash},
                out_dir / "opencorpus_run.json")
+    write_text(model_card(run_dir, data_dir, n_params=sum(p.numel() for p in model.parameters()),
+                          block_size=cfg.block_size, step=ckpt["step"]), out_dir / "README.md")
     return out_dir
+
+
+def _corpus_card_metadata(data_dir: Path) -> dict:
+    """The metadata of the corpus's data card (README.md front matter: license as Hub ids,
+    name, languages); the manifest's name without a card; {} without either."""
+    card = data_dir / "README.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        if text.startswith("---\n") and "\n---" in text[4:]:
+            try:
+                meta = yaml.safe_load(text[4:text.index("\n---", 4)])
+            except yaml.YAMLError as e:
+                raise ValueError(f"{card}: the data card's metadata is not YAML: {e}") from None
+            if isinstance(meta, dict):
+                return meta
+    if (data_dir / Manifest.file_name).is_file():
+        return {"pretty_name": Manifest.load(data_dir / Manifest.file_name).name}
+    return {}
+
+
+def model_card(run_dir: Path, data_dir: Path, n_params: int, block_size: int, step: int) -> str:
+    """README.md of the export: Hub metadata (license of the corpus, datasets, model-index with
+    the run's eval.json figures) and what trained it, how long, how well, and its limits."""
+    run = RunRecord.load(run_dir / RunRecord.file_name)
+    ev = EvalRecord.load(run_dir / EvalRecord.file_name) if (run_dir / EvalRecord.file_name).is_file() else None
+    corpus = _corpus_card_metadata(data_dir)
+    name = corpus.get("pretty_name") or data_dir.name
+    meta = {"library_name": "transformers", "pipeline_tag": "text-generation",
+            **{k: corpus[k] for k in ("license", "license_name", "license_link") if k in corpus},
+            **({} if "license" in corpus else {"license": "unknown"}),
+            "datasets": [name], "tags": ["opencorpus", "gpt2"]}
+    if "language" in corpus:
+        meta["language"] = corpus["language"]
+    metrics = []
+    if ev is not None and ev.step == step:  # figures of the exported checkpoint only
+        metrics = [{"type": "loss", "name": "Validation loss (nats per token)", "value": round(ev.val_loss, 4)},
+                   {"type": "perplexity", "name": "Validation perplexity", "value": round(ev.val_perplexity, 3)}]
+        if ev.val_bits_per_byte is not None:
+            metrics.append({"type": "bits_per_byte", "name": "Validation bits per byte", "value": round(ev.val_bits_per_byte, 4)})
+        meta["model-index"] = [{"name": run_dir.name, "results": [{
+            "task": {"type": "text-generation", "name": "Text generation"},
+            "dataset": {"type": name, "name": f"{name} (validation split)", "split": "validation"},
+            "metrics": metrics}]}]
+    tokens = f"{run.tokens_seen:,}" if run.tokens_seen is not None else "not recorded"
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip(), "---", "",
+             f"# {run_dir.name}", "",
+             f"A GPT-2-architecture language model of {n_params:,} parameters trained from scratch by "
+             f"`opencorpus` on the corpus `{name}` (recipe hash `{run.corpus.recipe_hash or 'not recorded'}`); "
+             "the corpus's data card (its README.md) tells what it holds, where it comes from and what was removed.", "",
+             "## Training", "",
+             f"- Preset `{run.preset}`, {step:,} steps, {tokens} tokens seen, context {block_size} tokens",
+             f"- Device {run.device} ({run.dtype}), torch {run.torch}",
+             f"- Final training loss: {run.final_loss:.4f}" if run.final_loss is not None else "- Final training loss: not recorded",
+             "", "## Evaluation", ""]
+    if metrics:
+        lines += [f"On {ev.val_tokens or ev.val_tokens_available:,} validation tokens of the corpus (documents never trained on):", "",
+                  "| Metric | Value |", "| --- | ---: |"] + [f"| {m['name']} | {m['value']} |" for m in metrics]
+    else:
+        lines.append("Not evaluated at this checkpoint: `opencorpus eval RUN_DIR` before the export adds the figures.")
+    lines += ["", "## Limits", "",
+              f"A model of {n_params:,} parameters trained on {tokens} tokens continues text in the style of its corpus "
+              "at best: it states no reliable fact, follows no instruction and has no safety tuning. It repeats the "
+              "corpus's biases, and it sees at most "
+              f"{block_size} tokens of context. Use it to test a data pipeline, not to answer questions.", "",
+              "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
+              'tok = AutoTokenizer.from_pretrained("THIS_FOLDER")',
+              'model = AutoModelForCausalLM.from_pretrained("THIS_FOLDER")',
+              'out = model.generate(**tok("Once upon a time", return_tensors="pt"), max_new_tokens=40, do_sample=True)',
+              "print(tok.decode(out[0]))", "```", ""]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:

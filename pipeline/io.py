@@ -121,12 +121,65 @@ def remove_written(root: Path, paths) -> list[Path]:
     return removed
 
 
+class ParquetWriter(pq.ParquetWriter):
+    """`pyarrow.parquet.ParquetWriter` that writes no row group for an empty table or batch.
+
+    pyarrow writes a 0-row table as one empty row group, a file `datasets` refuses
+    ("BatchSize must be greater than 0"); a file with the schema and no row group loads as
+    0 rows in datasets, polars and duckdb. Every Parquet writer of the stages goes through
+    this class (or `write_parquet`)."""
+
+    def write_table(self, table: pa.Table, row_group_size: int | None = None) -> None:
+        if table.num_rows:
+            super().write_table(table, row_group_size=row_group_size)
+
+    def write_batch(self, batch: pa.RecordBatch, row_group_size: int | None = None) -> None:
+        if batch.num_rows:
+            super().write_batch(batch, row_group_size=row_group_size)
+
+
+def write_parquet_file(table: pa.Table, path: str | os.PathLike, row_group_size: int | None = None,
+                       **options) -> Path:
+    """`pq.write_table` (zstd unless `compression` is given) with no empty row group; not atomic:
+    for scratch files, or a temporary path of `atomic_path`."""
+    options.setdefault("compression", PARQUET_COMPRESSION)
+    with ParquetWriter(path, table.schema, **options) as writer:
+        writer.write_table(table, row_group_size=row_group_size)
+    return Path(path)
+
+
 def write_parquet(table: pa.Table, path: str | os.PathLike, row_group_size: int | None = None) -> Path:
-    """Write `table` atomically as Parquet (zstd) and return the final path."""
+    """Write `table` atomically as Parquet (zstd) and return the final path; an empty table
+    becomes a file with its schema and no row group (see ParquetWriter)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression=PARQUET_COMPRESSION, row_group_size=row_group_size)
+        write_parquet_file(table, tmp, row_group_size)
     return path
+
+
+# Written beside a tokenizer.json so that `AutoTokenizer.from_pretrained(folder)` names the
+# end-of-text and padding tokens (tokenizer.json alone has no notion of eos or pad).
+TOKENIZER_CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json")
+
+
+def write_tokenizer_config(folder: str | os.PathLike, eos_token: str, pad_token: str, mask_token: str | None = None,
+                           model_max_length: int | None = None) -> list[Path]:
+    """TOKENIZER_CONFIG_FILES for the tokenizer.json in `folder` (the corpus's and the export's).
+
+    The class is PreTrainedTokenizerFast, which transformers 4.x and 5.x both load (5.x's
+    own save_pretrained writes "TokenizersBackend", unknown to 4.x); written by hand so the
+    files do not depend on the installed transformers. Byte-level BPE has no unknown token:
+    unk (and bos) name the end-of-text token, as GPT-2's tokenizer does."""
+    folder = Path(folder)
+    special = {"bos_token": eos_token, "eos_token": eos_token, "unk_token": eos_token, "pad_token": pad_token}
+    if mask_token is not None:
+        special["mask_token"] = mask_token
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", **special,
+              # 4.x defaults to True, which rewrites " ." as "." on decode: no exact round trip
+              "clean_up_tokenization_spaces": False}
+    if model_max_length is not None:
+        config["model_max_length"] = model_max_length
+    return [write_json(config, folder / TOKENIZER_CONFIG_FILES[0]), write_json(special, folder / TOKENIZER_CONFIG_FILES[1])]
 
 
 def write_json(obj, path: str | os.PathLike) -> Path:

@@ -123,20 +123,73 @@ def parse_recipe(data: dict, base_dir: Path, origin: str = "<recipe>") -> Recipe
     recipe = resolve_paths(recipe, base_dir)
     recipe.base_dir = base_dir
     recipe._as_written = written
+    _load_custom_filters(recipe, origin)
     return recipe
 
 
-def load_recipe(path: str | Path) -> Recipe:
+def _load_custom_filters(recipe: Recipe, origin: str) -> None:
+    """Import each custom clean filter now (a bad one fails before any stage runs) and pin
+    its code in the config (so in the clean stage's cache key)."""
+    from pipeline.clean.custom import CustomFilterError, code_sha256, load_filter
+
+    for i, cf in enumerate(recipe.clean.custom_filters):
+        try:
+            _, file = load_filter(cf.function, cf.folder)
+        except CustomFilterError as e:
+            raise RecipeError(f"{origin}: clean.custom_filters[{i}]: {e}") from None
+        cf.code_sha256 = code_sha256(file)
+
+
+RECIPE_FILE = "recipe.yaml"  # what a folder given as the recipe holds
+# Set (to 1) to fetch a recipe URL from a loopback or private address (`opencorpus run --allow-private-networks`).
+ALLOW_PRIVATE_ENV = "OPENCORPUS_ALLOW_PRIVATE_NETWORKS"
+
+
+def is_recipe_url(path: str | Path) -> bool:
+    return isinstance(path, str) and path.startswith(("http://", "https://"))
+
+
+def recipe_file(path: str | Path) -> Path:
+    """The recipe file `path` names: the file itself, or a folder's recipe.yaml."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / RECIPE_FILE).is_file():
+            raise RecipeError(f"{path}: a folder without a {RECIPE_FILE}; give the recipe file")
+        return path / RECIPE_FILE
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file not found")
+    return path
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """A recipe from a YAML file, a folder holding recipe.yaml, or an http(s) URL (fetched
+    with the downloader's retries and address checks; its relative paths resolve against
+    the current folder)."""
+    if is_recipe_url(path):
+        import os
+
+        from pipeline.download import BlockedAddressError, DownloadError, fetch_text
+
+        try:
+            text = fetch_text(path, allow_private_networks=os.environ.get(ALLOW_PRIVATE_ENV) == "1").decode("utf-8")
+        except BlockedAddressError:
+            raise RecipeError(f"{path}: refused: its host is a loopback or private address; "
+                              "`opencorpus run --allow-private-networks` fetches it") from None
+        except (DownloadError, UnicodeDecodeError) as e:
+            raise RecipeError(f"{path}: recipe not fetched: {str(e).removeprefix(f'{path}: ')}") from None
+        return _parse_yaml(text, Path.cwd(), path)
+    path = recipe_file(path)
+    return _parse_yaml(path.read_text(encoding="utf-8"), path.parent, str(path))
+
+
+def _parse_yaml(text: str, base_dir: Path, origin: str) -> Recipe:
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedLoader)
+        data = yaml.load(text, Loader=_BoundedLoader)
     except _TooManyAliases as e:
-        raise RecipeError(f"{path}: {e}") from None
+        raise RecipeError(f"{origin}: {e}") from None
     except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: invalid YAML: {e}") from None
-    return parse_recipe(data, path.parent, str(path))
+        raise RecipeError(f"{origin}: invalid YAML: {e}") from None
+    return parse_recipe(data, base_dir, origin)
 
 
 MAX_YAML_ALIASES = 1000  # a recipe has little use for aliases; an alias bomb needs few, nested

@@ -26,9 +26,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipeline.io import atomic_path, write_json
+from pipeline.io import atomic_path, write_json, write_parquet_file
 
 
 class Mapper(Protocol):
@@ -113,4 +112,4 @@ def save_npy(arr: np.ndarray, path: Path):
 
 def save_parquet(table: pa.Table, path: Path, row_group_size: int | None = None):
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
+        write_parquet_file(table, tmp, row_group_size, compression="zstd")

@@ -77,11 +77,14 @@ def card_recipe(corpora: Path, work: Path, name: str = "card-test") -> dict:
     }
 
 
-def build_corpus(out_dir: Path, data_cards_dir: Path | None, recipe_data: dict) -> Manifest:
-    """Run ingest, clean, dedup, tokenize into out_dir, write manifest.json and the card."""
+def build_corpus(out_dir: Path, data_cards_dir: Path | None, recipe_data: dict,
+                 recipe_dir: Path | None = None) -> Manifest:
+    """Run ingest, clean, dedup, tokenize into out_dir, write manifest.json and the card.
+    The recipe is written to recipe_dir (default: out_dir's parent)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    recipe_path = out_dir.parent / f"{recipe_data['name']}.yaml"
+    recipe_path = Path(recipe_dir or out_dir.parent) / f"{recipe_data['name']}.yaml"
+    recipe_path.parent.mkdir(parents=True, exist_ok=True)
     recipe_path.write_text(yaml.safe_dump(recipe_data, sort_keys=False), encoding="utf-8")
     recipe = load_recipe(recipe_path)
     stages = Stages()

@@ -58,7 +58,8 @@ def test_every_section_is_there(built):
     for heading in SECTIONS:
         assert f"\n{heading}\n" in text, heading
     assert text.startswith("---\n")
-    assert f"`{manifest['command']}`" in text or manifest["command"] in text  # reproduction command
+    recipe_dir = Path(manifest["recipe_path"]).parent  # the card's paths are relative to it
+    assert f"\n{manifest['command'].replace(str(recipe_dir) + '/', '')}\n" in text  # reproduction command
     assert manifest["recipe_hash"] in text
     assert "Not recorded" not in text  # this corpus records every stage
 
@@ -96,7 +97,7 @@ def test_sources_match_parquet(built):
         row = next(line for line in text.splitlines() if line.startswith(f"| {s['name']} |"))
         assert f"| {ingest['docs_in']:,} |" in row and f"| {sub.height:,} |" in row
         for p in ingest["provenance"]:  # every input file with its size and sha256
-            entry = next(x for x in s["files"] if x["path"] == p["path"])
+            entry = next(x for x in s["files"] if x["path"] == os.path.relpath(p["path"], Path(manifest["recipe_path"]).parent))
             assert entry["size"] == Path(p["path"]).stat().st_size
             assert f"`{entry['sha256']}`" in text
             assert len(entry["sha256"]) == 64
@@ -221,7 +222,7 @@ def test_metadata_passes_huggingface_hub(built):
         assert set(meta["license"]) == {"mit", "apache-2.0", "other"} and meta["license_name"]
         assert "en" in meta["language"] and all(re.fullmatch(r"[a-z]{2,3}", x) for x in meta["language"])
         assert meta["size_categories"] == ["n<1K"] and meta["task_categories"] == ["text-generation"]
-        assert {c["config_name"] for c in meta["configs"]} == {"documents", "tokens"}
+        assert {c["config_name"] for c in meta["configs"]} == {"documents", "tokens", "rejected", "clusters"}
         # round trip through the typed model keeps every field
         again = DatasetCardData(**meta).to_dict()
         assert again["configs"] == meta["configs"] and again["license"] == meta["license"]

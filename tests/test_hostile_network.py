@@ -13,16 +13,17 @@ import gzip
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
-import zlib
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from hostile_fixtures import HTML, gzip_bomb, para, warc_records, write_warc
 from httpserver import FileServer
 from pipeline.download import BlockedAddressError, Downloader, DownloadError, RetryPolicy, local_name
 from pipeline.ingest import ingest_source
@@ -30,7 +31,6 @@ from pipeline.recipe import RecipeError, load_recipe, parse_recipe
 from pipeline.sources.base import InputError
 
 FAST = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05)
-HTML = "<html><head><title>t</title></head><body><article><p>{}</p></article></body></html>"
 PAGE = b"<!DOCTYPE html><html><head><title>Not found</title></head><body><h1>Sorry</h1><p>Try the home page.</p></body></html>\n"
 
 
@@ -56,56 +56,12 @@ def read_all(src):
 # ---------------------------------------------------------------- 1. WARC leniency
 
 
-def _para(i: int) -> str:
-    return f"Paragraph number {i} tells a plain story about the river, the town and the people who live there."
-
-
-def _write_warc(path: Path, mode: str) -> dict[str, str]:
-    """A WARC written by warcio: one record of each awkward kind. Returns uri -> record id."""
-    from warcio.statusandheaders import StatusAndHeaders
-    from warcio.warcwriter import WARCWriter
-
-    buf = io.BytesIO()
-    writer = WARCWriter(buf, gzip=(mode == "per-record"))
-    ids = {}
-
-    def response(uri, body: bytes, headers):
-        http = StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1")
-        rec = writer.create_warc_record(uri, "response", payload=io.BytesIO(body), http_headers=http)
-        writer.write_record(rec)
-        ids[uri] = rec.rec_headers.get_header("WARC-Record-ID")
-
-    html = lambda i: HTML.format(_para(i)).encode()  # noqa: E731
-    # a body stored de-chunked while its header still says chunked (how many crawlers store it)
-    response("http://a.test/dechunked", html(1), [("Content-Type", "text/html"), ("Transfer-Encoding", "chunked")])
-    # a body that really is chunked
-    body = html(2)
-    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 40]), body[i:i + 40]) for i in range(0, len(body), 40)) + b"0\r\n\r\n"
-    response("http://a.test/chunked", chunked, [("Content-Type", "text/html; charset=utf-8"), ("Transfer-Encoding", "chunked")])
-    # gzip content encoding, chunked on top
-    gz = gzip.compress(html(3))
-    response("http://a.test/gzip", b"%x\r\n%s\r\n0\r\n\r\n" % (len(gz), gz),
-             [("Content-Type", "text/html"), ("Content-Encoding", "gzip"), ("Transfer-Encoding", "chunked")])
-    # a body that says gzip and is compressed, but corrupt: that record is rejected, the file read on
-    response("http://a.test/broken", b"\x1f\x8b\x08\x00" + os.urandom(64), [("Content-Type", "text/html"), ("Content-Encoding", "gzip")])
-    # a revisit record and a non-HTML payload: counted, not documents
-    rev = writer.create_revisit_record("http://a.test/dechunked", digest="sha1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-                                       refers_to_uri="http://a.test/dechunked", refers_to_date="2024-01-01T00:00:00Z",
-                                       http_headers=StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1"))
-    writer.write_record(rev)
-    response("http://a.test/doc.pdf", b"%PDF-1.4 binary", [("Content-Type", "application/pdf")])
-    response("http://a.test/last", html(4), [("Content-Type", "text/html")])
-    data = buf.getvalue()
-    path.write_bytes(gzip.compress(data) if mode == "whole-file" else data)
-    return ids
-
-
 @pytest.mark.parametrize("mode", ["per-record", "whole-file", "plain"])
 def test_warc_lenient_chunked_bodies_and_unreadable_record(tmp_path, mode):
     from pipeline.sources.warc import WarcReader
 
     name = "crawl.warc" + ("" if mode == "plain" else ".gz")
-    ids = _write_warc(tmp_path / name, mode)
+    ids = write_warc(tmp_path / name, mode)
     counts: dict = {}
     batches = list(WarcReader("w", None, main_content=False).read(tmp_path / name, counts=counts))
     docs = pa.concat_tables([b.docs for b in batches])
@@ -113,7 +69,7 @@ def test_warc_lenient_chunked_bodies_and_unreadable_record(tmp_path, mode):
     by_url = dict(zip(docs.column("url").to_pylist(), docs.column("text").to_pylist()))
     assert sorted(by_url) == ["http://a.test/chunked", "http://a.test/dechunked", "http://a.test/gzip", "http://a.test/last"]
     for i, url in enumerate(["dechunked", "chunked", "gzip", "last"], start=1):
-        assert by_url[f"http://a.test/{url}"].strip() == _para(i)
+        assert by_url[f"http://a.test/{url}"].strip() == para(i)
     assert rej.column("filter").to_pylist() == ["unreadable_record"]
     reason = rej.column("reason")[0].as_py()
     assert ids["http://a.test/broken"] in reason and name in reason and "http://a.test/broken" in reason
@@ -124,7 +80,7 @@ def test_warc_lenient_chunked_bodies_and_unreadable_record(tmp_path, mode):
 def test_uncompressed_warc_cut_mid_record_stops_the_run(tmp_path, cut):
     from pipeline.sources.warc import WarcReader
 
-    _write_warc(tmp_path / "x.warc", "plain")
+    write_warc(tmp_path / "x.warc", "plain")
     data = (tmp_path / "x.warc").read_bytes()
     (tmp_path / "x.warc").write_bytes(data[:-4 - cut])  # the closing CRLF CRLF and `cut` body bytes gone
     with pytest.raises(IOError, match=r"x\.warc: cannot read the WARC file to the end.*(ends after .* bytes|ends inside the last record.s header).*truncated"):
@@ -142,7 +98,7 @@ def test_warc_oversize_records_and_gzip_bodies_are_bounded(tmp_path):
     for uri, body, headers in [
         ("http://a.test/big", HTML.format("b" * 30_000).encode(), [("Content-Type", "text/html")]),
         ("http://a.test/bomb", gzip.compress(b"<p>" + b"z" * 5_000_000), [("Content-Type", "text/html"), ("Content-Encoding", "gzip")]),
-        ("http://a.test/ok", HTML.format(_para(1)).encode(), [("Content-Type", "text/html")]),
+        ("http://a.test/ok", HTML.format(para(1)).encode(), [("Content-Type", "text/html")]),
     ]:
         http = StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1")
         writer.write_record(writer.create_warc_record(uri, "response", payload=io.BytesIO(body), http_headers=http))
@@ -155,11 +111,44 @@ def test_warc_oversize_records_and_gzip_bodies_are_bounded(tmp_path):
     assert "inflates past max_record_bytes" in rej.column("reason")[1].as_py()
 
 
+_CORRUPTIONS = {
+    "content_length": lambda r: re.sub(rb"Content-Length: \d+", b"Content-Length: 12zz", r, count=1),
+    "no_length": lambda r: re.sub(rb"Content-Length: \d+\r\n", b"", r, count=1),
+    "version_line": lambda r: b"XARC" + r[4:],
+    "length_too_long": lambda r: re.sub(rb"Content-Length: (\d+)", lambda m: b"Content-Length: %d" % (int(m.group(1)) + 700), r, count=1),
+    "length_too_short": lambda r: re.sub(rb"Content-Length: (\d+)", lambda m: b"Content-Length: %d" % (int(m.group(1)) - 30), r, count=1),
+}
+
+
+@pytest.mark.parametrize("mode", ["plain", "per-record", "whole-file"])
+@pytest.mark.parametrize("corruption", sorted(_CORRUPTIONS))
+def test_warc_record_with_a_corrupt_header_is_rejected_and_the_rest_is_read(tmp_path, mode, corruption):
+    from pipeline.sources.warc import WarcReader
+
+    records, ids = warc_records(5)
+    records[2] = _CORRUPTIONS[corruption](records[2])
+    if mode == "per-record":
+        data = b"".join(gzip.compress(r) for r in records)
+    else:
+        data = b"".join(records)
+        data = gzip.compress(data) if mode == "whole-file" else data
+    name = "c.warc" + ("" if mode == "plain" else ".gz")
+    (tmp_path / name).write_bytes(data)
+    batches = list(WarcReader("w", None, main_content=False).read(tmp_path / name))
+    docs = pa.concat_tables([b.docs for b in batches])
+    rej = pa.concat_tables([b.rejected for b in batches])
+    assert docs.column("url").to_pylist() == [f"http://a.test/{i}" for i in (0, 1, 3, 4)]
+    assert rej.column("filter").to_pylist() == ["unreadable_record"]
+    reason = rej.column("reason")[0].as_py()
+    assert name in reason and ids[2] in reason and "cannot be parsed" in reason and "\n" not in reason
+    assert rej.column("id")[0].as_py() == "w/" + ids[2].strip("<>").removeprefix("urn:uuid:")
+
+
 # ---------------------------------------------------------------- 2. a short body without Content-Length
 
 
 def test_download_without_content_length_cut_mid_body_is_not_accepted(server, tmp_path):
-    data = b"".join(json.dumps({"id": i, "text": _para(i)}).encode() + b"\n" for i in range(2000))
+    data = b"".join(json.dumps({"id": i, "text": para(i)}).encode() + b"\n" for i in range(2000))
     (server.extra / "d.jsonl").write_bytes(data)
     server.fault("/extra/d.jsonl", no_length=True, drop_at=len(data) * 3 // 10, times=1)
     e = Downloader(tmp_path / "raw", retry=FAST, allow_private_networks=True).fetch(server.url("/extra/d.jsonl"))
@@ -244,37 +233,80 @@ def test_text_file_over_max_record_bytes_is_rejected(tmp_path):
     assert "big.txt.gz: 3,000,000 bytes, over max_record_bytes (1,000,000)" in rej.column("reason")[0].as_py()
 
 
-def test_gzip_bomb_without_newline_keeps_memory_bounded(tmp_path):
-    size = 200 << 20
-    comp = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    block = b"a" * (1 << 20)
-    with open(tmp_path / "bomb.jsonl.gz", "wb") as f:
-        f.write(comp.compress(b'{"text": "ok"}\n'))
-        for _ in range(size >> 20):
-            f.write(comp.compress(block))
-        f.write(comp.flush())
-    assert (tmp_path / "bomb.jsonl.gz").stat().st_size < 2 << 20
+def _read_in_a_child(spec: dict, base: Path) -> tuple[int, int, int, list[str]]:
+    """(documents, rejected, peak RSS growth in MB, rejection reasons) of reading one source
+    in a fresh interpreter, so that its peak memory is this read's alone."""
     script = textwrap.dedent(f"""
-        import resource, sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import json, resource, sys
         from pipeline.recipe import parse_recipe
-        src = parse_recipe({{"name": "t", "sources": [{{"name": "b", "type": "jsonl", "paths": ["bomb.jsonl.gz"],
-                            "max_record_bytes": 4 << 20}}]}}, {str(tmp_path)!r}).source_objects({str(tmp_path / "o")!r})[0]
+        src = parse_recipe({{"name": "t", "sources": [{spec!r}]}}, {str(base)!r}).source_objects({str(base / "o")!r})[0]
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        docs = rej = 0
+        docs, reasons = 0, []
         for b in src.read():
             docs += b.docs.num_rows
-            rej += b.rejected.num_rows
-            reasons = b.rejected.column("reason").to_pylist()
+            reasons += b.rejected.column("reason").to_pylist()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(docs, rej, (peak - base) // 1024, reasons)
+        print(json.dumps([docs, len(reasons), (peak - base) // 1024, reasons]))
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=base,
+                         env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])})
     assert out.returncode == 0, out.stderr[-2000:]
-    docs, rej, grown_mb, reasons = out.stdout.split(" ", 3)
-    assert (docs, rej) == ("1", "1")
-    assert int(grown_mb) < 60, f"peak RSS grew by {grown_mb} MB reading a {size >> 20} MB line"
-    assert "no newline before the end of the file" in reasons and "209,715,200 bytes" in reasons
+    return tuple(json.loads(out.stdout))
+
+
+def test_gzip_bomb_without_newline_keeps_memory_bounded(tmp_path):
+    gzip_bomb(tmp_path / "bomb.jsonl.gz", b'{"text": "ok"}\n', 200 << 20)
+    docs, rej, grown_mb, reasons = _read_in_a_child(
+        {"name": "b", "type": "jsonl", "paths": ["bomb.jsonl.gz"], "max_record_bytes": 4 << 20}, tmp_path)
+    assert (docs, rej) == (1, 1)
+    assert grown_mb < 60, f"peak RSS grew by {grown_mb} MB reading a 200 MB line"
+    assert "no newline before the end of the file" in reasons[0] and "209,715,200 bytes" in reasons[0]
+
+
+def test_text_split_on_a_separator_is_streamed_with_bounded_memory(tmp_path):
+    gzip_bomb(tmp_path / "bomb.txt.gz", b"A first short document.\n\n", 200 << 20)
+    docs, rej, grown_mb, reasons = _read_in_a_child(
+        {"name": "t", "type": "text", "paths": ["bomb.txt.gz"], "separator": "\\n\\n", "max_record_bytes": 4 << 20},
+        tmp_path)
+    assert (docs, rej) == (1, 1)
+    assert grown_mb < 60, f"peak RSS grew by {grown_mb} MB reading a 200 MB document"
+    assert "bomb.txt.gz#1: 209,715,200 bytes, over max_record_bytes (4,194,304)" in reasons[0]
+
+
+@pytest.mark.parametrize("split", [{"separator": "\\n\\n"}, {"separator_regex": "^CHAPTER [IVX]+"}])
+def test_text_split_streamed_gives_the_parts_of_the_whole_text(tmp_path, monkeypatch, split):
+    import re as re_
+
+    import pipeline.sources.files as files
+
+    rng = __import__("random").Random(5)
+    words = ["river", "town", "CHAPTER I", "\nCHAPTER IV", "\n", "\n\n", "caf\u00e9", "  "]
+    text = "\ufeff" + " ".join(rng.choice(words) for _ in range(3000))
+    (tmp_path / "book.txt").write_text(text, encoding="utf-8")
+    body = text[1:]
+    if "separator" in split:
+        expected = body.split("\n\n")
+    else:
+        bounds = sorted({0, len(body), *(m.start() for m in re_.finditer(split["separator_regex"], body, re_.M))})
+        expected = [body[a:z] for a, z in zip(bounds, bounds[1:])]
+    want = {f"t/book.txt#{i}": p for i, p in enumerate(expected) if p.strip()}
+    assert len(want) > 50
+    monkeypatch.setattr(files, "_TEXT_CHUNK", 97)  # many chunk boundaries, inside separators too
+    monkeypatch.setattr(files, "_REGEX_WINDOW", 64)
+    docs, rej = read_all(source({"name": "t", "type": "text", "paths": ["book.txt"], **split}, tmp_path))
+    assert rej.num_rows == 0
+    assert dict(zip(docs.column("id").to_pylist(), docs.column("text").to_pylist())) == want
+
+
+def test_text_split_part_over_max_record_bytes_or_invalid_is_rejected_alone(tmp_path):
+    (tmp_path / "p.txt").write_bytes(b"first part\n\n" + b"w" * 5000 + b"\n\nbad \xff byte\n\nlast part")
+    docs, rej = read_all(source({"name": "t", "type": "text", "paths": ["p.txt"], "separator": "\\n\\n",
+                                 "max_record_bytes": 1000}, tmp_path))
+    assert docs.column("id").to_pylist() == ["t/p.txt#0", "t/p.txt#3"]
+    assert rej.column("filter").to_pylist() == ["oversize_record", "invalid_utf8"]
+    reasons = rej.column("reason").to_pylist()
+    assert reasons[0].endswith("p.txt#1: 5,000 bytes, over max_record_bytes (1,000); skipped without holding it whole")
+    assert reasons[1].endswith("p.txt#2: invalid utf-8 at byte 5018")
 
 
 # ---------------------------------------------------------------- 6. one retry policy

@@ -168,3 +168,78 @@ def test_export_hf_logits_match(corpus_dir, tmp_path):
     text = "To be, or not to be"
     assert tok.decode(tok(text)["input_ids"]) == text
     assert tok.eos_token == "<|endoftext|>"
+
+
+def test_export_loads_generates_and_has_a_model_card(corpus_dir, tmp_path):
+    """The export as a user takes it: AutoModelForCausalLM and AutoTokenizer load it and
+    generate; its tokenizer class is one transformers 4.x loads too; its README.md carries
+    Hub metadata with the measured figures."""
+    import json
+    import shutil
+
+    from huggingface_hub import ModelCard
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from model.evaluate import evaluate
+    from model.export import export_hf
+    from model.train import train
+
+    data = tmp_path / "data"  # the corpus with a data card, whose license the model card repeats
+    shutil.copytree(corpus_dir, data)
+    train(data, tmp_path / "run", max_steps=3, progress=False, **TINY)
+    ev = evaluate(tmp_path / "run", max_tokens=2000, device="cpu", samples=False)
+    assert ModelCard.load(export_hf(tmp_path / "run", tmp_path / "no-card") / "README.md").data.license == "unknown"
+    (data / "README.md").write_text("---\npretty_name: test-play\nlicense:\n- cc-by-4.0\n- odc-by\nlanguage:\n- en\n"
+                                    "---\n\n# test-play\n", encoding="utf-8")
+    out = export_hf(tmp_path / "run", tmp_path / "hf")
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"  # not 5.x's TokenizersBackend
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    assert (tok.eos_token, tok.pad_token, tok.model_max_length) == ("<|endoftext|>", "<|pad|>", TINY["block_size"])
+    inputs = tok("To be, or not", return_tensors="pt")
+    torch.manual_seed(0)
+    ids = model.generate(**inputs, max_new_tokens=12, do_sample=True, pad_token_id=tok.pad_token_id)
+    assert ids.shape[1] > inputs["input_ids"].shape[1]
+    assert tok.decode(ids[0]).startswith("To be, or not")
+
+    card = ModelCard.load(out / "README.md")
+    meta = card.data.to_dict()
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "text-generation"
+    assert meta["datasets"] == ["test-play"] and meta["license"] == ["cc-by-4.0", "odc-by"] and meta["language"] == ["en"]
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results["loss"] == round(ev["val_loss"], 4)
+    assert results["bits_per_byte"] == round(ev["val_bits_per_byte"], 4)
+    assert "## Limits" in card.text and f"| Validation loss (nats per token) | {round(ev['val_loss'], 4)} |" in card.text
+
+
+LOAD_AND_GENERATE = """
+import sys, torch, transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1]).eval()
+text = "To be, or not to be , that is . the question"
+assert tok.decode(tok(text)["input_ids"]) == text
+ids = model.generate(**tok("To be", return_tensors="pt"), max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+assert ids.shape[1] > 2 and (tok.eos_token, tok.pad_token) == ("<|endoftext|>", "<|pad|>")
+print(transformers.__version__)
+"""
+
+
+@pytest.mark.other_transformers
+def test_export_loads_with_another_transformers_release(corpus_dir, tmp_path):
+    """The export in a venv with another transformers release (say the latest 4.x, while the
+    project's venv has 5.x): point $OPENCORPUS_OTHER_TRANSFORMERS_PYTHON at its python."""
+    import os
+    import subprocess
+
+    from model.export import export_hf
+    from model.train import train
+
+    python = os.environ.get("OPENCORPUS_OTHER_TRANSFORMERS_PYTHON")
+    if not python:
+        pytest.skip("set OPENCORPUS_OTHER_TRANSFORMERS_PYTHON to a venv's python with another transformers release")
+    train(corpus_dir, tmp_path / "run", max_steps=2, progress=False, **TINY)
+    out = export_hf(tmp_path / "run", tmp_path / "hf")
+    done = subprocess.run([python, "-c", LOAD_AND_GENERATE, str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -234,3 +234,53 @@ def test_full_disk_and_missing_run_are_one_line(tmp_path, monkeypatch, capsys):
     assert err == [f"error: no space left on the device writing {tmp_path / 'run' / 'eval.json'}"]
     with pytest.raises(OSError):
         main(["eval", str(tmp_path / "run"), "--debug"])
+
+
+def test_run_writes_only_where_told(tmp_path, prefect_api, monkeypatch, capfd):
+    """`opencorpus run FOLDER` (a folder holding recipe.yaml) run from any folder writes its
+    output, and the card's copy only into --cards-dir when given: never ./data_cards of the
+    current folder."""
+    from flows.cli import main
+
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    recipe_file(folder).rename(folder / "recipe.yaml")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["run", str(folder), "--output", str(tmp_path / "out"), "--workers", "1"]) == 0, capfd.readouterr().err
+    assert (tmp_path / "out" / "README.md").is_file()
+    assert sorted(here.iterdir()) == []
+    assert main(["run", str(here)]) == 2
+    assert capfd.readouterr().err.strip() == f"error: {here}: a folder without a recipe.yaml; give the recipe file"
+
+
+def test_version(capsys):
+    from flows.cli import main
+    from pipeline.manifest import code_version
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"opencorpus {code_version()}\n"
+
+
+def test_run_a_recipe_url(tmp_path, prefect_api, monkeypatch, capfd):
+    """A recipe URL is fetched by the downloader (a loopback one only when allowed); the
+    manifest and the card name the URL, not a local copy."""
+    from httpserver import FileServer
+
+    from flows.cli import main
+    from pipeline.recipe import ALLOW_PRIVATE_ENV
+
+    recipe = recipe_file(tmp_path)
+    out = tmp_path / "out"
+    monkeypatch.setenv(ALLOW_PRIVATE_ENV, "0")  # the CLI flag sets it; restored after the test
+    with FileServer({"/recipes": tmp_path}) as srv:
+        url = srv.url("/recipes/r.yaml")
+        assert main(["run", url, "--output", str(out), "--workers", "1"]) == 2
+        assert "--allow-private-networks" in capfd.readouterr().err
+        assert main(["run", url, "--output", str(out), "--workers", "1", "--allow-private-networks"]) == 0, \
+            capfd.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["recipe_path"] == url and manifest["name"] == "safety"
+    assert f"\nopencorpus run {url} --output " in (out / "README.md").read_text()

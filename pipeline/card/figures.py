@@ -12,10 +12,13 @@ manifest alone.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import polars as pl
 
+from pipeline.card.format import visible
 from pipeline.io import list_shards, sha256_file
 from pipeline.records import DuplicateCluster, Histogram, Manifest, ModelList
 
@@ -37,12 +40,43 @@ def _scrubber():
 
 def truncate(text: str | None, n: int = EXAMPLE_CHARS) -> str | None:
     """An example for the card: PII replaced (a card is published, and a record removed
-    before the clean stage's replacement keeps its text as read), one line, at most n characters."""
+    before the clean stage's replacement keeps its text as read), one line, control
+    characters shown as escapes (`visible`), at most n characters."""
     if text is None:
         return None
     text = _scrubber()(text[: 4 * n])
-    text = " ".join(text.split())  # one line: examples sit in tables
+    text = visible(" ".join(text.split()))  # one line: examples sit in tables
     return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+
+
+# An absolute POSIX path in free text (a URL's path follows its host, so it never matches).
+_ABS_PATH = re.compile(r"(?<![\w:/.~-])/[^\s'\"`|<>()\[\]]+")
+
+
+def relative_paths(text: str | None, base: Path | None) -> str | None:
+    """`text` with every absolute path relative to `base` (the recipe's folder), or only its
+    file name without a base: a published card names no folder of the machine that built it."""
+    if not text:
+        return text
+    return _ABS_PATH.sub(lambda m: os.path.relpath(m.group(), base) if base else Path(m.group()).name, text)
+
+
+def _publishable(figures: dict, base: Path | None) -> dict:
+    """The figures with the paths they quote (command, recipe, input files, rejection reasons)
+    relative to `base`."""
+    rel = lambda text: relative_paths(text, base)  # noqa: E731
+    figures["command"], figures["recipe_path"] = rel(figures["command"]), rel(figures["recipe_path"])
+    for s in figures["sources"]:
+        for f in s["files"]:
+            if f.get("path"):
+                f["path"] = rel(f["path"])
+    examples = [e for x in figures["funnel"]["filters"] for e in x["examples"]]
+    examples += [m for c in figures["duplicates"].get("largest") or [] for m in c.get("members", [])]
+    for e in examples:
+        for key in ("id", "reason"):
+            if e.get(key):
+                e[key] = visible(rel(e[key]))
+    return figures
 
 
 def _scan(paths: list[Path]) -> pl.LazyFrame | None:
@@ -424,7 +458,15 @@ def collect_figures(corpus_dir: str | Path | None, manifest: Manifest) -> dict:
     summary["languages"] = [r["language"] for r in figures["languages"]["rows"]]
     summary["licenses"] = _licenses(figures)
     figures["limitations"] = limitations(figures)
-    return figures
+    return _publishable(figures, _recipe_dir(manifest.recipe_path) or (corpus_dir and Path(corpus_dir).resolve()))
+
+
+def _recipe_dir(recipe: str | None) -> Path | None:
+    """The folder of a local recipe (a recipe.yaml file, or the folder given for it); None for a URL."""
+    if not recipe or "://" in recipe:
+        return None
+    path = Path(recipe).resolve()
+    return path.parent if path.suffix in (".yaml", ".yml") else path
 
 
 def _byte_lengths(final: pl.DataFrame | None) -> dict | None:

@@ -1,6 +1,19 @@
 """Formatting shared by every rendering of a card (Markdown, terminal, diff): numbers for people, table cells."""
 from __future__ import annotations
 
+import re
+
+# C0/C1 controls, DEL, bidirectional overrides and lone surrogates: a NUL makes tools treat
+# the card as a binary file, a bidi override reorders the text a reader sees.
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def visible(text: str) -> str:
+    """`text` with each invisible control character written as an escape (\\x00, \\u202e)."""
+    return _INVISIBLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+                          text)
+
+
 def mb(n) -> str:
     """A byte count for people: B, kB, MB or GB (decimal units)."""
     if n is None:
@@ -23,7 +36,9 @@ def cell(text) -> str:
     """Text safe inside a Markdown table cell."""
     if text is None:
         return ""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+    # brackets escaped: text quoted from documents never becomes a link or an image
+    return (visible(str(text)).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+            .replace(">", "&gt;").replace("[", "\\[").replace("]", "\\]"))
 
 
 def table(header: list[str], rows: list[list], align: str | None = None) -> list[str]:

@@ -35,7 +35,12 @@ HF_LICENSES = {
 _HF_ALIASES = {"public-domain": "other", "cc0": "cc0-1.0", "gpl-3.0-only": "gpl-3.0", "gpl-3.0-or-later": "gpl-3.0",
                "gpl-2.0-only": "gpl-2.0", "gpl-2.0-or-later": "gpl-2.0", "lgpl-2.1-only": "lgpl-2.1",
                "lgpl-2.1-or-later": "lgpl-2.1", "lgpl-3.0-only": "lgpl-3.0", "lgpl-3.0-or-later": "lgpl-3.0",
-               "agpl-3.0-only": "agpl-3.0", "agpl-3.0-or-later": "agpl-3.0", "gfdl-1.3": "gfdl", "bsd-3": "bsd-3-clause"}
+               "agpl-3.0-only": "agpl-3.0", "agpl-3.0-or-later": "agpl-3.0", "gfdl-1.3": "gfdl", "bsd-3": "bsd-3-clause",
+               # SPDX ids the Hub names without their version
+               "odc-by-1.0": "odc-by", "odbl-1.0": "odbl", "pddl-1.0": "pddl", "gfdl-1.1": "gfdl", "gfdl-1.2": "gfdl",
+               "lgpl-2.0": "lgpl", "gpl-1.0": "gpl", "cc-pddc": "other"}
+# An SPDX id (name, then a version): the Hub has no id for it, so the card links its SPDX page.
+_SPDX_ID = re.compile(r"[A-Za-z][A-Za-z0-9.+]*(?:-[A-Za-z0-9.+]+)*-\d[A-Za-z0-9.]*")
 HF_SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                       (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
 
@@ -44,9 +49,12 @@ HF_SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<10
 
 
 def _hf_license(lic: str) -> str:
+    """The Hub's id of a license (an SPDX id or a common spelling); "other" when it has none."""
     key = re.sub(r"[\s_]+", "-", lic.strip().lower())
     key = re.sub(r"\(.*?\)", "", key).strip("-; ").removesuffix("-license")
     key = _HF_ALIASES.get(key, key)
+    if key not in HF_LICENSES:  # SPDX's -only / -or-later variants (GFDL-1.3-only...) share the Hub's id
+        key = _HF_ALIASES.get(re.sub(r"-(only|or-later)$", "", key), re.sub(r"-(only|or-later)$", "", key))
     return key if key in HF_LICENSES else "other"
 
 
@@ -70,6 +78,8 @@ def card_metadata(f: dict) -> dict:
         others = sorted({x for x in named if _hf_license(x) == "other"})
         meta["license_name"] = re.sub(r"[^a-z0-9.-]+", "-", "-".join(others).lower()).strip("-")[:80] or "other"
         meta["license_details"] = "See the Sources and Limitations sections: " + "; ".join(others)
+        if len(others) == 1 and _SPDX_ID.fullmatch(others[0]):
+            meta["license_link"] = f"https://spdx.org/licenses/{others[0]}.html"
     langs = [lang for lang in f["summary"].get("languages") or [] if _is_language_code(lang)]
     if (f["summary"].get("kinds") or {}).get("code"):
         langs.append("code")  # the Hub's tag for source code (as in bigcode/the-stack)
@@ -85,6 +95,12 @@ def card_metadata(f: dict) -> dict:
             {"split": "validation", "path": "tokens/val/part-*.parquet"},
         ]},
     ]
+    # Browsable on the Hub viewer; declared only when they hold rows, as `datasets` refuses a
+    # configuration whose files are all empty ("corresponds to no data").
+    if sum(s.get("docs_rejected") or 0 for s in f["funnel"]["stages"]):
+        meta["configs"].append({"config_name": "rejected", "data_files": [{"split": "train", "path": "rejected/*.parquet"}]})
+    if f["duplicates"].get("docs_in_clusters"):
+        meta["configs"].append({"config_name": "clusters", "data_files": [{"split": "train", "path": "clusters/*.parquet"}]})
     return meta
 
 
@@ -156,7 +172,9 @@ def _summary(f: dict) -> list[str]:
     commit = (f.get("code_version") or "").partition("+g")[2]
     if commit:
         out.append(f"git checkout {commit}   # opencorpus {f['code_version']}")
-    out += [f.get("command") or "# command not recorded", "```", ""]
+    out += ["# from the recipe's folder (the card's paths are relative to it)", f["command"]] if f.get("command") else [
+        "# command not recorded"]
+    out += ["```", ""]
     return out
 
 

@@ -168,6 +168,34 @@ class PIIConfig(_Options):
     phone: str | None = Field("<PHONE_NUMBER>", description="placeholder for phone numbers (null: keep them)")
 
 
+class CustomFilterConfig(_Options):
+    """A user's own filter: a Python callable run on the documents the built-in chain kept
+    (pipeline/clean/custom.py; docs/cleaning.md has an example). A plain string is its `function`."""
+
+    function: str = Field(..., description="module:function, the module imported from `folder` first, then from installed packages")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$",
+                             description="the filter's name in rejected/ and on the card, as custom.<name> (default: the function's name)")
+    folder: str = recipe_path(".", description="folder the module is imported from first (default: the recipe's folder)")
+    code_sha256: str | None = Field(None, description="sha256 of the module's file, set when the recipe is read: editing "
+                                    "the filter changes the clean stage's cache key")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value):
+        return {"function": value} if isinstance(value, str) else value
+
+    @field_validator("function")
+    @classmethod
+    def _module_colon_function(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError(f"expected module:function (for example my_filters:drop_spam), got {value!r}")
+        return value
+
+    @property
+    def filter_name(self) -> str:
+        return "custom." + (self.name or self.function.rpartition(":")[2])
+
+
 class CleanConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -208,3 +236,14 @@ class CleanConfig(BaseModel):
     fineweb: FineWebConfig = Field(default_factory=FineWebConfig)
     code: CodeConfig = Field(default_factory=CodeConfig)
     pii: PIIConfig = Field(default_factory=PIIConfig)
+    custom_filters: list[CustomFilterConfig] = Field(
+        default_factory=list, description="your own filters (`module:function`), run in order after the built-in ones")
+
+    @field_validator("custom_filters")
+    @classmethod
+    def _distinct_names(cls, value: list[CustomFilterConfig]) -> list[CustomFilterConfig]:
+        names = [f.filter_name for f in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two custom filters named {twice}: give them distinct `name`s")
+        return value

@@ -11,10 +11,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.clean.config import CleanConfig
+from pipeline.clean.custom import apply_filter, load_filter
 from pipeline.clean.language import identify
 from pipeline.clean.pii import PIICounts, PIIScrubber
 from pipeline.clean.rules import C4Quality, CodeRules, Doc, FineWebQuality, GopherQuality, GopherRepetition, Rejection, RuleSet
@@ -67,6 +69,10 @@ class Cleaner:
         p = config.pii
         self.scrub = PIIScrubber(p.email, p.ip, p.phone) if p.enabled else None
         self.languages = set(config.languages) if config.languages is not None else None
+        self.custom = []  # (filter name, callable, label for errors)
+        for cf in config.custom_filters:
+            fn, file = load_filter(cf.function, cf.folder)
+            self.custom.append((cf.filter_name, fn, f"clean filter {cf.function} ({file})"))
 
     def filter_names(self) -> list[str]:
         """Every filter that can reject, in pipeline order (the funnel's rows)."""
@@ -76,7 +82,7 @@ class Cleaner:
         names += list(PROSE_FILTERS)
         for rs in self.prose_rules:
             names += [f"{rs.name}.{r}" for r in rs.rules]
-        return names
+        return names + [name for name, _, _ in self.custom]
 
     def judge(self, raw: str, kind: str, license: str | None, path: str | None):
         """-> (text, language, score, Rejection | None) for one document."""
@@ -131,7 +137,20 @@ class Cleaner:
         rej = {"id": [], "source": [], "filter": [], "reason": [], "text": []}
         funnel = {name: {"docs": 0, "bytes": 0, "examples": []} for name in self.filter_names()}
         pii = PIICounts()
-        languages: dict[str, int] = {}
+
+        def reject(i: int, rejection: Rejection, text: str):
+            doc_id = cols["id"][i]
+            rej["id"].append(doc_id)
+            rej["source"].append(cols["source"][i])
+            rej["filter"].append(rejection.filter)
+            rej["reason"].append(rejection.reason)
+            rej["text"].append(text)
+            f = funnel.setdefault(rejection.filter, {"docs": 0, "bytes": 0, "examples": []})
+            f["docs"] += 1
+            f["bytes"] += len(cols["text"][i].encode("utf-8"))
+            if len(f["examples"]) < EXAMPLES_PER_FILTER:
+                f["examples"].append({"id": doc_id, "reason": rejection.reason, "text": text[:EXAMPLE_CHARS]})
+
         for i in range(n):
             raw = cols["text"][i]
             kind = cols["kind"][i] or "prose"
@@ -143,22 +162,10 @@ class Cleaner:
                 kept_text.append(text)
                 kept_lang.append(lang)
                 kept_score.append(score)
-                key = lang or "und"
-                languages[key] = languages.get(key, 0) + 1
                 continue
             if self.scrub is not None:
                 text = self.scrub(text)
-            doc_id = cols["id"][i]
-            rej["id"].append(doc_id)
-            rej["source"].append(cols["source"][i])
-            rej["filter"].append(rejection.filter)
-            rej["reason"].append(rejection.reason)
-            rej["text"].append(text)
-            f = funnel.setdefault(rejection.filter, {"docs": 0, "bytes": 0, "examples": []})
-            f["docs"] += 1
-            f["bytes"] += len(raw.encode("utf-8"))
-            if len(f["examples"]) < EXAMPLES_PER_FILTER:
-                f["examples"].append({"id": doc_id, "reason": rejection.reason, "text": text[:EXAMPLE_CHARS]})
+            reject(i, rejection, text)
 
         base = table.take(pa.array(kept_idx, type=pa.int64())) if kept_idx else table.slice(0, 0)
         kept = pa.Table.from_arrays(
@@ -166,6 +173,18 @@ class Cleaner:
             + [pa.array(kept_lang, pa.string()), pa.array(kept_score, pa.float32())],
             schema=CLEAN_SCHEMA,
         )
+        for name, fn, label in self.custom:  # on the kept documents, as they would be written
+            if not kept.num_rows:
+                break
+            keep, reasons = apply_filter(fn, label, kept)
+            texts = kept.column("text")
+            for j in np.flatnonzero(~keep):
+                reject(kept_idx[j], Rejection(name, reasons[j] or f"rejected by {label}"), texts[j].as_py())
+            kept = kept.filter(pa.array(keep))
+            kept_idx = [i for i, k in zip(kept_idx, keep) if k]
+        languages: dict[str, int] = {}
+        for lang in kept.column("language").to_pylist():
+            languages[lang or "und"] = languages.get(lang or "und", 0) + 1
         rejected = rejected_table(rej["id"], rej["source"], STAGE, rej["filter"], rej["reason"], rej["text"])
         stats = CleanStats(
             docs_in=n, docs_out=kept.num_rows, docs_rejected=rejected.num_rows,

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.dedup.params import DUP_ID, EXACT, URL
-from pipeline.io import atomic_path
+from pipeline.io import ParquetWriter, atomic_path
 from pipeline.units import save_parquet
 
 # (round, key columns, status code of the removed documents); id removals link no cluster.
@@ -44,10 +44,9 @@ def write_group_keys(meta: pa.Table, work: Path, name: str, parts: int, rounds: 
         table = sub.select("part", "doc", *keys).to_arrow()
         bounds = np.searchsorted(table.column("part").to_numpy(), np.arange(parts + 1))
         with atomic_path(work / "keys" / round_name / name) as tmp:
-            with pq.ParquetWriter(tmp, table.schema, compression="zstd") as writer:
+            with ParquetWriter(tmp, table.schema, compression="zstd") as writer:  # no row group for an empty partition
                 for a, b in zip(bounds[:-1], bounds[1:]):
-                    if b > a:
-                        writer.write_table(table.slice(int(a), int(b - a)))
+                    writer.write_table(table.slice(int(a), int(b - a)))
 
 
 def index_group_keys(work: str, name: str, parts: int, rounds: list[str]) -> dict:

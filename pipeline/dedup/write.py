@@ -17,7 +17,7 @@ from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.lines import drop_units
 from pipeline.dedup.params import CLUSTERS_SCHEMA, DUP_ID, EXACT, FILTERS, KEPT, LINES, METHODS, STAGE, URL, Params
 from pipeline.dedup.params import rows_per_batch
-from pipeline.io import PARQUET_COMPRESSION, atomic_path, text_bytes, write_parquet
+from pipeline.io import PARQUET_COMPRESSION, ParquetWriter, atomic_path, text_bytes, write_parquet
 from pipeline.schema import CLEAN_SCHEMA, conform, rejected_table
 
 
@@ -38,7 +38,7 @@ def write_shard(path: str, first_doc: int, out_dir: str, work: str, params: Para
     rej_parts, clu_parts = [], []  # (id, source, text) of rejected rows; id of cluster rows
     # Streamed batch by batch into the output file (atomic), so a worker holds one batch of text.
     with atomic_path(out_dir / "dedup" / name) as tmp:
-        with pq.ParquetWriter(tmp, CLEAN_SCHEMA, compression=PARQUET_COMPRESSION) as writer:
+        with ParquetWriter(tmp, CLEAN_SCHEMA, compression=PARQUET_COMPRESSION) as writer:
             s = 0
             for rb in pf.iter_batches(batch_size=rows_per_batch(pf, batch_bytes)):
                 e = s + rb.num_rows
@@ -57,8 +57,7 @@ def write_shard(path: str, first_doc: int, out_dir: str, work: str, params: Para
                     table = table.set_column(idx, table.schema.field(idx), pa.array(texts, pa.string()))
                 keep_b = status[s:e] == KEPT
                 kept = table.filter(pa.array(keep_b))
-                if kept.num_rows:  # an empty row group is a file some readers refuse
-                    writer.write_table(kept)
+                writer.write_table(kept)
                 docs_out += kept.num_rows
                 bytes_out += text_bytes(kept)
                 rej = pa.array(np.flatnonzero(~keep_b), pa.int64())

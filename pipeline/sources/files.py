@@ -14,8 +14,10 @@ and the rest of the file is read; a file that cannot be opened at all is an Inpu
 """
 from __future__ import annotations
 
+import codecs
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Iterator, Literal
@@ -353,8 +355,8 @@ class TextSourceConfig(SourceConfig):
     separator_regex: str | None = Field(None, description="split on this regular expression instead (matches start a new document)")
     kind: Literal["prose", "code"] = "prose"
     encoding: str = "utf-8"
-    max_record_bytes: int = Field(64 << 20, ge=1, description="a file read as one document (no separator) larger than "
-                                  "this, decompressed, is rejected (`oversize_record`) without being held whole")
+    max_record_bytes: int = Field(64 << 20, ge=1, description="a document (a whole file, or a part of a split file) "
+                                  "larger than this, decompressed, is rejected (`oversize_record`) without being held whole")
 
     _local_paths = field_validator("paths")(classmethod(lambda cls, v: check_local_paths(v)))
 
@@ -362,62 +364,23 @@ class TextSourceConfig(SourceConfig):
 @register
 class TextSource(Source):
     """Plain text (optionally compressed): one document per file, or split by a separator.
-    A file that is not valid UTF-8 is rejected whole with the byte offset of the first bad byte."""
+    A file read as one document that is not valid UTF-8 is rejected whole with the byte
+    offset of the first bad byte; a split file is read as a stream (memory bounded by
+    max_record_bytes), and each part is judged on its own."""
 
     type = "text"
     Config = TextSourceConfig
 
     def read(self) -> Iterator[SourceBatch]:
-        import re
-
         c: TextSourceConfig = self.config
         b = BatchBuilder(c.name, c.license)
         count = 0
         for path in self.resolve_globs(c.paths):
             self.provenance.append({"path": str(path), "size": path.stat().st_size})
             base_id = f"{c.name}/{self.input_name(path)}"
-            whole = not (c.separator or c.separator_regex)  # split files are read whole: their parts are the records
-            with _open(path, c.name) as f:
-                try:
-                    raw = f.read(c.max_record_bytes + 1) if whole else f.read()
-                    size = len(raw)
-                    if whole and size > c.max_record_bytes:
-                        head = raw[:4096]
-                        del raw
-                        while more := f.read(1 << 20):
-                            size += len(more)
-                except (EOFError, OSError) as e:
-                    raise IOError(f"source {c.name!r}: {path}: cannot read compressed stream to the end ({e}); "
-                                  "the file is truncated or corrupt") from e
-            b.bytes_read += size
-            if whole and size > c.max_record_bytes:
-                b.reject(base_id, "oversize_record", f"{path}: {size:,} bytes, over max_record_bytes "
-                         f"({c.max_record_bytes:,}); skipped without reading it whole", head.decode(c.encoding, "replace"))
-                count += 1
-                continue
-            try:
-                text = raw.decode(c.encoding)
-                if text.startswith("\ufeff"):
-                    text = text[1:]  # a byte order mark is not text
-            except UnicodeDecodeError as e:
-                b.reject(base_id, "invalid_utf8", f"{path}: invalid {c.encoding} at byte {e.start}",
-                         raw.decode(c.encoding, "replace"))
-                count += 1
-                continue
-            if c.separator_regex:
-                starts = [m.start() for m in re.finditer(c.separator_regex, text, flags=re.M)]
-                bounds = sorted(set([0] + starts + [len(text)]))
-                parts = [text[a:z] for a, z in zip(bounds, bounds[1:])]
-            elif c.separator:
-                parts = text.split(c.separator.encode().decode("unicode_escape"))
-            else:
-                parts = [text]
-            multi = len(parts) > 1
-            for i, part in enumerate(parts):
-                if multi and not part.strip():
-                    continue  # the space between separators is not a document
-                doc_id = f"{base_id}#{i}" if multi else base_id
-                b.add(doc_id, part, kind=c.kind, path=f"{path}#{i}" if multi else str(path))
+            whole = not (c.separator or c.separator_regex)
+            records = _whole_file(path, c, base_id, b) if whole else _split_file(path, c, base_id, b)
+            for _ in records:  # each step adds one document or rejection to `b`
                 count += 1
                 if b.full():
                     yield b.flush()
@@ -425,3 +388,183 @@ class TextSource(Source):
                     yield b.flush()
                     return
         yield b.flush()
+
+
+def _whole_file(path: Path, c: TextSourceConfig, base_id: str, b: BatchBuilder) -> Iterator[None]:
+    with _open(path, c.name) as f:
+        try:
+            raw = f.read(c.max_record_bytes + 1)
+            size = len(raw)
+            if size > c.max_record_bytes:
+                head = raw[:4096]
+                del raw
+                while more := f.read(1 << 20):
+                    size += len(more)
+        except (EOFError, OSError) as e:
+            raise _unreadable(c.name, path, e) from e
+    b.bytes_read += size
+    if size > c.max_record_bytes:
+        b.reject(base_id, "oversize_record", f"{path}: {size:,} bytes, over max_record_bytes "
+                 f"({c.max_record_bytes:,}); skipped without reading it whole", head.decode(c.encoding, "replace"))
+        yield
+        return
+    try:
+        text = raw.decode(c.encoding)
+        if text.startswith("\ufeff"):
+            text = text[1:]  # a byte order mark is not text
+    except UnicodeDecodeError as e:
+        b.reject(base_id, "invalid_utf8", f"{path}: invalid {c.encoding} at byte {e.start}",
+                 raw.decode(c.encoding, "replace"))
+        yield
+        return
+    b.add(base_id, text, kind=c.kind, path=str(path))
+    yield
+
+
+def _unreadable(source: str, path: Path, e: BaseException) -> IOError:
+    return IOError(f"source {source!r}: {path}: cannot read compressed stream to the end ({e}); "
+                   "the file is truncated or corrupt")
+
+
+_TEXT_CHUNK = 1 << 20  # bytes read at a time from a file split into documents
+_REGEX_WINDOW = 1 << 16  # a separator_regex match is trusted once this much text follows it
+_REGEX_CONTEXT = 1 << 10  # text kept before the search point (for ^, \b and lookbehinds)
+_ESCAPED = re.compile("[\udc80-\udcff]")  # bytes the codec could not decode (surrogateescape)
+
+
+def _split_file(path: Path, c: TextSourceConfig, base_id: str, b: BatchBuilder) -> Iterator[None]:
+    """The parts of a file split on `separator` (removed) or `separator_regex` (a match starts
+    the next part), read as a stream: the same parts and ids as splitting the whole text, with
+    memory bounded by max_record_bytes (a longer part is rejected, `oversize_record`)."""
+    enc = c.encoding
+
+    def nbytes(s: str) -> int:
+        return len(s.encode(enc, "surrogateescape"))
+
+    def chunks() -> Iterator[str]:
+        decoder = codecs.getincrementaldecoder(enc)("surrogateescape")
+        first = True
+        with _open(path, c.name) as f:
+            while True:
+                try:
+                    raw = f.read(_TEXT_CHUNK)
+                except (EOFError, OSError) as e:
+                    raise _unreadable(c.name, path, e) from e
+                b.bytes_read += len(raw)
+                try:
+                    text = decoder.decode(raw, final=not raw)
+                except UnicodeDecodeError as e:  # a codec whose errors surrogateescape cannot carry (UTF-16)
+                    raise InputError(f"source {c.name!r}: {path}: cannot be decoded as {enc} ({e})") from e
+                if first and text:
+                    first = False
+                    text = text.removeprefix("\ufeff")  # a byte order mark is not text
+                if text:
+                    yield text
+                if not raw:
+                    return
+
+    sep = c.separator.encode().decode("unicode_escape") if c.separator else None
+    pattern = re.compile(c.separator_regex, re.M) if c.separator_regex else None
+    pending = None  # the first part, held until a second one says the file is split
+    n = 0
+    for text, size, head, offset in _parts(chunks(), sep, pattern, c.max_record_bytes, nbytes):
+        part = (text, size, head, offset)
+        if n == 0:
+            pending = part
+        else:
+            if n == 1:
+                yield from _add_part(b, c, path, base_id, 0, pending, True, nbytes)
+            yield from _add_part(b, c, path, base_id, n, part, True, nbytes)
+        n += 1
+    if n == 1:
+        yield from _add_part(b, c, path, base_id, 0, pending, False, nbytes)
+
+
+def _add_part(b: BatchBuilder, c: TextSourceConfig, path: Path, base_id: str, i: int, part, multi: bool, nbytes):
+    text, size, head, offset = part
+    doc_id = f"{base_id}#{i}" if multi else base_id
+    where = f"{path}#{i}" if multi else str(path)
+    if text is None or size > c.max_record_bytes:
+        b.reject(doc_id, "oversize_record", f"{where}: {size:,} bytes, over max_record_bytes ({c.max_record_bytes:,}); "
+                 "skipped without holding it whole", _readable(head if text is None else text[:4096], c.encoding))
+        yield
+        return
+    if multi and not text.strip():
+        return  # the space between separators is not a document
+    bad = _ESCAPED.search(text)
+    if bad:
+        b.reject(doc_id, "invalid_utf8", f"{where}: invalid {c.encoding} at byte {offset + nbytes(text[:bad.start()])}",
+                 _readable(text, c.encoding))
+    else:
+        b.add(doc_id, text, kind=c.kind, path=where)
+    yield
+
+
+def _readable(text: str, enc: str) -> str:
+    return text.encode(enc, "surrogateescape").decode(enc, "replace")
+
+
+def _parts(chunks: Iterator[str], sep: str | None, pattern, limit: int, nbytes):
+    """(text, bytes, head, byte offset) of each part of a text stream, in order; `text` is
+    None for a part over `limit` bytes (`head`: its first 4,096 characters), which is never
+    held whole. A part ends where the separator starts; the next starts after it (`sep`) or
+    at it (`pattern`, whose matches are trusted _REGEX_WINDOW characters before the end of
+    what has been read, or at the end of the file)."""
+    buf, buf0 = "", 0  # text from absolute character position buf0 on
+    start = search = 0  # where the current part starts; where the next separator search starts
+    offset = 0  # byte offset of the current part
+    over = None  # [bytes so far, head, counted up to] once the current part is over `limit`
+    final = False
+    stream = iter(chunks)
+    while True:
+        cut = None
+        if sep is not None:
+            i = buf.find(sep, search - buf0)
+            if i >= 0:
+                cut = (buf0 + i, buf0 + i + len(sep))
+                search = cut[1]
+            else:
+                search = max(search, buf0 + len(buf) - len(sep) + 1)
+            lower = search  # no separator starts before this
+        else:
+            m = pattern.search(buf, search - buf0)
+            if m and (final or m.end() <= len(buf) - _REGEX_WINDOW):
+                cut = (buf0 + m.start(), buf0 + m.start())
+                search = buf0 + (m.end() if m.end() > m.start() else m.end() + 1)
+                if cut[0] == start:  # a match where the part starts (the file's first): no empty part
+                    continue
+            elif not m:
+                search = max(search, buf0 + len(buf) - _REGEX_WINDOW)
+            lower = buf0 + m.start() if m else search
+        if cut is None and final:
+            if sep is None and buf0 + len(buf) == start:
+                return  # a regex split leaves no empty part (an empty file has none)
+            cut = (buf0 + len(buf), buf0 + len(buf))
+        if cut is not None:
+            end, nxt = cut
+            if over is None:
+                text = buf[start - buf0:end - buf0]
+                size = nbytes(text)
+                yield text, size, None, offset
+            else:
+                size = over[0] + nbytes(buf[over[2] - buf0:end - buf0])
+                yield None, size, over[1], offset
+            offset += size + nbytes(buf[end - buf0:nxt - buf0])
+            start, over = nxt, None
+            if final and end == nxt == buf0 + len(buf):
+                return
+            keep = max(0, start - _REGEX_CONTEXT - buf0)
+            buf, buf0 = buf[keep:], buf0 + keep
+            continue
+        if over is None and lower - start > limit:  # more characters than bytes allowed: surely over
+            over = [0, buf[start - buf0:start - buf0 + 4096], start]
+        if over is not None:  # drop what the search has passed, counting its bytes
+            drop = max(over[2], min(lower, buf0 + len(buf)) - _REGEX_CONTEXT)
+            over[0] += nbytes(buf[over[2] - buf0:drop - buf0])
+            over[2] = drop
+            buf, buf0 = buf[drop - buf0:], drop
+        more = next(stream, None)
+        if more is None:
+            final = True
+            continue
+        buf += more

@@ -21,11 +21,16 @@ warc_type, content_type, http_status, and for WET the identified languages.
 Ids are `<source>/<record uuid>`, stable across runs. Gzip, zstd and bz2 files are read
 as streams through `pipeline.io.open_compressed`, so a truncated file is an error naming
 the file (fastwarc's own gzip reader stops silently at a truncation).
+
+Records are framed here (version line, header, Content-Length, blank line) and each one is
+parsed by fastwarc: a record that cannot be framed or parsed (a broken header, a wrong
+Content-Length) is a rejected record (`unreadable_record`, with its WARC-Record-ID when the
+header has one) and reading goes on at the next line starting with `WARC/1.`. Only a file
+that ends inside a record, or whose compression cannot be decoded, stops the run.
 """
 from __future__ import annotations
 
 import io
-import os
 import re
 import zlib
 from collections import Counter
@@ -38,7 +43,7 @@ from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 
 from pipeline.download import FileSpec
-from pipeline.io import compression_of, open_compressed, sha256_file
+from pipeline.io import open_compressed, sha256_file
 from pipeline.records import recipe_path
 from pipeline.sources import register
 from pipeline.sources.base import BatchBuilder, SourceBatch, check_local_paths
@@ -75,33 +80,18 @@ class WarcReader:
         last_id = None
         try:
             with open_compressed(path) as stream:
-                if not stream.seekable():  # fastwarc seeks forward to skip record bodies
-                    stream = _ForwardSeekable(stream)
-                # Bodies are decoded here (_http_body), leniently: many crawlers store a body
-                # already de-chunked while its headers still say `Transfer-Encoding: chunked`.
-                records = ArchiveIterator(stream, parse_http=True, auto_decode="none", fsspec_args=False,
-                                          stream_detect=False)
-                last_pos = None
-                for rec in records:
-                    last_id, last_pos = rec.record_id, rec.stream_pos
-                    kind = _TYPE_NAMES.get(int(rec.record_type), "unknown")
-                    c[kind] += 1
-                    if kind == "response":
-                        made = self._response(rec, b, c, path, where)
-                    elif kind == "conversion":
-                        made = self._conversion(rec, b, c, path, where)
+                for frame in _frames(_Framer(stream), self.max_record_bytes):
+                    if frame.why is not None:
+                        made = self._unparsable(frame, b, c, path, where)
                     else:
-                        c[f"skipped:{kind}"] += 1
-                        made = False
+                        last_id = frame.record_id
+                        made = self._record(frame, b, c, path, where)
                     if made:
                         n_docs += 1
                         if b.full():
                             yield b.flush()
                         if max_docs and n_docs >= max_docs:
                             break
-                else:
-                    if compression_of(path) is None:
-                        _check_plain_end(path, last_pos)
         except (OSError, EOFError, ValueError) as e:
             after = f" after record {last_id}" if last_id else ""
             raise IOError(f"{where}: cannot read the WARC file to the end{after} ({e}); "
@@ -110,6 +100,35 @@ class WarcReader:
             if counts is not None:
                 counts.update(sorted(c.items()))
         yield b.flush()
+
+    def _unparsable(self, frame: "_Frame", b: BatchBuilder, c: Counter, path: Path, where: str) -> bool:
+        c["rejected"] += 1
+        c["unparsable"] += 1
+        rid = frame.record_id
+        doc_id = _id_of(self.source, rid) if rid else f"{self.source}/{path.name}@{frame.offset}"
+        b.reject(doc_id, "unreadable_record", f"{where}: record {rid or '(no WARC-Record-ID)'} at byte {frame.offset:,}: "
+                 f"cannot be parsed ({frame.why}); skipped {frame.skipped:,} bytes to the next line starting with "
+                 "WARC/1., the rest of the file is read", None)
+        return True
+
+    def _record(self, frame: "_Frame", b: BatchBuilder, c: Counter, path: Path, where: str) -> bool:
+        """One framed record, parsed by fastwarc (HTTP headers included)."""
+        data = io.BytesIO(frame.header + frame.block + b"\r\n\r\n")
+        try:
+            rec = next(iter(ArchiveIterator(data, parse_http=True, auto_decode="none", fsspec_args=False,
+                                            stream_detect=False)), None)
+            if rec is None:
+                raise ValueError("no record")
+        except (OSError, ValueError) as e:
+            return self._unparsable(_Frame(frame.offset, frame.record_id, why=f"fastwarc: {e}"), b, c, path, where)
+        kind = _TYPE_NAMES.get(int(rec.record_type), "unknown")
+        c[kind] += 1
+        if kind == "response":
+            return self._response(rec, b, c, path, where)
+        if kind == "conversion":
+            return self._conversion(rec, b, c, path, where)
+        c[f"skipped:{kind}"] += 1
+        return False
 
     def _meta(self, rec, path: Path, kind: str) -> dict:
         return {
@@ -138,7 +157,7 @@ class WarcReader:
             b.reject(doc_id, "oversize_record", f"{where}: record {rec.record_id} ({url}): {rec.content_length:,} "
                      f"bytes, over max_record_bytes ({self.max_record_bytes:,})", None)
             return True
-        raw = rec.reader.read()  # a stream error here is the file's (truncated, corrupt): not caught
+        raw = rec.reader.read()
         b.bytes_read += len(raw)
         try:
             body = _http_body(raw, rec.http_headers, self.max_record_bytes)
@@ -194,67 +213,137 @@ class WarcReader:
         return True
 
 
-def _check_plain_end(path: Path, last_pos: int | None) -> None:
-    """fastwarc ends an uncompressed file cut inside its last record (or inside a record's
-    header) without a word. Check that the last record it read ends where its
-    Content-Length says and that nothing but blank lines follows (EOFError otherwise)."""
-    size = os.path.getsize(path)
-    if last_pos is None:
-        if size:
-            raise EOFError("no WARC record found")
-        return
-    with open(path, "rb") as f:
-        f.seek(last_pos)
-        head = f.read(1 << 16)
-        end = head.find(b"\r\n\r\n")
-        if end < 0 and len(head) < 1 << 16:
-            raise EOFError("the file ends inside the last record's header")
-        m = re.search(rb"(?im)^content-length:[ \t]*(\d+)", head[:end]) if end >= 0 else None
-        if m is None:
-            return  # a header block too odd to check (fastwarc read it)
-        body_start = last_pos + end + 4
-        expected = body_start + int(m.group(1))
-        if size < expected:
-            raise EOFError(f"the last record ends after {size - body_start:,} of its {int(m.group(1)):,} bytes")
-        f.seek(expected)
-        rest = f.read(1 << 16)
-        if rest.strip(b"\r\n"):
-            raise EOFError(f"{size - expected:,} bytes after the last record are not a whole WARC record "
-                           "(a record cut inside its header?)")
+# Our own framing of WARC records (fastwarc then parses each one): fastwarc ends a whole
+# file at the first header it cannot parse, while one bad record should cost that record
+# only. A record that cannot be framed is skipped to the next line starting with `WARC/1.`.
+_LINE_MAX = 1 << 16  # a WARC header line (and a header block) longer than this is not one
+_HEAD_PEEK = 1 << 16  # of a record over max_record_bytes, what is read: its HTTP headers
 
 
-class _ForwardSeekable(io.RawIOBase):
-    """A read-only stream that can also seek forward (by reading), as fastwarc expects."""
+class _Frame:
+    """One record's bytes (`why` is None), or a stretch that is not a record (`why` says why)."""
+
+    __slots__ = ("offset", "record_id", "header", "block", "why", "skipped")
+
+    def __init__(self, offset: int, record_id: str | None, header: bytes = b"", block: bytes = b"",
+                 why: str | None = None, skipped: int = 0):
+        self.offset, self.record_id, self.header, self.block = offset, record_id, header, block
+        self.why, self.skipped = why, skipped
+
+
+class _Framer:
+    """The (decompressed) WARC stream, read by lines and blocks, with bytes that can be given
+    back (a misframed record's block, to look for the next record inside it)."""
 
     def __init__(self, raw):
-        self._raw, self._pos = raw, 0
+        self._raw = raw if hasattr(raw, "peek") else io.BufferedReader(raw, 1 << 20)
+        self._back = b""
+        self.pos = 0  # offset of the next byte in the decompressed stream
 
-    def readable(self) -> bool:
-        return True
+    def readline(self, limit: int = _LINE_MAX) -> bytes:
+        if self._back:
+            i = self._back.find(b"\n", 0, limit)
+            n = i + 1 if i >= 0 else min(limit, len(self._back))
+            line, self._back = self._back[:n], self._back[n:]
+            if i < 0 and len(line) < limit and not self._back:  # the line goes on in the stream
+                line += self._raw.readline(limit - len(line))
+        else:
+            line = self._raw.readline(limit)
+        self.pos += len(line)
+        return line
 
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def readinto(self, buf) -> int:
-        n = self._raw.readinto(buf)
-        self._pos += n
-        return n
-
-    def read(self, size=-1) -> bytes:
-        data = self._raw.read(size)
-        self._pos += len(data)
+    def read(self, n: int) -> bytes:
+        data, self._back = self._back[:n], self._back[n:]
+        while len(data) < n:
+            more = self._raw.read(n - len(data))
+            if not more:
+                break
+            data += more
+        self.pos += len(data)
         return data
 
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        target = offset if whence == io.SEEK_SET else self._pos + offset if whence == io.SEEK_CUR else None
-        if target is None or target < self._pos:
-            raise io.UnsupportedOperation("this compressed stream seeks forward only")
-        while self._pos < target and self.read(min(target - self._pos, 1 << 20)):
-            pass
-        return self._pos
+    def skip(self, n: int) -> int:
+        done = 0
+        while done < n and (piece := self.read(min(n - done, 1 << 20))):
+            done += len(piece)
+        return done
+
+    def unread(self, data: bytes) -> None:
+        self._back = data + self._back
+        self.pos -= len(data)
+
+    def resync(self, seen: list | None = None) -> int:
+        """Skip to the next line that starts with `WARC/1.`; the number of bytes skipped (the
+        first lines of them appended to `seen`, up to _LINE_MAX bytes)."""
+        skipped, at_line_start = 0, True
+        while line := self.readline():
+            if at_line_start and line.startswith(b"WARC/1."):
+                self.unread(line)
+                break
+            if seen is not None and skipped < _LINE_MAX:
+                seen.append(line)
+            skipped += len(line)
+            at_line_start = line.endswith(b"\n")
+        return skipped
+
+
+def _field(header: bytes, name: bytes) -> str | None:
+    m = re.search(rb"(?im)^" + name + rb":[ \t]*([^\r\n]*)", header)
+    return m.group(1).strip().decode("latin-1") if m else None
+
+
+def _frames(fr: _Framer, limit: int) -> Iterator[_Frame]:
+    """The records of a WARC stream, framed by their Content-Length. A block over `limit`
+    bytes comes with its first _HEAD_PEEK bytes only (the rest skipped unread). A file that
+    ends inside a record is an EOFError (truncated); anything else that is not a record is
+    a _Frame with `why` set, and reading goes on at the next `WARC/1.` line."""
+    blank = (b"\r\n", b"\n")
+    while True:
+        line = fr.readline()
+        while line in blank:
+            line = fr.readline()
+        if not line:
+            return
+        start = fr.pos - len(line)
+        if not line.startswith(b"WARC/"):
+            seen = [line]
+            n = len(line) + fr.resync(seen)
+            rid = _field(b"".join(seen).split(b"\r\n\r\n")[0], b"WARC-Record-ID")  # a header with a broken first line
+            yield _Frame(start, rid, why="no WARC version line where a record should start", skipped=n)
+            continue
+        lines = [line]
+        size = len(line)
+        while line not in blank and size <= _LINE_MAX:
+            line = fr.readline()
+            if not line:
+                raise EOFError(f"the file ends inside the last record's header (a record at byte {start:,})")
+            lines.append(line)
+            size += len(line)
+        header = b"".join(lines)
+        rid = _field(header, b"WARC-Record-ID")
+        length = _field(header, b"Content-Length")
+        if size > _LINE_MAX or length is None or not length.isdigit():
+            why = (f"a header longer than {_LINE_MAX:,} bytes" if size > _LINE_MAX else
+                   "no Content-Length in its header" if length is None else f"Content-Length {length[:40]!r}")
+            yield _Frame(start, rid, why=why, skipped=size - len(lines[0]) + fr.resync())
+            continue
+        n = int(length)
+        block = fr.read(min(n, _HEAD_PEEK) if n > limit else n)
+        got = len(block) + (fr.skip(n - len(block)) if n > limit else 0)
+        if got < n:
+            raise EOFError(f"the record {rid} at byte {start:,} ends after {got:,} of its {n:,} bytes")
+        tail = fr.read(4)
+        rest = tail.lstrip(b"\r\n")
+        if tail and (rest == tail or rest != b"WARC"[:len(rest)]):
+            # not followed by a blank line where its Content-Length says it ends: the length is
+            # wrong, and the next record may well start inside what was read as this block
+            fr.unread((block if n <= limit else b"") + tail)
+            skipped = fr.resync()
+            yield _Frame(start, rid, why=f"its block does not end where its Content-Length ({n:,}) says",
+                         skipped=size - len(lines[0]) + skipped)
+            continue
+        fr.unread(rest)
+        yield _Frame(start, rid, header, block)
 
 
 def _http_body(raw: bytes, headers, limit: int = 64 << 20) -> bytes:
@@ -341,7 +430,11 @@ def _target_uri(rec) -> str | None:
 
 
 def _doc_id(source: str, rec) -> str:
-    rid = (rec.record_id or "").strip("<>")
+    return _id_of(source, rec.record_id)
+
+
+def _id_of(source: str, record_id: str | None) -> str:
+    rid = (record_id or "").strip("<>")
     return f"{source}/{rid.removeprefix('urn:uuid:').lower()}"
 
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import xxhash
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from pipeline.io import atomic_path
+from pipeline.io import atomic_path, write_tokenizer_config
 from pipeline.tokenize.config import TokenizeConfig
 
 EOT = "<|endoftext|>"  # appended after every document
@@ -111,11 +111,15 @@ def sample_texts(input_paths: list[Path], config: TokenizeConfig, cutoff: int | 
 
 def train_tokenizer(input_paths: list[Path], out_path: Path, config: TokenizeConfig, sample: dict | None = None) -> Tokenizer:
     """Train (or load `config.tokenizer`, absolute once the recipe is parsed) and save it as
-    `out_path` (a standard tokenizer.json); `sample`, if given, receives the documents and
-    bytes of the training sample."""
+    `out_path` (a standard tokenizer.json), with the transformers files beside it (TOKENIZER_CONFIG_FILES);
+    `sample`, if given, receives the documents and bytes of the training sample."""
     out_path = Path(out_path)
-    if config.tokenizer:
-        return _use_existing(Path(config.tokenizer), out_path)
+    tok = _use_existing(Path(config.tokenizer), out_path) if config.tokenizer else _train(input_paths, out_path, config, sample)
+    write_tokenizer_config(out_path.parent, eos_token=EOT, pad_token=PAD, mask_token=MASK)
+    return tok
+
+
+def _train(input_paths: list[Path], out_path: Path, config: TokenizeConfig, sample: dict | None) -> Tokenizer:
     input_paths = [Path(p) for p in input_paths]
     cutoff = sample_cutoff(input_paths, config)
     tok = new_tokenizer()
