@@ -1,12 +1,12 @@
-"""Dedup phase 3, candidates (one unit per range of LSH bands): pairs of kept documents that
-share a band's key.
+"""Dedup phase 3, candidates (one unit per range of LSH bands and key partition): pairs of kept
+documents that share a band's key.
 
-A unit takes its bands one at a time and reads only that band's row group of every `bands/` file, drops the documents the exact
+A unit takes its bands one at a time and reads only that band's and key partition's row group of every `bands/` file, drops the documents the exact
 rounds removed, and pairs the members of each bucket: all pairs in buckets of up to
 `max_bucket_pairs` documents, and in larger ones only each member with the bucket's first and with
 its neighbour (a chain keeps the bucket connected without n^2 pairs). Pairs are coded a << 32 | b
 (a < b; document numbers below 2^32) and written split by a hash of the pair into
-`pairs/<band>/<part>.npy`, so that the verify unit of a partition sees every band's copy of a pair
+`pairs/<band>-<kpart>/<part>.npy`, so that the verify unit of a partition sees every band's copy of a pair
 and checks it once.
 """
 from __future__ import annotations
@@ -33,16 +33,20 @@ def pair_partition(codes: np.ndarray, parts: int) -> np.ndarray:
     return (fmix64(codes) % np.uint64(parts)).astype(np.int64)
 
 
-def band_range_pairs(work: str, names: list[str], bands: range, removed: str, max_bucket: int, n_old: int,
-                     parts: int) -> dict:
-    return {"pairs": sum(band_pairs(work, names, b, removed, max_bucket, n_old, parts) for b in bands)}
+def band_range_pairs(work: str, names: list[str], bands: range, kpart: int, removed: str, max_bucket: int,
+                     n_old: int, parts: int) -> dict:
+    return {"pairs": sum(band_pairs(work, names, b, kpart, removed, max_bucket, n_old, parts) for b in bands)}
 
 
-def band_pairs(work: str, names: list[str], band: int, removed: str, max_bucket: int, n_old: int, parts: int) -> int:
+def band_pairs(work: str, names: list[str], band: int, kpart: int, removed: str, max_bucket: int, n_old: int,
+               parts: int) -> int:
     import polars as pl
 
     work = Path(work)
-    lf = pl.scan_parquet([work / "bands" / n for n in names]).filter(pl.col("band") == band).select("key", "doc")
+    # equal keys share a key partition: the buckets of (band, kpart) are whole, and row groups of
+    # other bands and partitions are skipped by their statistics
+    lf = pl.scan_parquet([work / "bands" / n for n in names]).filter(
+        (pl.col("band") == band) & (pl.col("kpart") == kpart)).select("key", "doc")
     gone = np.load(removed)
     if len(gone):
         lf = lf.join(pl.DataFrame({"doc": gone}).lazy(), on="doc", how="anti")
@@ -65,5 +69,5 @@ def band_pairs(work: str, names: list[str], band: int, removed: str, max_bucket:
     codes = codes[pair_docs(codes)[1] >= n_old]  # two indexed documents were both kept already
     part = pair_partition(codes, parts)
     for p in range(parts):
-        save_npy(codes[part == p], work / "pairs" / f"{band:04d}" / f"{p:04d}.npy")
+        save_npy(codes[part == p], work / "pairs" / f"{band:04d}-{kpart:04d}" / f"{p:04d}.npy")
     return int(len(codes))

@@ -109,7 +109,8 @@ def save_index(out_dir: Path, work: Path, old: IndexParts, names, first, counts,
             d = bands.column("doc").to_numpy()
             m = keep[d - int(f)]
             nb = int(keep.sum() and (m.sum() // max(params.bands, 1)))
-            bands = bands.filter(pa.array(m)).set_column(2, "doc", pa.array(new_doc[d[m] - int(f)]))
+            bands = bands.filter(pa.array(m))
+            bands = bands.set_column(bands.schema.get_field_index("doc"), "doc", pa.array(new_doc[d[m] - int(f)]))
             save_parquet(bands, tmp / "bands" / pname, row_group_size=max(nb, 1))
         parts.append({"name": pname, "docs": int(keep.sum()), "text": text_ref(out_dir / "dedup" / name)})
         next_doc += int(keep.sum())

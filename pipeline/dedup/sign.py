@@ -3,8 +3,9 @@ band keys of every document of one shard.
 
 Writes `docs/<shard>` (doc, id, exact key, URL hash, shingle count), the same keys split by
 partition for the groups phase (`keys/<round>/<shard>`), `sig/<shard>.npy` (uint32
-[docs, num_perm]) and `bands/<shard>` (one row per (band, document), sorted by band so that a
-band is one row group and the candidates phase reads only its own) under the scratch folder.
+[docs, num_perm]) and `bands/<shard>` (one row per (band, document), sorted by band and key
+partition, one row group each, so that a candidates unit reads only its own) under the scratch
+folder.
 """
 from __future__ import annotations
 
@@ -18,11 +19,35 @@ import pyarrow.parquet as pq
 
 from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.exact import normalize, url_hashes
-from pipeline.dedup.minhash import band_keys
+from pipeline.dedup.minhash import band_keys, fmix64
 from pipeline.dedup.groups import write_group_keys
 from pipeline.dedup.params import Params
 from pipeline.dedup.params import rows_per_batch
+from pipeline.io import ParquetWriter, atomic_path
 from pipeline.units import save_npy, save_parquet
+
+
+def write_band_keys(band: np.ndarray, key: np.ndarray, doc: np.ndarray, path: Path, parts: int):
+    """(band, kpart, key, doc) sorted by band, then key partition, one row group per pair, so a
+    candidates unit (a band, a key partition) reads only its own rows of every shard."""
+    kpart = (fmix64(key.astype(np.uint64)) % np.uint64(parts)).astype(np.uint32)
+    order = np.lexsort((kpart, band))
+    band, kpart, key, doc = band[order], kpart[order], key[order], doc[order]
+    table = pa.table({"band": band, "kpart": kpart, "key": key, "doc": doc})
+    group = band.astype(np.int64) * parts + kpart
+    bounds = np.flatnonzero(np.r_[True, group[1:] != group[:-1], True]) if len(group) else np.array([0])
+    with atomic_path(path) as tmp:
+        with ParquetWriter(tmp, table.schema, compression="zstd") as writer:
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                writer.write_table(table.slice(int(a), int(b - a)))
+
+
+def index_band_keys(work: str, name: str, parts: int) -> dict:
+    """An index part's band keys split by this run's key partitions (its file has the old ones)."""
+    t = pq.read_table(Path(work) / "bands" / name)
+    write_band_keys(t.column("band").to_numpy(), t.column("key").to_numpy(), t.column("doc").to_numpy(),
+                    Path(work) / "bands" / name, parts)
+    return {"name": name}
 
 
 def sign_shard(path: str, first_doc: int, work: str, cfg: DedupConfig, params: Params, parts: int, rounds: list[str]) -> dict:
@@ -81,14 +106,8 @@ def sign_shard(path: str, first_doc: int, work: str, cfg: DedupConfig, params: P
         keys = band_keys(sig, params.bands, params.rows)
         has = n_sh > 0  # documents without shingles (empty text) have no band keys
         nb = int(has.sum())
-        bands_tab = pa.table(
-            {
-                "band": np.repeat(np.arange(params.bands, dtype=np.int16), nb),
-                "key": keys[has].T.reshape(-1),
-                "doc": np.tile(docs[has], params.bands),
-            }
-        )
-        save_parquet(bands_tab, work / "bands" / name, row_group_size=max(nb, 1))
+        write_band_keys(np.repeat(np.arange(params.bands, dtype=np.int16), nb), keys[has].T.reshape(-1),
+                        np.tile(docs[has], params.bands), work / "bands" / name, parts)
     return {
         "name": name,
         "docs": n,

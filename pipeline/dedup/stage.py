@@ -38,7 +38,7 @@ from pipeline.dedup.groups import ROUNDS, group_partition, index_group_keys, rea
 from pipeline.dedup.index import IndexParts, load_index, save_index
 from pipeline.dedup.lines import duplicate_units, unit_hashes_shard
 from pipeline.dedup.params import FILTERS, KEPT, Layout, Params
-from pipeline.dedup.sign import sign_shard
+from pipeline.dedup.sign import index_band_keys, sign_shard
 from pipeline.dedup.verify import shingle_sets_shard, verify_partition
 from pipeline.dedup.write import write_shard
 from pipeline.units import LocalMapper, Mapper, Work, save_npy
@@ -115,13 +115,12 @@ def merge_removed(work: str, rounds: list[str], parts: int) -> dict:
     return {"removed": int(len(docs))}
 
 
-def candidate_rows(work: str, layout: Layout, bands: int, parts: int) -> dict:
+def candidate_rows(work: str, layout: Layout) -> dict:
     """Rows of each shard that are in a candidate pair (the documents whose shingle sets verify needs)."""
     docs = [np.zeros(0, np.int64)]
-    for band in range(bands):
-        for p in range(parts):
-            a, b = pair_docs(np.load(Path(work) / "pairs" / f"{band:04d}" / f"{p:04d}.npy"))
-            docs.append(np.unique(np.concatenate([a, b])))
+    for f in sorted(Path(work).glob("pairs/*/*.npy")):
+        a, b = pair_docs(np.load(f))
+        docs.append(np.unique(np.concatenate([a, b])))
     docs = np.unique(np.concatenate(docs))
     shard = layout.shard_of(docs)
     return {name: (docs[shard == s] - layout.first[s]).tolist() for s, name in enumerate(layout.names) if (shard == s).any()}
@@ -179,6 +178,8 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
                                         for n, p, f in zip(names, paths, first)])
         if old.work_names and n_docs:
             phase("sign", mapper, [(n, index_group_keys, (wd, n, parts, rounds)) for n in old.work_names])
+            if params.minhash:
+                phase("sign", mapper, [(f"bands-{n}", index_band_keys, (wd, n, parts)) for n in old.work_names])
         near = {"candidate_pairs": 0, "verified_pairs": 0}
         if n_docs:
             removed = None
@@ -192,11 +193,11 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
                 phase("groups", here, [(f"removed-{r}", merge_removed, (wd, done, parts))])
                 removed = str(work.path("groups", f"removed-{r}.npy"))
             if params.minhash:
-                phase("candidates", mapper, [(f"{r.start:04d}-{r.stop:04d}", band_range_pairs,
-                                              (wd, layout.names, r, removed, config.minhash.max_bucket_pairs, layout.n_old, parts))
-                                             for r in band_ranges(params.bands, parts)])
+                phase("candidates", mapper, [(f"{r.start:04d}-{r.stop:04d}-{q:04d}", band_range_pairs,
+                                              (wd, layout.names, r, q, removed, config.minhash.max_bucket_pairs, layout.n_old, parts))
+                                             for q in range(parts) for r in band_ranges(params.bands, parts)])
                 if params.verify == "exact":
-                    rows = phase("verify", here, [("candidate-rows", candidate_rows, (wd, layout, params.bands, parts))])[0]
+                    rows = phase("verify", here, [("candidate-rows", candidate_rows, (wd, layout))])[0]
                     phase("verify", mapper, [(f"shingles-{n}", shingle_sets_shard, (str(all_text[s]), n, int(layout.first[s]),
                                                                                   np.asarray(rows[n], np.int64), wd, params, config))
                                              for s, n in enumerate(layout.names) if n in rows])

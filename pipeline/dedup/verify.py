@@ -119,15 +119,15 @@ class ShingleStore:
         return out
 
 
-def partition_pairs(work: Path, bands: int, part: int) -> tuple[np.ndarray, np.ndarray]:
-    files = [Path(work) / "pairs" / f"{band:04d}" / f"{part:04d}.npy" for band in range(bands)]
+def partition_pairs(work: Path, part: int) -> tuple[np.ndarray, np.ndarray]:
+    files = sorted(Path(work).glob(f"pairs/*/{part:04d}.npy"))
     codes = np.unique(np.concatenate([np.zeros(0, np.uint64)] + [np.load(f) for f in files]))
     return pair_docs(codes)
 
 
 def verify_partition(work: str, part: int, layout: Layout, params: Params) -> dict:
     work = Path(work)
-    a, b = partition_pairs(work, params.bands, part)
+    a, b = partition_pairs(work, part)
     if len(a) == 0:
         sim = np.zeros(0, np.float32)
     elif params.verify == "none":
