@@ -33,11 +33,13 @@ train: venv
 eval: venv
 	$(BIN)/opencorpus eval runs/$(NAME)
 
+# Two processes, each taking whole test files (module fixtures are built once): the suite
+# waits on subprocesses and servers as much as it computes, so two cores nearly halve it.
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: venv
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 # Local Prefect server and UI (http://127.0.0.1:4200). In another terminal, point runs and
 # scheduled deployments at it:
