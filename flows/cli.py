@@ -57,7 +57,7 @@ def cmd_run(args) -> int:
     check_train_section(recipe, args.recipe)
     from flows.corpus import default_output, quiet_tracebacks, run_corpus
     from flows.state import check_output
-    from flows.storage import split_url
+    from flows.storage import OutputLocation, split_url
 
     if not args.debug:
         quiet_tracebacks()
@@ -65,6 +65,8 @@ def cmd_run(args) -> int:
     protocol, path = split_url(target)
     if protocol is None:
         check_output(Path(path), args.force)
+    else:  # before the Prefect server starts and before ingest: a missing bucket fails here, in one line
+        OutputLocation.of(target, args.work_dir).check_writable()
     from flows.supervise import is_supervised, supervise, watch_parent
 
     if not is_supervised():  # the work runs in a child session that Ctrl-C and kill -9 never leave behind

@@ -410,6 +410,7 @@ def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2, c
     log = get_run_logger()
     recipe = load_recipe(recipe_path)
     location = storage.OutputLocation.of(output or str(default_output(recipe)), work_dir)
+    location.check_writable()  # a missing bucket fails now, not after ingest at the first push
     if location.remote:
         log.info("output %s staged in %s: %d files pulled", location.url, location.local, location.pull())
     root = location.local.resolve()  # workers (Dask ones included) may run in another folder

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flows.state import STATE_DIR
+from flows.state import STATE_DIR, OutputFolderError
 from pipeline.io import atomic_path, write_json
 
 LOCAL_PROTOCOLS = {"file", "local"}
@@ -62,6 +62,22 @@ class OutputLocation:
             return cls(str(target), Path(path))
         return cls(str(target), Path(work_dir) if work_dir else default_staging(str(target)), str(target).rstrip("/"))
 
+    def check_writable(self) -> None:
+        """Write and delete a small probe object under the URL: a missing bucket, missing
+        credentials or a read-only key then fail before the first stage, not at its first push."""
+        if not self.remote:
+            return
+        import uuid
+
+        try:
+            fs, root = self._fs()
+            probe = f"{root}/{STATE_DIR}/.tmp-write-probe-{uuid.uuid4().hex}"  # .tmp-: never pulled or pushed if left behind
+            fs.pipe_file(probe, b"")
+            fs.rm_file(probe)
+        except Exception as e:  # noqa: BLE001 - any failure here means the run could not push its outputs
+            reason = " ".join(str(e).split()) or type(e).__name__  # one line: botocore messages span several
+            raise OutputFolderError(f"--output {self.url} is not writable: {reason}") from e
+
     def _fs(self):
         import fsspec
 
@@ -98,7 +114,7 @@ class OutputLocation:
         for rpath, info in fs.find(root, detail=True).items():
             rel = rpath[len(root):].lstrip("/")
             local = self.local / rel
-            if rel in NOT_PUSHED or rel.startswith(NOT_PUSHED):
+            if rel in NOT_PUSHED or rel.startswith(NOT_PUSHED) or Path(rel).name.startswith(".tmp-"):
                 continue
             if not (local.is_file() and local.stat().st_size == info["size"]):
                 rpaths.append(rpath)
