@@ -378,17 +378,63 @@ def _prune(root: Path, keep: set[str], patterns: list[tuple[str, str]]):
 # --------------------------------------------------------------------------- the flow
 
 
+def _quiet_distributed():
+    """distributed logs every start, connection and close at INFO (some 30 lines a run, through
+    Prefect's console handler); keep its warnings only, unless the user configured its logging.
+    Through the environment too: the cluster's worker processes read it when they start."""
+    if not any(k.startswith("DASK_LOGGING") for k in os.environ):
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = "warning"
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # already imported (tests, a user's Client)
+
+
+def _drain_prefect_services():
+    """On a Dask worker: send the task logs and events it still holds to the API now. Left to
+    the worker's exit, the sending can outlast the nanny's 4 s close timeout on a busy machine:
+    the nanny then kills the worker and the scheduler logs closed comms."""
+    import threading
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    def drain():
+        for service in (APILogWorker, EventsWorker):
+            service.drain_all(timeout=30)
+
+    # client.run calls this in the worker's event loop, where drain_all would only return a coroutine
+    thread = threading.Thread(target=drain, name="opencorpus-drain")
+    thread.start()
+    thread.join(timeout=60)
+
+
+def _dask_runner_class():
+    from prefect_dask import DaskTaskRunner
+
+    class CleanDaskTaskRunner(DaskTaskRunner):
+        """prefect-dask's runner, whose workers have nothing left to send when the cluster closes."""
+
+        def __exit__(self, *args):
+            if self._client is not None:
+                try:
+                    self._client.run(_drain_prefect_services)
+                except Exception as e:  # noqa: BLE001 - the run's result does not depend on it
+                    get_run_logger().debug("draining the Dask workers' Prefect logs failed: %s", e)
+            super().__exit__(*args)
+
+    return CleanDaskTaskRunner
+
+
 def make_task_runner(workers: int, dask: str | None = None):
     """The task runner for mapped stages: a Dask cluster (`ADDRESS` or `local:N`), a
     process pool of `workers`, or one thread when workers == 1."""
     if dask:
-        from prefect_dask import DaskTaskRunner
-
+        _quiet_distributed()
+        DaskTaskRunner = _dask_runner_class()
         if dask.startswith("local:"):
             n = int(dask.split(":", 1)[1])
+            # Dashboard on a free port: on 8787 a second cluster on the machine warns that the port is taken.
             return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                                   cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
-                                                  "dashboard_address": None})
+                                                  "dashboard_address": ":0"})
         return DaskTaskRunner(address=dask)
     from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
