@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,6 +242,9 @@ def prefect_api():
     if not url:
         from prefect.server.api.server import SubprocessASGIServer
 
+        # Its "Starting/Stopping temporary server" INFO lines (on the `prefect` logger itself) are
+        # not news to someone who ran `opencorpus run`; its warnings and errors still show.
+        logging.getLogger("prefect").addFilter(_NotTemporaryServerInfo())
         server = SubprocessASGIServer()  # the same instance Prefect's own client would start
         server.start(timeout=120)  # a fresh database migrates first; it stops at exit, after the logs are flushed
         url = server.api_url
@@ -249,3 +253,8 @@ def prefect_api():
         yield
     finally:
         os.environ.pop("PREFECT_API_URL", None)
+
+
+class _NotTemporaryServerInfo:
+    def filter(self, record) -> bool:
+        return record.levelno > logging.INFO or "temporary server" not in str(record.msg)
