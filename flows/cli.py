@@ -79,12 +79,10 @@ def cmd_run(args) -> int:
 
     recipe = load_recipe(args.recipe)  # a bad recipe or output folder fails here, before a Prefect server starts
     check_train_section(recipe, args.recipe)
-    from flows.corpus import default_output, quiet_tracebacks, run_corpus
+    # Nothing here imports Prefect (seconds): this process only checks and supervises.
     from flows.state import check_output
-    from flows.storage import OutputLocation, split_url
+    from flows.storage import OutputLocation, default_output, split_url
 
-    if not args.debug:
-        quiet_tracebacks()
     target = args.output or str(default_output(recipe))
     protocol, path = split_url(target)
     if protocol is None:
@@ -96,7 +94,13 @@ def cmd_run(args) -> int:
     if not is_supervised():  # the work runs in a child session that Ctrl-C and kill -9 never leave behind
         return supervise(args.argv)
     watch_parent()
+    from flows.storage import start_temporary_server
 
+    start_temporary_server()  # it boots while the flow's modules import
+    from flows.corpus import quiet_tracebacks, run_corpus
+
+    if not args.debug:
+        quiet_tracebacks()
     if args.progress:
         manifest = _run_with_progress(args)
     else:

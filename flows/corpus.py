@@ -32,6 +32,7 @@ from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 
 from flows import storage
+from flows.storage import default_output
 from flows.progress import ProgressLog
 from flows.state import HashCache, StateStore, claim_output, sha256_json, source_fingerprint, source_module, unit_key
 from pipeline import card as card_mod
@@ -82,10 +83,6 @@ def _is_transient(task, task_run, state) -> bool:
 # I/O can fail for passing reasons (network sources, object storage): retry with backoff.
 IO_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_jitter_factor=0.5,
                   retry_condition_fn=_is_transient)
-
-
-def default_output(recipe: Recipe) -> Path:
-    return Path("data") / recipe.name
 
 
 # --------------------------------------------------------------------------- tasks

@@ -44,6 +44,10 @@ def split_url(url: str) -> tuple[str | None, str]:
     return protocol, rest
 
 
+def default_output(recipe) -> Path:
+    return Path("data") / recipe.name
+
+
 def default_staging(url: str) -> Path:
     base = Path(os.environ.get("OPENCORPUS_STAGING", Path.home() / ".cache" / "opencorpus" / "staging"))
     return base / hashlib.sha256(url.encode()).hexdigest()[:16]
@@ -239,6 +243,13 @@ def prefect_api():
         yield
         return
     url = PREFECT_API_URL.value()  # set in a profile or a settings context, not in the environment
+    settings = contextlib.nullcontext()
+    if not url and _early_server is not None:
+        url = _wait_for_server(*_early_server)
+        if url:  # this process's settings were read at import: tell its client too, or it starts a server of its own
+            from prefect.settings import temporary_settings
+
+            settings = temporary_settings({PREFECT_API_URL: url})
     if not url:
         from prefect.server.api.server import SubprocessASGIServer
 
@@ -250,7 +261,8 @@ def prefect_api():
         url = server.api_url
     os.environ["PREFECT_API_URL"] = url
     try:
-        yield
+        with settings:
+            yield
     finally:
         os.environ.pop("PREFECT_API_URL", None)
 
@@ -258,3 +270,66 @@ def prefect_api():
 class _NotTemporaryServerInfo:
     def filter(self, record) -> bool:
         return record.levelno > logging.INFO or "temporary server" not in str(record.msg)
+
+
+_early_server: tuple | None = None  # (process, API URL) of start_temporary_server
+
+
+def start_temporary_server() -> None:
+    """Spawn Prefect's temporary API server now, without waiting for it, when no API is
+    configured: it boots (imports, database check: ~5 s) while this process imports the
+    flow, and prefect_api() waits for it. The command is the one Prefect's own
+    SubprocessASGIServer runs (prefect/server/api/server.py), spawned without importing that
+    module (~2 s more). Stopped at exit, after Prefect's exit hooks have flushed the logs."""
+    global _early_server
+    if _early_server is not None or os.environ.get("PREFECT_API_URL"):
+        return
+    import atexit
+    import socket
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL, get_current_settings
+
+    if PREFECT_API_URL.value():  # a profile's server or Prefect Cloud
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+           **get_current_settings().to_environment_variables(exclude_unset=True)}
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+                                "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+                               env=env)
+    atexit.register(_stop_server, process)  # registered first, so it runs after the exit hooks Prefect adds later
+    _early_server = (process, f"http://127.0.0.1:{port}/api")
+
+
+def _wait_for_server(process, url: str, timeout: float = 120) -> str | None:
+    """`url` once the server answers /health; None (Prefect's usual start then follows) if it exited."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    with httpx.Client() as client:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if client.get(f"{url}/health").status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+    _stop_server(process)
+    return None
+
+
+def _stop_server(process):
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
