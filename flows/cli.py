@@ -13,6 +13,11 @@
 
 A failure ends in one line on stderr naming what failed (exit 2 for bad input or usage,
 1 otherwise, 130 on Ctrl-C); add --debug anywhere for the traceback.
+
+Prefect (run, deploy) keeps its state in $PREFECT_HOME when set, else in
+$OPENCORPUS_CACHE/prefect (default ~/.cache/opencorpus/prefect), not in ~/.prefect; a
+profile in ~/.prefect/profiles.toml (a server's or Prefect Cloud's API URL) still applies.
+Without a configured API, `run` starts a temporary Prefect server for the run.
 """
 from __future__ import annotations
 
@@ -23,7 +28,26 @@ import sys
 from pathlib import Path
 
 
+def prefect_home() -> Path:
+    """Where Prefect keeps its state for a command (its SQLite database of runs, results):
+    $PREFECT_HOME when set, else $OPENCORPUS_CACHE/prefect, not Prefect's own ~/.prefect."""
+    from flows.storage import cache_dir
+
+    return Path(os.environ.get("PREFECT_HOME") or cache_dir() / "prefect")
+
+
 def _quiet_prefect_defaults():
+    """Prefect settings of our commands; through the environment, before Prefect is imported."""
+    if not os.environ.get("PREFECT_HOME"):
+        # One folder per user, kept: the database migrates once, not on every run (a fresh one
+        # takes seconds), and nothing lands in ~/.prefect that `make` would not have written.
+        home = prefect_home()
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(home)
+        profiles = Path.home() / ".prefect" / "profiles.toml"
+        if profiles.is_file() and not os.environ.get("PREFECT_PROFILES_PATH"):
+            # A user's profile (a server's or Prefect Cloud's API URL) still applies.
+            os.environ["PREFECT_PROFILES_PATH"] = str(profiles)
     # No network here and nothing to report to: keep Prefect's telemetry off by default.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -55,22 +79,28 @@ def cmd_run(args) -> int:
 
     recipe = load_recipe(args.recipe)  # a bad recipe or output folder fails here, before a Prefect server starts
     check_train_section(recipe, args.recipe)
-    from flows.corpus import default_output, quiet_tracebacks, run_corpus
+    # Nothing here imports Prefect (seconds): this process only checks and supervises.
     from flows.state import check_output
-    from flows.storage import split_url
+    from flows.storage import OutputLocation, default_output, split_url
 
-    if not args.debug:
-        quiet_tracebacks()
     target = args.output or str(default_output(recipe))
     protocol, path = split_url(target)
     if protocol is None:
         check_output(Path(path), args.force)
+    else:  # before the Prefect server starts and before ingest: a missing bucket fails here, in one line
+        OutputLocation.of(target, args.work_dir).check_writable()
     from flows.supervise import is_supervised, supervise, watch_parent
 
     if not is_supervised():  # the work runs in a child session that Ctrl-C and kill -9 never leave behind
         return supervise(args.argv)
     watch_parent()
+    from flows.storage import start_temporary_server
 
+    start_temporary_server()  # it boots while the flow's modules import
+    from flows.corpus import quiet_tracebacks, run_corpus
+
+    if not args.debug:
+        quiet_tracebacks()
     if args.progress:
         manifest = _run_with_progress(args)
     else:

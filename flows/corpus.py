@@ -32,6 +32,7 @@ from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 
 from flows import storage
+from flows.storage import default_output
 from flows.progress import ProgressLog
 from flows.state import HashCache, StateStore, claim_output, sha256_json, source_fingerprint, source_module, unit_key
 from pipeline import card as card_mod
@@ -82,10 +83,6 @@ def _is_transient(task, task_run, state) -> bool:
 # I/O can fail for passing reasons (network sources, object storage): retry with backoff.
 IO_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_jitter_factor=0.5,
                   retry_condition_fn=_is_transient)
-
-
-def default_output(recipe: Recipe) -> Path:
-    return Path("data") / recipe.name
 
 
 # --------------------------------------------------------------------------- tasks
@@ -380,17 +377,63 @@ def _prune(root: Path, keep: set[str], patterns: list[tuple[str, str]]):
 # --------------------------------------------------------------------------- the flow
 
 
+def _quiet_distributed():
+    """distributed logs every start, connection and close at INFO (some 30 lines a run, through
+    Prefect's console handler); keep its warnings only, unless the user configured its logging.
+    Through the environment too: the cluster's worker processes read it when they start."""
+    if not any(k.startswith("DASK_LOGGING") for k in os.environ):
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = "warning"
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # already imported (tests, a user's Client)
+
+
+def _drain_prefect_services():
+    """On a Dask worker: send the task logs and events it still holds to the API now. Left to
+    the worker's exit, the sending can outlast the nanny's 4 s close timeout on a busy machine:
+    the nanny then kills the worker and the scheduler logs closed comms."""
+    import threading
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    def drain():
+        for service in (APILogWorker, EventsWorker):
+            service.drain_all(timeout=30)
+
+    # client.run calls this in the worker's event loop, where drain_all would only return a coroutine
+    thread = threading.Thread(target=drain, name="opencorpus-drain")
+    thread.start()
+    thread.join(timeout=60)
+
+
+def _dask_runner_class():
+    from prefect_dask import DaskTaskRunner
+
+    class CleanDaskTaskRunner(DaskTaskRunner):
+        """prefect-dask's runner, whose workers have nothing left to send when the cluster closes."""
+
+        def __exit__(self, *args):
+            if self._client is not None:
+                try:
+                    self._client.run(_drain_prefect_services)
+                except Exception as e:  # noqa: BLE001 - the run's result does not depend on it
+                    get_run_logger().debug("draining the Dask workers' Prefect logs failed: %s", e)
+            super().__exit__(*args)
+
+    return CleanDaskTaskRunner
+
+
 def make_task_runner(workers: int, dask: str | None = None):
     """The task runner for mapped stages: a Dask cluster (`ADDRESS` or `local:N`), a
     process pool of `workers`, or one thread when workers == 1."""
     if dask:
-        from prefect_dask import DaskTaskRunner
-
+        _quiet_distributed()
+        DaskTaskRunner = _dask_runner_class()
         if dask.startswith("local:"):
             n = int(dask.split(":", 1)[1])
+            # Dashboard on a free port: on 8787 a second cluster on the machine warns that the port is taken.
             return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                                   cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
-                                                  "dashboard_address": None})
+                                                  "dashboard_address": ":0"})
         return DaskTaskRunner(address=dask)
     from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
@@ -412,6 +455,7 @@ def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2, c
     log = get_run_logger()
     recipe = load_recipe(recipe_path)
     location = storage.OutputLocation.of(output or str(default_output(recipe)), work_dir)
+    location.check_writable()  # a missing bucket fails now, not after ingest at the first push
     if location.remote:
         log.info("output %s staged in %s: %d files pulled", location.url, location.local, location.pull())
     root = location.local.resolve()  # workers (Dask ones included) may run in another folder

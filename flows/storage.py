@@ -20,11 +20,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flows.state import STATE_DIR
+from flows.state import STATE_DIR, OutputFolderError
 from pipeline.io import atomic_path, write_json
 
 LOCAL_PROTOCOLS = {"file", "local"}
@@ -41,6 +42,10 @@ def split_url(url: str) -> tuple[str | None, str]:
     if protocol in LOCAL_PROTOCOLS:
         return None, rest
     return protocol, rest
+
+
+def default_output(recipe) -> Path:
+    return Path("data") / recipe.name
 
 
 def default_staging(url: str) -> Path:
@@ -61,6 +66,22 @@ class OutputLocation:
         if protocol is None:
             return cls(str(target), Path(path))
         return cls(str(target), Path(work_dir) if work_dir else default_staging(str(target)), str(target).rstrip("/"))
+
+    def check_writable(self) -> None:
+        """Write and delete a small probe object under the URL: a missing bucket, missing
+        credentials or a read-only key then fail before the first stage, not at its first push."""
+        if not self.remote:
+            return
+        import uuid
+
+        try:
+            fs, root = self._fs()
+            probe = f"{root}/{STATE_DIR}/.tmp-write-probe-{uuid.uuid4().hex}"  # .tmp-: never pulled or pushed if left behind
+            fs.pipe_file(probe, b"")
+            fs.rm_file(probe)
+        except Exception as e:  # noqa: BLE001 - any failure here means the run could not push its outputs
+            reason = " ".join(str(e).split()) or type(e).__name__  # one line: botocore messages span several
+            raise OutputFolderError(f"--output {self.url} is not writable: {reason}") from e
 
     def _fs(self):
         import fsspec
@@ -98,7 +119,7 @@ class OutputLocation:
         for rpath, info in fs.find(root, detail=True).items():
             rel = rpath[len(root):].lstrip("/")
             local = self.local / rel
-            if rel in NOT_PUSHED or rel.startswith(NOT_PUSHED):
+            if rel in NOT_PUSHED or rel.startswith(NOT_PUSHED) or Path(rel).name.startswith(".tmp-"):
                 continue
             if not (local.is_file() and local.stat().st_size == info["size"]):
                 rpaths.append(rpath)
@@ -222,14 +243,93 @@ def prefect_api():
         yield
         return
     url = PREFECT_API_URL.value()  # set in a profile or a settings context, not in the environment
+    settings = contextlib.nullcontext()
+    if not url and _early_server is not None:
+        url = _wait_for_server(*_early_server)
+        if url:  # this process's settings were read at import: tell its client too, or it starts a server of its own
+            from prefect.settings import temporary_settings
+
+            settings = temporary_settings({PREFECT_API_URL: url})
     if not url:
         from prefect.server.api.server import SubprocessASGIServer
 
+        # Its "Starting/Stopping temporary server" INFO lines (on the `prefect` logger itself) are
+        # not news to someone who ran `opencorpus run`; its warnings and errors still show.
+        logging.getLogger("prefect").addFilter(_NotTemporaryServerInfo())
         server = SubprocessASGIServer()  # the same instance Prefect's own client would start
         server.start(timeout=120)  # a fresh database migrates first; it stops at exit, after the logs are flushed
         url = server.api_url
     os.environ["PREFECT_API_URL"] = url
     try:
-        yield
+        with settings:
+            yield
     finally:
         os.environ.pop("PREFECT_API_URL", None)
+
+
+class _NotTemporaryServerInfo:
+    def filter(self, record) -> bool:
+        return record.levelno > logging.INFO or "temporary server" not in str(record.msg)
+
+
+_early_server: tuple | None = None  # (process, API URL) of start_temporary_server
+
+
+def start_temporary_server() -> None:
+    """Spawn Prefect's temporary API server now, without waiting for it, when no API is
+    configured: it boots (imports, database check: ~5 s) while this process imports the
+    flow, and prefect_api() waits for it. The command is the one Prefect's own
+    SubprocessASGIServer runs (prefect/server/api/server.py), spawned without importing that
+    module (~2 s more). Stopped at exit, after Prefect's exit hooks have flushed the logs."""
+    global _early_server
+    if _early_server is not None or os.environ.get("PREFECT_API_URL"):
+        return
+    import atexit
+    import socket
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL, get_current_settings
+
+    if PREFECT_API_URL.value():  # a profile's server or Prefect Cloud
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+           **get_current_settings().to_environment_variables(exclude_unset=True)}
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+                                "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+                               env=env)
+    atexit.register(_stop_server, process)  # registered first, so it runs after the exit hooks Prefect adds later
+    _early_server = (process, f"http://127.0.0.1:{port}/api")
+
+
+def _wait_for_server(process, url: str, timeout: float = 120) -> str | None:
+    """`url` once the server answers /health; None (Prefect's usual start then follows) if it exited."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    with httpx.Client() as client:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if client.get(f"{url}/health").status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+    _stop_server(process)
+    return None
+
+
+def _stop_server(process):
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

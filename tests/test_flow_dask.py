@@ -42,3 +42,22 @@ def test_local_n_spec_starts_its_own_cluster(tmp_path, corpora, prefect_api):
          "separator_regex": r"^ = [^=].* = $"}])
     m = run_corpus(str(recipe), str(tmp_path / "out"), workers=2, cards_dir=None, dask="local:2")
     assert m.stages.ingest.docs_out == 40  # the 40 generated articles
+
+
+def test_a_dask_run_ends_without_teardown_noise(tmp_path, corpora, prefect_api):
+    """`opencorpus run --dask local:2` as a user runs it: the cluster's start and shutdown
+    leave nothing on stderr (no CommClosedError, no traceback, no distributed chatter)."""
+    import subprocess
+
+    from orchestration_support import cli, cli_env
+
+    recipe = small_recipe(tmp_path, corpora, sources=[
+        {"name": "wt2", "type": "text", "paths": [str(corpora / "classic" / "wiki.txt")],
+         "separator_regex": r"^ = [^=].* = $"}])
+    env = {k: v for k, v in cli_env().items() if not k.startswith("DASK_")}
+    env["PREFECT_LOGGING_LEVEL"] = "INFO"  # what a user sees by default
+    proc = subprocess.run(cli("run", str(recipe), "--output", str(tmp_path / "out"), "--dask", "local:2"), env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    for noise in ("CommClosedError", "Traceback", "| distributed.", "still alive", "Port 8787"):
+        assert noise not in proc.stderr, proc.stderr

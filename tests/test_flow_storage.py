@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from orchestration_support import small_recipe, snapshot
+from orchestration_support import cli, cli_env, small_recipe, snapshot
 
 
 def _free_port() -> int:
@@ -39,8 +39,8 @@ def s3(monkeypatch):
 
     s3fs.S3FileSystem.clear_instance_cache()
     fs = s3fs.S3FileSystem(**options)
-    fs.mkdir("inputs")
-    fs.mkdir("corpora")
+    for bucket in ("inputs", "corpora"):  # moto keeps its buckets for the whole process
+        fs.makedirs(bucket, exist_ok=True)
     yield fs
     s3fs.S3FileSystem.clear_instance_cache()
     server.stop()
@@ -80,3 +80,31 @@ def test_s3_inputs_and_output_with_resume_from_the_bucket(tmp_path, corpora, s3,
     recipe = small_recipe(tmp_path, corpora, name="s3-small", sources=sources[:1])
     run_corpus(str(recipe), url, workers=1, cards_dir=None, work_dir=str(tmp_path / "staging2"))
     assert not [p for p in s3.find(url) if "botchan" in p]
+
+
+def test_an_output_bucket_that_does_not_exist_fails_before_ingest(tmp_path, corpora, s3, prefect_api):
+    """The bucket is checked (a probe object written and deleted) before the first stage:
+    one line naming the URL and the reason, and nothing ingested into the staging folder."""
+    import subprocess
+
+    from flows.corpus import run_corpus
+    from flows.state import OutputFolderError
+
+    recipe = small_recipe(tmp_path, corpora, name="no-bucket")
+    url, staging = "s3://missing-bucket/x", tmp_path / "staging"
+    proc = subprocess.run(cli("run", str(recipe), "--output", url, "--work-dir", str(staging)), env=cli_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and url in lines[0] and "bucket does not exist" in lines[0], proc.stderr
+    assert not (staging / "documents").exists()
+
+    # the flow itself checks too (run_corpus, deployments): before pulling or ingesting anything
+    with pytest.raises(OutputFolderError, match="missing-bucket/x is not writable"):
+        run_corpus(str(recipe), url, workers=1, cards_dir=None, work_dir=str(staging))
+    assert not (staging / "documents").exists()
+
+    from flows.storage import OutputLocation
+
+    OutputLocation.of("s3://corpora/probed").check_writable()
+    assert not s3.find("corpora/probed")  # a writable bucket keeps no probe object

@@ -284,3 +284,27 @@ def test_run_a_recipe_url(tmp_path, prefect_api, monkeypatch, capfd):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["recipe_path"] == url and manifest["name"] == "safety"
     assert f"\nopencorpus run {url} --output " in (out / "README.md").read_text()
+
+
+def test_prefect_state_stays_out_of_the_users_home_and_the_server_starts_quietly(tmp_path):
+    """`opencorpus run` outside make (no PREFECT_HOME, no API): Prefect's database goes to
+    $OPENCORPUS_CACHE/prefect, nothing to ~/.prefect, and the temporary server's start and
+    stop leave no line on the console. --help says where the state goes."""
+    import os
+    import subprocess
+    import sys
+
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(HOME=str(home), OPENCORPUS_CACHE=str(cache), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(recipe_file(tmp_path)), "--output",
+                           str(tmp_path / "out"), "--workers", "1"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert (cache / "prefect" / "prefect.db").is_file()
+    assert not (home / ".prefect").exists()
+    assert "temporary server" not in proc.stderr, proc.stderr
+    help_text = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], env=env, capture_output=True,
+                               text=True).stdout
+    assert "$OPENCORPUS_CACHE/prefect" in help_text
