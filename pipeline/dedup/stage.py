@@ -58,10 +58,12 @@ def plan(n_docs: int, n_bytes: int, max_shard_docs: int, params: Params, workers
     base = 200 * 2**20  # interpreter, numpy, Arrow, polars, thread pools
     # hashing temporaries, the decompressed row group being read, per-document arrays of a shard
     per_worker = 45 * batch_bytes + max_shard_bytes + max_shard_docs * (4 * params.num_perm + 16 * params.bands + 64)
-    per_doc = 150  # union-find, status and similarity arrays, one band of keys in polars, exact keys
-    pairs = n_docs * dup_share * 4 * 24  # candidate pairs, a few per duplicate
-    ram = base + workers * per_worker + n_docs * per_doc + pairs
-    scratch = n_docs * (4 * params.num_perm + 18 * params.bands + 64)
+    # the driver's cluster unit: removals (16 B), edges (20 B), documents in edges (48 B, two per
+    # duplicate) and candidate pairs (8 B, a few per duplicate); documents in no edge cost nothing
+    dups = n_docs * dup_share
+    driver = dups * (16 + 20 + 2 * 48 + 4 * 8)
+    ram = base + workers * per_worker + driver
+    scratch = n_docs * (4 * params.num_perm + 18 * params.bands + 100)  # signatures, band keys, docs and group keys
     disk = 2 * scratch + n_bytes  # scratch + persisted index (kept docs) + output shards (about the input)
     secs = n_docs / (PLAN_DOCS_PER_S_PER_WORKER * max(workers, 1))
     return {"docs": n_docs, "text_bytes": n_bytes, "ram_bytes_estimate": int(ram), "disk_bytes_estimate": int(disk),
