@@ -70,6 +70,10 @@ def corpora(tmp_path_factory) -> Path:
     return build_corpora(tmp_path_factory.mktemp("corpora"))
 
 
+LONGEST_FIRST = ["test_finetune_gain.py", "test_run_safety.py", "test_flow_resume.py", "test_flow_dask.py",
+                 "test_flow_changes.py", "test_train.py"]
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `shared` need ../shared/corpora: without it they are skipped (and counted
     in the summary); a test that asks for `shared_corpora` must carry the marker."""
@@ -80,6 +84,9 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(f"{item.nodeid} uses shared_corpora but is not marked `shared`")
         if marked and not have:
             item.add_marker(pytest.mark.skip(reason=SHARED_SKIP_REASON))
+    # The longest files first (measured: minutes each): with `make test`'s two processes taking
+    # whole files, a long file started last would leave one process idle at the end.
+    items.sort(key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else len(LONGEST_FIRST))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
