@@ -70,7 +70,7 @@ def test_pawsx_is_measured_and_reported(pretrained):
     from model.finetune import finetune
 
     r = finetune(pretrained / "mlm", shipped_task("pawsx_de.yaml"), pretrained / "paws",
-                 from_scratch=True, seed=0, progress=False, epochs=2)
+                 from_scratch=True, seed=0, progress=False, epochs=1)  # reported, not asserted: one epoch is enough
     print(f"\nPAWS-X de: pretrained {r['accuracy']:.4f}, scratch {r['scratch_accuracy']:.4f}, "
           f"majority {r['majority_class_accuracy']:.4f}")
     assert r["pairs"] and r["splits"]["test"]["examples"] == 400
