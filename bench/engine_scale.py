@@ -35,6 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO))
+from pipeline.units import scratch_dir  # noqa: E402
 DATA = REPO / "data" / "engine_bench"
 
 CHILD = r"""
@@ -88,7 +90,7 @@ def folder_bytes(folder: Path) -> int:
 
 
 def run(src: Path, engine: str, stage: str, shards: Path, out: Path, workers: int) -> dict:
-    scratch = [out / ".opencorpus" / "work" / stage, out / "dedup_work"]  # today's, and the baseline's
+    scratch = [scratch_dir(out, stage), out / "dedup_work"]  # today's, and the baseline's
     peak = [0]
     done = threading.Event()
 

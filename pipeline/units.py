@@ -17,6 +17,7 @@ from an empty folder. So a killed dedup resumes from its finished units.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -27,7 +28,7 @@ from typing import Callable, Protocol
 import numpy as np
 import pyarrow as pa
 
-from pipeline.io import atomic_path, write_json, write_parquet_file
+from pipeline.io import STATE_DIR, atomic_path, write_json, write_parquet_file
 
 
 class Mapper(Protocol):
@@ -64,6 +65,23 @@ def run_unit(work: str, phase: str, unit: str, fn: Callable, args: tuple) -> dic
     result = fn(*args)
     write_json(result, Path(work) / "done" / phase / f"{unit}.json")
     return result
+
+
+def scratch_dir(root: Path, stage: str) -> Path:
+    """A stage's scratch folder: in the corpus folder's own state directory, removed when the stage ends."""
+    return Path(root) / STATE_DIR / "scratch" / stage
+
+
+def default_key(paths: list[Path], config, *extra: str) -> str:
+    """Key of a run's scratch state when the caller gives none: the config, the inputs' names,
+    sizes and modification times, and `extra` (files the config points at)."""
+    h = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode())
+    for p in paths:
+        st = Path(p).stat()
+        h.update(f"{Path(p).name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    for e in extra:
+        h.update(str(e).encode())
+    return h.hexdigest()
 
 
 class Work:

@@ -13,6 +13,7 @@ from pipeline.dedup import DedupConfig, run_dedup
 from pipeline.dedup.params import CLUSTERS_SCHEMA
 from pipeline.io import list_shards, write_parquet
 from pipeline.schema import CLEAN_SCHEMA, REJECTED_SCHEMA, conform
+from pipeline.units import scratch_dir
 
 from conftest import require_shared
 from fixtures_corpus import wiki_text
@@ -105,7 +106,7 @@ def test_dedup_end_to_end(tmp_path):
     assert stats.largest_clusters[0].size == 2 and stats.largest_clusters[0].excerpt
     assert stats.rejected_by_filter == {"exact_duplicate": 10, "near_duplicate": 10}
     assert stats.docs_in_clusters == 40 and stats.cluster_sizes == {"2": 20}
-    assert not (tmp_path / ".opencorpus" / "work" / "dedup").exists()  # scratch removed
+    assert not scratch_dir(tmp_path, "dedup").exists()  # scratch removed
     assert stats.plan.ram_bytes_estimate > 0 and stats.plan.docs == len(rows)
 
 

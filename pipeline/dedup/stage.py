@@ -14,15 +14,14 @@ The stage is a sequence of phases, each a list of units that a mapper runs (pipe
 6. write (one unit per shard, `write.py`): dedup/<shard>, rejected/dedup-<shard>, clusters/<shard>.
 7. index (one unit, `index.py`): the band index of the kept documents, for incremental runs.
 
-Scratch data lives under `out_dir/.opencorpus/work/dedup/` and is removed at the end; a killed
+Scratch data lives in the corpus folder's state directory (`pipeline.units.scratch_dir`) and is
+removed at the end; a killed
 run resumes from its finished units (same key). Units of a phase are independent and their
 outputs do not depend on how many workers run them, nor where: the result is byte-identical
 on one worker, a process pool or a Dask cluster. Memory: docs/dedup.md has the formulas.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
@@ -41,7 +40,7 @@ from pipeline.dedup.params import FILTERS, KEPT, Layout, Params
 from pipeline.dedup.sign import index_band_keys, sign_shard
 from pipeline.dedup.verify import shingle_sets_shard, verify_partition
 from pipeline.dedup.write import write_shard
-from pipeline.units import LocalMapper, Mapper, Work, save_npy
+from pipeline.units import LocalMapper, Mapper, Work, default_key, save_npy, scratch_dir
 from pipeline.records import DedupStats
 
 log = logging.getLogger("opencorpus.dedup")
@@ -98,17 +97,6 @@ def band_ranges(bands: int, parts: int) -> list[range]:
     return [range(a, b) for a, b in zip(edges, edges[1:])]
 
 
-def work_key(paths: list[Path], config: DedupConfig, index_dir) -> str:
-    """Key of a run's scratch folder when the caller gives none: the inputs' names, sizes and
-    modification times, and the config."""
-    h = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode())
-    for p in paths:
-        st = p.stat()
-        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    h.update(str(index_dir).encode())
-    return h.hexdigest()
-
-
 def merge_removed(work: str, rounds: list[str], parts: int) -> dict:
     """Sorted documents removed by the rounds so far (`groups/removed-<last round>.npy`)."""
     work = Path(work)
@@ -150,7 +138,7 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
         index_dir = Path(config.incremental_index)  # absolute: the recipe resolves it against its folder
     if index_dir is not None and not Path(index_dir).is_dir():
         raise FileNotFoundError(f"dedup: incremental index folder {index_dir} does not exist")
-    work = Work(out_dir / ".opencorpus" / "work" / "dedup", key or work_key(paths, config, index_dir))
+    work = Work(scratch_dir(out_dir, "dedup"), key or default_key(paths, config, str(index_dir)))
     wd = str(work.dir)
     old = load_index(Path(index_dir), work.dir, params) if index_dir else IndexParts([], [], [], 0)
     counts = [pq.ParquetFile(p).metadata.num_rows for p in paths]

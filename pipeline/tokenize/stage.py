@@ -10,8 +10,6 @@ the end, index.json last: a killed run leaves no `tokens/` a rerun would trust.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -28,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.io import replace_dir, sha256_file, write_json, write_parquet
-from pipeline.units import LocalMapper, Mapper, Work, save_npy
+from pipeline.units import LocalMapper, Mapper, Work, default_key, save_npy, scratch_dir
 from pipeline.records import TOKEN_INDEX_FORMAT, TokenIndex, TokenizeStats
 from pipeline.schema import rejected_table, token_schema
 from pipeline.tokenize.config import TokenizeConfig
@@ -149,7 +147,7 @@ def _renamed(entry: dict, old: str, new: str) -> dict:
     return {(new if k == old else k): v for k, v in entry.items()}
 
 
-def encode_shard(path: str, tokenizer_path: str, work: str, config: TokenizeConfig, threads: bool) -> dict:
+def encode_shard(path: str, tokenizer_path: str, work: str, rejected_dir: str, config: TokenizeConfig, threads: bool) -> dict:
     """One unit: encode one document shard into `work/<shard>/{train,val}/part-NNNNN.parquet`
     (and packed sequences), its document lengths and its rejections; returns its figures.
 
@@ -194,7 +192,7 @@ def encode_shard(path: str, tokenizer_path: str, work: str, config: TokenizeConf
             consume(b, *fut.result())
     shards = splits.close()
     save_npy(np.concatenate(stats.lengths) if stats.lengths else np.zeros(0, np.int32), unit_dir / "lengths.npy")
-    target = work.parent.parent.parent / "rejected" / f"{STAGE}-{path.name}"  # <root>/.opencorpus/work/tokenize
+    target = Path(rejected_dir) / f"{STAGE}-{path.name}"
     if rejected:
         write_parquet(pa.concat_tables(rejected), target)
     elif target.exists():
@@ -229,7 +227,7 @@ def tokenize_corpus(
     specials = special_ids(tok)
     value_type = token_schema(vocab_size).field("input_ids").type.value_type
     tok_sha = sha256_file(tokenizer_path)
-    work = Work(root / ".opencorpus" / "work" / STAGE, key or _work_key(input_paths, tok_sha, config))
+    work = Work(scratch_dir(root, STAGE), key or default_key(input_paths, config, tok_sha))
     own = mapper is None
     if own:
         total_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in input_paths)
@@ -237,7 +235,7 @@ def tokenize_corpus(
         mapper = LocalMapper(workers if parallel else 1, "processes")
     threads = (workers <= 1) or (own and mapper.workers <= 1)
     try:
-        units = work.run(mapper, "encode", [(p.name, encode_shard, (str(p), str(tokenizer_path), str(work.dir), config, threads))
+        units = work.run(mapper, "encode", [(p.name, encode_shard, (str(p), str(tokenizer_path), str(work.dir), str(root / "rejected"), config, threads))
                                            for p in input_paths])
     finally:
         if own:
@@ -287,14 +285,6 @@ def tokenize_corpus(
         rejected_files=[f"rejected/{STAGE}-{u['name']}" for u in units if u["rejected"]],
         seconds=round(time.perf_counter() - t0, 3), **stats.to_dict(),
     )
-
-
-def _work_key(paths: list[Path], tokenizer_sha: str, config: TokenizeConfig) -> str:
-    h = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode() + tokenizer_sha.encode())
-    for p in paths:
-        st = p.stat()
-        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
 
 
 def _pack(shards: list[dict], staging: Path, vocab_size: int, config: TokenizeConfig, pad_id: int) -> dict:
