@@ -235,7 +235,8 @@ def tokenize_corpus(
         mapper = LocalMapper(workers if parallel else 1, "processes")
     threads = (workers <= 1) or (own and mapper.workers <= 1)
     try:
-        units = work.run(mapper, "encode", [(p.name, encode_shard, (str(p), str(tokenizer_path), str(work.dir), str(root / "rejected"), config, threads))
+        units = work.run(mapper, "encode", [(p.name, encode_shard, (str(p), str(tokenizer_path), str(work.dir), str(root / "rejected"), config, threads),
+                                            [p, tokenizer_path])
                                            for p in input_paths])
     finally:
         if own:
