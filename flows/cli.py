@@ -234,7 +234,10 @@ def cmd_card(args) -> int:
 def _add_scale_arguments(p: argparse.ArgumentParser):
     p.add_argument("--dask", default=None, metavar="ADDRESS|local:N",
                    help="run mapped stages on a dask.distributed cluster (scheduler address, or N local workers)")
-    p.add_argument("--work-dir", default=None, help="local staging folder when --output is a URL (s3://, gs://)")
+    p.add_argument("--work-dir", default=None,
+                   help="the flow's local staging folder when --output is a URL (s3://, gs://); tasks never use it: "
+                        "they fetch their inputs from the store into a folder of their own (a Dask worker's local "
+                        "directory, or $OPENCORPUS_TASK_SCRATCH)")
 
 
 class _Version(argparse.Action):
