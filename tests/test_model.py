@@ -226,20 +226,58 @@ print(transformers.__version__)
 """
 
 
-@pytest.mark.other_transformers
-def test_export_loads_with_another_transformers_release(corpus_dir, tmp_path):
-    """The export in a venv with another transformers release (say the latest 4.x, while the
-    project's venv has 5.x): point $OPENCORPUS_OTHER_TRANSFORMERS_PYTHON at its python."""
+# The oldest release pyproject.toml admits (transformers>=4.45), with the tokenizers and
+# huggingface-hub releases it requires; the newest is the project's own venv (test above).
+# 4.44 and older pin tokenizers<0.20, which cannot read the tokenizer.json that tokenizers
+# 0.20+ write (BPE merges as pairs): this test found that when the floor was 4.40.
+OLDEST_TRANSFORMERS = ("transformers==4.45.2", "tokenizers==0.20.3", "huggingface-hub==0.25.2")
+
+
+def _oldest_transformers_path() -> str:
+    """A folder holding the oldest supported transformers (pip --target, cached under
+    $OPENCORPUS_CACHE/compat), put first on PYTHONPATH in front of the project's venv."""
     import os
     import subprocess
+    import sys
+    from pathlib import Path
+
+    from flows.storage import cache_dir
+
+    target = cache_dir() / "compat" / "-".join(s.replace("==", "") for s in OLDEST_TRANSFORMERS)
+    if not (target / ".complete").is_file():
+        tmp = Path(f"{target}.tmp-{os.getpid()}")
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp),
+                               *OLDEST_TRANSFORMERS], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:  # no package index reachable: nothing to test against
+            pytest.skip(f"pip could not install {' '.join(OLDEST_TRANSFORMERS)}: {done.stderr.strip()[-300:]}")
+        (tmp / ".complete").touch()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            subprocess.run(["rm", "-rf", str(tmp)])
+    return str(target)
+
+
+@pytest.mark.other_transformers
+def test_export_loads_with_the_oldest_supported_transformers(corpus_dir, tmp_path):
+    """The export loads and generates with transformers 4.45 (the oldest release pyproject.toml
+    admits), besides the project's own 5.x: installed by pip into a cached folder on first use,
+    or the Python of another venv in $OPENCORPUS_OTHER_TRANSFORMERS_PYTHON."""
+    import os
+    import subprocess
+    import sys
 
     from model.export import export_hf
     from model.train import train
 
-    python = os.environ.get("OPENCORPUS_OTHER_TRANSFORMERS_PYTHON")
+    python, env = os.environ.get("OPENCORPUS_OTHER_TRANSFORMERS_PYTHON"), dict(os.environ)
     if not python:
-        pytest.skip("set OPENCORPUS_OTHER_TRANSFORMERS_PYTHON to a venv's python with another transformers release")
+        python = sys.executable
+        env["PYTHONPATH"] = _oldest_transformers_path()
     train(corpus_dir, tmp_path / "run", max_steps=2, progress=False, **TINY)
     out = export_hf(tmp_path / "run", tmp_path / "hf")
-    done = subprocess.run([python, "-c", LOAD_AND_GENERATE, str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([python, "-c", LOAD_AND_GENERATE, str(out)], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+    if "PYTHONPATH" in env:
+        assert done.stdout.split()[-1] == "4.45.2"
