@@ -158,6 +158,10 @@ def cmd_train(args, rest: list[str]) -> int:
     if args.recipe:
         recipe = load_recipe(args.recipe)
         defaults = dict(recipe.train)
+        if recipe.mix and "mix" not in defaults:
+            from model.config import format_mix
+
+            defaults["mix"] = format_mix(recipe.mix)
         check_train_section(recipe, args.recipe)
         if "--data" not in argv:
             argv += ["--data", f"data/{recipe.name}"]

@@ -67,8 +67,9 @@ def write_shards(folder: Path, ids: list[list[int]], doc_ids: list[str], per_sha
 
 
 def make_corpus(out: Path, n_chars: int = 200_000, vocab_size: int = 512, val_every: int = 10,
-                docs_per_shard: int = 30) -> Path:
-    """Write DATA/{tokenizer.json, manifest.json, tokens/{train,val}/part-*.parquet, tokens/index.json}."""
+                docs_per_shard: int = 30, sources: tuple[str, ...] = ()) -> Path:
+    """Write DATA/{tokenizer.json, manifest.json, tokens/{train,val}/part-*.parquet, tokens/index.json};
+    with `sources`, shard k of each split is recorded as coming from sources[k % len(sources)]."""
     out = Path(out)
     docs = play_docs(n_chars)
     tok = train_tokenizer(docs, vocab_size)
@@ -84,10 +85,11 @@ def make_corpus(out: Path, n_chars: int = 200_000, vocab_size: int = 512, val_ev
     for split, idx in (("train", train_idx), ("val", val_idx)):
         paths = write_shards(out / "tokens" / split, [enc[i] for i in idx], [names[i] for i in idx],
                              docs_per_shard, V)
-        for p in paths:
+        for k, p in enumerate(paths):
             n = pq.read_table(p, columns=["n_tokens"]).column("n_tokens").to_pylist()
             entries.append(TokenShard(split=split, file=f"{split}/{p.name}", tokens=sum(n), documents=len(n),
-                                      bytes=p.stat().st_size, sha256=_sha(p)))
+                                      bytes=p.stat().st_size, sha256=_sha(p),
+                                      source=sources[k % len(sources)] if sources else None))
     Manifest(name="test-play", created="2026-01-01T00:00:00+00:00", recipe_hash="test-recipe-0001", recipe={},
              code_version="test").write(out / Manifest.file_name)
     totals = {split: SplitTotals(documents=sum(e.documents for e in entries if e.split == split),

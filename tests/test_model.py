@@ -140,6 +140,83 @@ def test_epoch_covers_every_sequence_once(corpus_dir):
         assert sorted(rows) == sorted(expected)
 
 
+@pytest.fixture(scope="module")
+def two_source_corpus(tmp_path_factory):
+    """The play corpus with its shards recorded as sources "a" and "b" in turn."""
+    return make_corpus(tmp_path_factory.mktemp("mixed") / "data", sources=("a", "b"))
+
+
+def _one_epoch_consumed(train, **kw) -> dict:
+    s = TrainSequences(train, 64, 1, 3, 512, **kw)
+    while s.epoch == 0:
+        s.next_batch()
+    return s.consumed
+
+
+def test_mix_repeats_and_samples_sources_by_weight(two_source_corpus):
+    c = open_corpus(two_source_corpus)
+    have = {src: sum(sh.n_tokens for sh in c.train if sh.source == src) for src in ("a", "b")}
+    plain = _one_epoch_consumed(c.train)
+    mixed = _one_epoch_consumed(c.train, mix={"a": 2.0, "b": 0.5})
+    # an epoch without weights reads each source once (sequences drop a window's last partial one)
+    assert all(0.95 * have[k] <= plain[k] <= have[k] for k in have), (plain, have)
+    # a: every document twice; b: about half of its documents (sampled per document)
+    assert 0.95 * 2 * have["a"] <= mixed["a"] <= 2 * have["a"], (mixed, have)
+    assert 0.35 * have["b"] <= mixed["b"] <= 0.65 * have["b"], (mixed, have)
+    assert _one_epoch_consumed(c.train, mix={"a": 2.0, "b": 0.5}) == mixed  # seeded
+    assert _one_epoch_consumed(c.train, mix={"b": 0})["b"] == 0
+
+
+def test_mixed_stream_resumes_exactly_and_refuses_another_mix(two_source_corpus):
+    c = open_corpus(two_source_corpus)
+    mk = lambda mix: TrainSequences(c.train, 64, 4, 1, c.vocab_size, window_tokens=20_000, mix=mix)
+    a = mk({"a": 3.0, "b": 0.3})
+    for _ in range(9):
+        a.next_batch()
+    state = a.state_dict()
+    fresh = mk({"a": 3.0, "b": 0.3})
+    fresh.load_state_dict(state)
+    for _ in range(200):  # across windows and epochs, each epoch drawing its own sample of b
+        assert torch.equal(a.next_batch()[0], fresh.next_batch()[0])
+    assert fresh.consumed == a.consumed  # the mixture consumed carries over a resume
+    with pytest.raises(ValueError, match="mix"):
+        mk({"a": 1.5}).load_state_dict(state)
+
+
+def test_mix_errors_name_the_problem(two_source_corpus, corpus_dir):
+    from model.config import make_config
+    from model.data import DataError
+
+    c = open_corpus(two_source_corpus)
+    with pytest.raises(DataError, match=r"source\(s\) \['web'\].*\['a', 'b'\]"):
+        TrainSequences(c.train, 64, 4, 1, c.vocab_size, mix={"web": 2.0})
+    with pytest.raises(DataError, match="does not name each shard's source"):
+        TrainSequences(open_corpus(corpus_dir).train, 64, 4, 1, 512, mix={"a": 2.0})
+    with pytest.raises(ValueError, match="weight"):
+        make_config(mix="a=lots")
+    assert make_config(mix="b=0.5, a=2").mix == "a=2,b=0.5"
+
+
+def test_a_run_records_the_mixture_it_consumed(two_source_corpus, tmp_path):
+    import json
+
+    from model.train import train
+
+    train(two_source_corpus, tmp_path / "run", max_steps=3, progress=False, mix="a=2,b=0", **TINY)
+    mixture = json.loads((tmp_path / "run" / "run.json").read_text())["mixture"]
+    assert mixture["weights"] == {"a": 2.0, "b": 0.0}
+    assert mixture["tokens"] == {"a": 3 * TINY["batch_size"] * TINY["block_size"], "b": 0}
+
+    from model.evaluate import evaluate
+    from pipeline.card import add_model_entry
+    from pipeline.card.markdown import _mixtures
+
+    evaluate(tmp_path / "run", two_source_corpus, max_tokens=2048)
+    entry = add_model_entry(tmp_path / "run", data_cards_dir=tmp_path / "cards")
+    lines = "\n".join(_mixtures([entry.dump()]))
+    assert "| run | 100.0 % (x2) | 0.0 % (x0) |" in lines, lines
+
+
 def test_val_stream_targets_every_token_once(corpus_dir):
     c = open_corpus(corpus_dir, need_val=True)
     v = ValSequences(c.val, 64, c.vocab_size)

@@ -144,7 +144,7 @@ def add_model_entry(run_dir: str | Path, data_cards_dir: str | Path | None = Non
         n_params=ev.n_params, step=ev.step, tokens_seen=ev.tokens_seen, val_loss=ev.val_loss,
         val_perplexity=ev.val_perplexity, val_bits_per_byte=ev.val_bits_per_byte, val_tokens=ev.val_tokens,
         evaluated_on=ev.corpus.data_dir, report=str(report) if report.is_file() else None,
-        manifest_sha256=run.corpus.manifest_sha256, recorded_at=_now(),
+        manifest_sha256=run.corpus.manifest_sha256, mixture=run.mixture, recorded_at=_now(),
     )
     return _upsert_entry(corpus_dir, entry, Path(data_cards_dir) if data_cards_dir else None)
 
