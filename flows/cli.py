@@ -10,6 +10,7 @@
     opencorpus export RUN_DIR --hf OUT_DIR
     opencorpus finetune RUN_DIR --task TASK.yaml --out FT_DIR [--from-scratch] [--seed N]
     opencorpus card DIR [--html [PATH]] [--write]   |   opencorpus card --diff A B
+    opencorpus ablate ABLATION.yaml [--workers N] [--plan] [--report]
 
 A failure ends in one line on stderr naming what failed (exit 2 for bad input or usage,
 1 otherwise, 130 on Ctrl-C); add --debug anywhere for the traceback.
@@ -320,11 +321,37 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--write", action="store_true", help="regenerate the card from manifest.json and the Parquet files first")
     c.add_argument("--diff", nargs=2, metavar=("A", "B"), help="compare two corpus folders (Markdown on stdout)")
     c.set_defaults(func=cmd_card)
+
+    a = sub.add_parser("ablate", help="build variant corpora, train each over seeds, and report which change beats seed noise")
+    a.add_argument("ablation", help="ablation file (see flows/ablate.py and docs/ablations.md)")
+    a.add_argument("--workers", type=int, default=2, help="parallel units of the corpus builds")
+    a.add_argument("--plan", action="store_true", help="print the plan and stop")
+    a.add_argument("--report", action="store_true", help="write the report from the finished runs and stop")
+    a.set_defaults(func=cmd_ablate)
     return p
 
 
+def cmd_ablate(args) -> int:
+    _quiet_prefect_defaults()
+    from flows.ablate import Plan, load_ablation, run_ablation
+
+    if args.plan or args.report:
+        from flows.ablation_report import write_report
+
+        plan = Plan(load_ablation(args.ablation), Path("."))
+        print(plan.describe() if args.plan else write_report(plan))
+        return 0
+    from flows.storage import prefect_api, start_temporary_server
+
+    start_temporary_server()
+    with prefect_api():
+        print(run_ablation(args.ablation, workers=args.workers))
+    return 0
+
+
 # Errors that name what failed in their message: one line on stderr, no traceback (unless --debug).
-USAGE_ERRORS = ("RecipeError", "RecordError", "OutputFolderError", "DataError", "CheckpointError", "TaskError")
+USAGE_ERRORS = ("RecipeError", "RecordError", "OutputFolderError", "DataError", "CheckpointError", "TaskError",
+                "AblationError", "TaskFileError")
 
 
 def _error_line(e: BaseException) -> tuple[str, int]:

@@ -1,0 +1,170 @@
+"""Scores of a trained run on text it never saw, item by item (what an ablation compares).
+
+Held-out text: each item (a passage of whole lines, about 1,000 characters) is encoded with the run's corpus tokenizer, preceded by
+<|endoftext|>, and scored in windows of the model's context; per item the summed loss in nats,
+its token count and its UTF-8 bytes, so that loss per token and bits per byte can be averaged,
+or bootstrapped, over items.
+
+Multiple choice, scored the way lm-eval-harness scores small models: for each choice, the
+summed log-likelihood of the choice's tokens after the context (" " + choice, the context
+encoded alone first); `acc` picks the largest, `acc_norm` the largest per byte of the choice.
+Task files are JSON lines `{"context": str, "choices": [str, ...], "label": int}`.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from model.data import EOT_TOKEN
+
+
+class TaskFileError(ValueError):
+    """A task file that cannot be scored; the message names the file and the line."""
+
+
+def read_passages(path: str | Path, chars: int = 1000) -> list[str]:
+    """A text file as passages of whole lines, about `chars` characters each (blank lines dropped)."""
+    out, cur, size = [], [], 0
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        cur.append(line.rstrip())
+        size += len(line)
+        if size >= chars:
+            out.append("\n".join(cur))
+            cur, size = [], 0
+    if cur:
+        out.append("\n".join(cur))
+    return out
+
+
+def read_task(path: str | Path) -> list[dict]:
+    items = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            ok = (isinstance(item.get("context"), str) and isinstance(item.get("choices"), list) and len(item["choices"]) >= 2
+                  and all(isinstance(c, str) and c for c in item["choices"]) and isinstance(item.get("label"), int)
+                  and 0 <= item["label"] < len(item["choices"]))
+        except (ValueError, AttributeError):
+            ok = False
+        if not ok:
+            raise TaskFileError(f"{path}:{n}: expected {{\"context\": str, \"choices\": [str, str, ...], \"label\": int}}")
+        items.append(item)
+    if not items:
+        raise TaskFileError(f"{path}: no items")
+    return items
+
+
+@torch.no_grad()
+def _token_logprobs(model, ids: list[int], block: int) -> torch.Tensor:
+    """log p(ids[i] | ids[:i]) for i >= 1, in windows of `block` tokens (each window starts where
+    the last ended, so a long item is scored with a context reset every `block` tokens)."""
+    out = []
+    for s in range(0, len(ids) - 1, block):
+        window = torch.tensor(ids[s: s + block + 1], dtype=torch.long)[None]
+        logits, _ = model(window[:, :-1])
+        logp = F.log_softmax(logits.float(), dim=-1)[0]
+        out.append(logp.gather(1, window[0, 1:, None])[:, 0])
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def passage_scores(model, tokenizer, passages: list[str], block: int) -> list[dict]:
+    """Per passage: nll (nats, summed), tokens, bytes."""
+    eot = tokenizer.token_to_id(EOT_TOKEN)
+    rows = []
+    for text in passages:
+        ids = [eot] + tokenizer.encode(text, add_special_tokens=False).ids
+        lp = _token_logprobs(model, ids, block)
+        rows.append({"nll": float(-lp.sum()), "tokens": int(lp.numel()), "bytes": len(text.encode("utf-8"))})
+    return rows
+
+
+def choice_scores(model, tokenizer, items: list[dict], block: int) -> list[dict]:
+    """Per item: the log-likelihood of each choice, and whether acc and acc_norm pick the label."""
+    eot = tokenizer.token_to_id(EOT_TOKEN)
+    rows = []
+    for item in items:
+        ctx = [eot] + tokenizer.encode(item["context"], add_special_tokens=False).ids
+        lls, nbytes = [], []
+        for choice in item["choices"]:
+            cont = tokenizer.encode(" " + choice.lstrip(), add_special_tokens=False).ids
+            ids = (ctx + cont)[-(block + 1):]  # keep the end: the choice and as much context as fits
+            lp = _token_logprobs(model, ids, block)
+            lls.append(float(lp[-len(cont):].sum()))
+            nbytes.append(len((" " + choice.lstrip()).encode("utf-8")))
+        pick = max(range(len(lls)), key=lambda k: lls[k])
+        pick_norm = max(range(len(lls)), key=lambda k: lls[k] / nbytes[k])
+        rows.append({"loglik": lls, "acc": float(pick == item["label"]), "acc_norm": float(pick_norm == item["label"]),
+                     "chance": 1 / len(item["choices"])})
+    return rows
+
+
+def summarize_passages(rows: list[dict]) -> dict:
+    nll, tokens, nbytes = (sum(r[k] for r in rows) for k in ("nll", "tokens", "bytes"))
+    return {"loss": nll / max(tokens, 1), "bits_per_byte": nll / math.log(2) / max(nbytes, 1), "items": len(rows)}
+
+
+def summarize_choices(rows: list[dict]) -> dict:
+    n = max(len(rows), 1)
+    acc = sum(r["acc"] for r in rows) / n
+    chance = sum(r["chance"] for r in rows) / n
+    return {"acc": acc, "acc_norm": sum(r["acc_norm"] for r in rows) / n, "acc_above_chance": acc - chance,
+            "chance": chance, "items": len(rows)}
+
+
+def make_cloze_task(passages: list[str], n_items: int, n_choices: int = 4, context_chars: int = 400,
+                    continuation_chars: int = 120, seed: int = 0) -> list[dict]:
+    """A multiple-choice task from held-out text: the context is the start of a passage, the
+    right choice its next `continuation_chars` characters, the others the same stretch of other
+    passages (a HellaSwag-like cloze a small model can score above chance)."""
+    import random
+
+    rng = random.Random(seed)
+
+    def cut(text: str, start: int, n: int) -> str:
+        piece = " ".join(text[start: start + n].split())
+        return piece.rsplit(" ", 1)[0] if " " in piece else piece
+
+    usable = [" ".join(p.split()) for p in passages if len(" ".join(p.split())) >= context_chars + continuation_chars]
+    if len(usable) < n_choices:
+        raise TaskFileError(f"cloze task: {len(usable)} passages of {context_chars + continuation_chars}+ characters, "
+                            f"need at least {n_choices}")
+    items = []
+    for k in rng.sample(range(len(usable)), min(n_items, len(usable))):
+        text = usable[k]
+        context = text[:context_chars].rsplit(" ", 1)[0]
+        others = rng.sample([i for i in range(len(usable)) if i != k], n_choices - 1)
+        choices = [cut(text, len(context) + 1, continuation_chars)] + [cut(usable[i], context_chars, continuation_chars) for i in others]
+        order = list(range(n_choices))
+        rng.shuffle(order)
+        items.append({"context": context, "choices": [choices[i] for i in order], "label": order.index(0)})
+    return items
+
+
+def main(argv=None) -> int:
+    """python -m model.heldout cloze TEXT_FILE OUT.jsonl [--items N] [--seed S]"""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m model.heldout", description="build a cloze task from held-out text")
+    p.add_argument("command", choices=["cloze"])
+    p.add_argument("text")
+    p.add_argument("out")
+    p.add_argument("--items", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    items = make_cloze_task(read_passages(args.text), args.items, seed=args.seed)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
+    print(f"{args.out}: {len(items)} items")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
