@@ -61,6 +61,7 @@ class EvalSets(BaseModel):
     model_config = ConfigDict(extra="forbid")
     heldout: list[str] = Field(default_factory=list)
     tasks: list[str] = Field(default_factory=list)
+    max_items: int | None = Field(500, gt=0, description="items scored per set (a seeded sample; None: all)")
 
 
 class Ablation(BaseModel):
@@ -92,7 +93,7 @@ class Plan:
     def __init__(self, ab: Ablation, root: Path):
         from model.config import make_config
 
-        self.ab, self.root = ab, Path(root)
+        self.ab, self.root = ab, Path(root).resolve()  # recipes written elsewhere name these folders
         self.base_path = (ab.folder / ab.base).resolve()
         try:
             self.base_yaml = yaml.safe_load(self.base_path.read_text(encoding="utf-8"))
@@ -189,6 +190,11 @@ class Plan:
         return "\n".join(lines)
 
 
+def say(message: str) -> None:
+    """Progress on stdout, flushed: worker processes forked later must not inherit (and print again) a buffer."""
+    print(message, flush=True)
+
+
 def _measured_tokens_per_s(runs: Path) -> float | None:
     speeds = []
     for p in runs.glob("*/seed-*/run.json"):
@@ -215,7 +221,7 @@ def load_ablation(path: str | Path) -> Ablation:
 # ---------------------------------------------------------------------------- the steps
 
 
-def build_corpora(plan: Plan, workers: int, log=print) -> None:
+def build_corpora(plan: Plan, workers: int, log=say) -> None:
     from flows.corpus import run_corpus
 
     for v in plan.variants:
@@ -272,7 +278,7 @@ def check_heldout_overlap(plan: Plan, min_chars: int = 80) -> dict[str, int]:
     return checked
 
 
-def train_and_evaluate(plan: Plan, variant: str, seed: int, log=print) -> dict:
+def train_and_evaluate(plan: Plan, variant: str, seed: int, log=say) -> dict:
     from model.evaluate import evaluate, load_run_model
     from model.heldout import choice_scores, passage_scores, read_passages, read_task
     from model.train import train
@@ -298,16 +304,27 @@ def train_and_evaluate(plan: Plan, variant: str, seed: int, log=print) -> dict:
               "tokens_seen": summary["tokens_seen"], "train_seconds": round(time.perf_counter() - t0, 1),
               "mixture": info.mixture, "heldout": {}, "tasks": {}}
     for e in plan.heldout:
-        result["heldout"][e.name] = passage_scores(model, tok, read_passages(e, plan.ab.passage_chars), block)
+        result["heldout"][e.name] = passage_scores(model, tok, _sample(read_passages(e, plan.ab.passage_chars), plan), block)
     for e in plan.tasks:
-        result["tasks"][e.name] = choice_scores(model, tok, read_task(e), block)
+        result["tasks"][e.name] = choice_scores(model, tok, _sample(read_task(e), plan), block)
     write_json(result, out)
     log(f"[{plan.ab.name}] {variant} seed {seed}: final loss {summary['final_loss']:.3f} "
         f"({result['train_seconds']:.0f} s)")
     return result
 
 
-def run_ablation(path: str | Path, workers: int = 2, root: str | Path = ".", log=print) -> Path:
+def _sample(items: list, plan: Plan) -> list:
+    """The same `eval.max_items` items for every run (seeded by the ablation's name), in file order."""
+    import random
+
+    n = plan.ab.eval.max_items
+    if n is None or len(items) <= n:
+        return items
+    keep = sorted(random.Random(plan.ab.name).sample(range(len(items)), n))
+    return [items[i] for i in keep]
+
+
+def run_ablation(path: str | Path, workers: int = 2, root: str | Path = ".", log=say) -> Path:
     """Run (or resume) an ablation; returns the report's path. The report is written even when a
     step fails or the run is interrupted, from the runs finished so far."""
     from flows.ablation_report import write_report
@@ -321,7 +338,7 @@ def run_ablation(path: str | Path, workers: int = 2, root: str | Path = ".", log
     try:
         build_corpora(plan, workers, log)
         checked = check_heldout_overlap(plan)
-        log(f"[{ab.name}] held-out paragraphs checked against every corpus: {checked}, none found in training documents")
+        log(f"[{ab.name}] held-out lines checked against every corpus: {checked}, none found in training documents")
         total, k = len(plan.variants) * len(ab.seeds), 0
         for seed in ab.seeds:  # seed-major: a stopped ablation has every variant at the same seeds
             for v in plan.variants:

@@ -333,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_ablate(args) -> int:
     _quiet_prefect_defaults()
+    # The ablation prints its own progress (plan, corpora, runs); the corpus flows' per-task
+    # INFO lines would bury it. Their warnings and errors still show.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows.ablate import Plan, load_ablation, run_ablation
 
     if args.plan or args.report:

@@ -63,46 +63,61 @@ def read_task(path: str | Path) -> list[dict]:
 
 
 @torch.no_grad()
-def _token_logprobs(model, ids: list[int], block: int) -> torch.Tensor:
-    """log p(ids[i] | ids[:i]) for i >= 1, in windows of `block` tokens (each window starts where
-    the last ended, so a long item is scored with a context reset every `block` tokens)."""
-    out = []
-    for s in range(0, len(ids) - 1, block):
-        window = torch.tensor(ids[s: s + block + 1], dtype=torch.long)[None]
-        logits, _ = model(window[:, :-1])
-        logp = F.log_softmax(logits.float(), dim=-1)[0]
-        out.append(logp.gather(1, window[0, 1:, None])[:, 0])
-    return torch.cat(out) if out else torch.zeros(0)
+def _summed_logprobs(model, sequences: list[list[int]], block: int, batch: int = 32) -> list[float]:
+    """For each token sequence, the summed log p(ids[i] | ids[:i]) over i >= 1, scored in windows
+    of `block` tokens (a long sequence's context resets every `block` tokens), windows batched."""
+    windows = [(k, ids[s: s + block + 1]) for k, ids in enumerate(sequences) for s in range(0, max(len(ids) - 1, 0), block)]
+    totals = [0.0] * len(sequences)
+    windows.sort(key=lambda w: len(w[1]))  # similar lengths together: little padding
+    for b in range(0, len(windows), batch):
+        chunk = windows[b: b + batch]
+        width = max(len(w) for _, w in chunk) - 1
+        x = torch.zeros(len(chunk), width, dtype=torch.long)
+        y = torch.full((len(chunk), width), -100, dtype=torch.long)
+        for r, (_, w) in enumerate(chunk):
+            x[r, : len(w) - 1] = torch.tensor(w[:-1])
+            y[r, : len(w) - 1] = torch.tensor(w[1:])
+        logits, _ = model(x)
+        logp = F.log_softmax(logits.float(), dim=-1)
+        picked = logp.gather(2, y.clamp(min=0)[..., None])[..., 0] * (y != -100)
+        for r, (k, _) in enumerate(chunk):
+            totals[k] += float(picked[r].sum())
+    return totals
 
 
 def passage_scores(model, tokenizer, passages: list[str], block: int) -> list[dict]:
-    """Per passage: nll (nats, summed), tokens, bytes."""
+    """Per passage: nll (nats, summed), tokens (targets), bytes."""
     eot = tokenizer.token_to_id(EOT_TOKEN)
-    rows = []
-    for text in passages:
-        ids = [eot] + tokenizer.encode(text, add_special_tokens=False).ids
-        lp = _token_logprobs(model, ids, block)
-        rows.append({"nll": float(-lp.sum()), "tokens": int(lp.numel()), "bytes": len(text.encode("utf-8"))})
-    return rows
+    seqs = [[eot] + e.ids for e in tokenizer.encode_batch(passages, add_special_tokens=False)]
+    sums = _summed_logprobs(model, seqs, block)
+    return [{"nll": -lp, "tokens": len(ids) - 1, "bytes": len(text.encode("utf-8"))}
+            for lp, ids, text in zip(sums, seqs, passages)]
 
 
 def choice_scores(model, tokenizer, items: list[dict], block: int) -> list[dict]:
     """Per item: the log-likelihood of each choice, and whether acc and acc_norm pick the label."""
     eot = tokenizer.token_to_id(EOT_TOKEN)
-    rows = []
+    seqs, spans = [], []
     for item in items:
         ctx = [eot] + tokenizer.encode(item["context"], add_special_tokens=False).ids
-        lls, nbytes = [], []
         for choice in item["choices"]:
             cont = tokenizer.encode(" " + choice.lstrip(), add_special_tokens=False).ids
             ids = (ctx + cont)[-(block + 1):]  # keep the end: the choice and as much context as fits
-            lp = _token_logprobs(model, ids, block)
-            lls.append(float(lp[-len(cont):].sum()))
-            nbytes.append(len((" " + choice.lstrip()).encode("utf-8")))
-        pick = max(range(len(lls)), key=lambda k: lls[k])
-        pick_norm = max(range(len(lls)), key=lambda k: lls[k] / nbytes[k])
+            seqs.append(ids)
+            spans.append((len(ids) - len(cont), len((" " + choice.lstrip()).encode("utf-8"))))
+    # the choice's log-likelihood = whole sequence minus its context part
+    whole = _summed_logprobs(model, seqs, block)
+    context = _summed_logprobs(model, [ids[:start] for ids, (start, _) in zip(seqs, spans)], block)
+    rows, k = [], 0
+    for item in items:
+        n = len(item["choices"])
+        lls = [whole[k + j] - context[k + j] for j in range(n)]
+        nbytes = [spans[k + j][1] for j in range(n)]
+        k += n
+        pick = max(range(n), key=lambda j: lls[j])
+        pick_norm = max(range(n), key=lambda j: lls[j] / nbytes[j])
         rows.append({"loglik": lls, "acc": float(pick == item["label"]), "acc_norm": float(pick_norm == item["label"]),
-                     "chance": 1 / len(item["choices"])})
+                     "chance": 1 / n})
     return rows
 
 

@@ -358,3 +358,35 @@ def test_export_loads_with_the_oldest_supported_transformers(corpus_dir, tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     if "PYTHONPATH" in env:
         assert done.stdout.split()[-1] == "4.45.2"
+
+
+def test_heldout_and_choice_scores_equal_a_plain_forward_pass(corpus_dir):
+    """Batched, padded windows score exactly what one unpadded forward pass per text gives."""
+    import torch.nn.functional as F
+    from tokenizers import Tokenizer
+
+    from model.heldout import choice_scores, passage_scores
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=512, block_size=32, n_layer=2, n_head=2, n_embd=32)).eval()
+    tok = Tokenizer.from_file(str(corpus_dir / "tokenizer.json"))
+    eot = tok.token_to_id("<|endoftext|>")
+
+    def direct(ids):  # summed log-likelihood of ids[1:], one window (ids fit in the context)
+        with torch.no_grad():
+            logits, _ = model(torch.tensor([ids[:-1]]))
+        return float(F.log_softmax(logits[0].float(), -1).gather(1, torch.tensor(ids[1:])[:, None]).sum())
+
+    texts = ["To be or not", "Enter the king, with lords and attendants, and a longer line here"]
+    rows = passage_scores(model, tok, texts, block=32)
+    for text, row in zip(texts, rows):
+        ids = [eot] + tok.encode(text).ids
+        assert len(ids) <= 33 and row["tokens"] == len(ids) - 1
+        assert row["nll"] == pytest.approx(-direct(ids), rel=1e-5)
+    item = {"context": "Enter the", "choices": ["king", "queen, weeping", "fool"], "label": 1}
+    got = choice_scores(model, tok, [item], block=32)[0]
+    ctx = [eot] + tok.encode("Enter the").ids
+    for choice, ll in zip(item["choices"], got["loglik"]):
+        cont = tok.encode(" " + choice).ids
+        assert ll == pytest.approx(direct(ctx + cont) - direct(ctx), rel=1e-4, abs=1e-4)
+    assert got["acc"] == float(max(range(3), key=lambda j: got["loglik"][j]) == 1)
