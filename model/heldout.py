@@ -26,20 +26,24 @@ class TaskFileError(ValueError):
     """A task file that cannot be scored; the message names the file and the line."""
 
 
-def read_passages(path: str | Path, chars: int = 1000) -> list[str]:
-    """A text file as passages of whole lines, about `chars` characters each (blank lines dropped)."""
+def join_pieces(pieces, chars: int, sep: str) -> list[str]:
+    """Consecutive pieces joined by `sep` into chunks of at least `chars` characters (the last may be shorter)."""
     out, cur, size = [], [], 0
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        cur.append(line.rstrip())
-        size += len(line)
+    for piece in pieces:
+        cur.append(piece)
+        size += len(piece)
         if size >= chars:
-            out.append("\n".join(cur))
+            out.append(sep.join(cur))
             cur, size = [], 0
     if cur:
-        out.append("\n".join(cur))
+        out.append(sep.join(cur))
     return out
+
+
+def read_passages(path: str | Path, chars: int = 1000) -> list[str]:
+    """A text file as passages of whole lines, about `chars` characters each (blank lines dropped)."""
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    return join_pieces((line.rstrip() for line in lines if line.strip()), chars, "\n")
 
 
 def read_task(path: str | Path) -> list[dict]:

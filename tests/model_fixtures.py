@@ -23,18 +23,9 @@ def _sha(path: Path) -> str:
 
 
 def play_docs(n_chars: int = 200_000, doc_chars: int = 2_000) -> list[str]:
-    text = play_text(n_chars)[:n_chars]
-    docs, cur = [], []
-    size = 0
-    for para in text.split("\n\n"):
-        cur.append(para)
-        size += len(para)
-        if size >= doc_chars:
-            docs.append("\n\n".join(cur))
-            cur, size = [], 0
-    if cur:
-        docs.append("\n\n".join(cur))
-    return docs
+    from model.heldout import join_pieces
+
+    return join_pieces(play_text(n_chars)[:n_chars].split("\n\n"), doc_chars, "\n\n")
 
 
 def train_tokenizer(docs: list[str], vocab_size: int = 512):
