@@ -294,7 +294,7 @@ def train_and_evaluate(plan: Plan, variant: str, seed: int, log=say) -> dict:
         overrides["mix"] = plan.mix(variant)
     summary = train(data, run, preset=plan.ab.preset, max_steps=plan.steps, **overrides)
     evaluate(run, data)  # the corpus's own validation split, for its data card
-    add_model_entry(run, data_cards_dir=plan.out / "cards")
+    add_model_entry(run, data_cards_dir=plan.out / "cards", ablation=plan.ab.name)
     model, _, info = load_run_model(run)
     from tokenizers import Tokenizer
 

@@ -601,6 +601,7 @@ class ModelEntry(Record):
     evaluated_on: str | None = None
     manifest_sha256: str | None = None
     mixture: dict[str, Any] | None = None  # RunRecord.mixture: source weights and tokens consumed per source
+    ablation: str | None = None  # the ablation that trained the run (report: ablations/<name>/report.md)
     # finetune
     task: str | None = None
     base: str | None = None

@@ -89,7 +89,8 @@ def test_an_ablation_reports_differences_and_a_rerun_only_does_what_is_new(tmp_p
     assert nd_m["resume"]["clean"]["reused"] == nd_m["resume"]["clean"]["units"] > 0
     # the variant's data card shows its models
     cards = json.loads((tmp_path / "data/ablations/t/no-dedup/models.json").read_text())["models"]
-    assert {m["run"] for m in cards} == {"seed-1", "seed-2"}
+    assert {m["run"] for m in cards} == {"seed-1", "seed-2"} and {m["ablation"] for m in cards} == {"t"}
+    assert "Trained by the ablation `t`" in (tmp_path / "data/ablations/t/no-dedup/README.md").read_text()
 
     # one variant more (mix only: the base corpus, another stream): nothing else is rebuilt or retrained
     ab = yaml.safe_load(path.read_text())

@@ -357,6 +357,11 @@ def _models(f: dict, card_dir: Path | None) -> list[str]:
         out += table(["Run", "Preset", "Objective", "Parameters", "Tokens seen", "Val loss", "Perplexity", "Bits per byte",
                        "Report"], rows, "lllrrrrrl") + [""]
         out += _mixtures(models)
+        ablations = sorted({m["ablation"] for m in models if m.get("ablation")})
+        if ablations:
+            out += ["Trained by the ablation" + ("s " if len(ablations) > 1 else " ")
+                    + ", ".join(f"`{a}` (`opencorpus ablate`; report: `ablations/{a}/report.md` where it ran)" for a in ablations)
+                    + ": the report compares these runs with the other variants' over the same seeds.", ""]
         if any(m.get("objective") == "mlm" for m in models):
             out += ["Masked-LM runs (`mlm`) report the loss on masked tokens: not comparable with next-token (`clm`) loss.", ""]
         if any(not m.get("same_build", True) for m in models):
