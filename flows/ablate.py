@@ -78,6 +78,7 @@ class Ablation(BaseModel):
     bootstrap: int = Field(1000, ge=100)
 
     folder: Path = Field(default=Path("."), exclude=True)  # the ablation file's folder
+    file: str = Field(default="", exclude=True)  # the ablation file as given on the command line
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -214,7 +215,7 @@ def load_ablation(path: str | Path) -> Ablation:
         raise AblationError(f"{path}: {e}") from None
     except ValidationError as e:
         raise AblationError(f"{path}: {format_errors(e)}") from None
-    ab.folder = path.resolve().parent
+    ab.folder, ab.file = path.resolve().parent, str(path)
     return ab
 
 

@@ -156,7 +156,7 @@ def write_report(plan) -> Path:
         shares = ", ".join(f"{k} {100 * n / total:.0f}%" for k, n in sorted(mix.items()))
         lines.append(f"| {r['variant']} | {r['seed']} | {r['steps']} | {r['tokens_seen']:,} | {r['train_seconds']} | {shares} |")
     lines += ["", "Statistics: flows/ablation_report.py (paired by seed; bootstrap over seeds and items). "
-              "Reproduce: `opencorpus ablate " + str(plan.ab.name) + ".yaml` (finished runs are reused).", ""]
+              "Reproduce: `opencorpus ablate " + (plan.ab.file or f"{plan.ab.name}.yaml") + "` (finished corpora and runs are reused).", ""]
     return write_text("\n".join(lines), out / "report.md")
 
 
