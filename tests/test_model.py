@@ -390,3 +390,5 @@ def test_heldout_and_choice_scores_equal_a_plain_forward_pass(corpus_dir):
         cont = tok.encode(" " + choice).ids
         assert ll == pytest.approx(direct(ctx + cont) - direct(ctx), rel=1e-4, abs=1e-4)
     assert got["acc"] == float(max(range(3), key=lambda j: got["loglik"][j]) == 1)
+    # acc_norm as lm-eval-harness: log-likelihood per character of the choice, the delimiter not counted
+    assert got["acc_norm"] == float(max(range(3), key=lambda j: got["loglik"][j] / len(item["choices"][j])) == 1)
