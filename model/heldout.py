@@ -7,7 +7,9 @@ or bootstrapped, over items.
 
 Multiple choice, scored the way lm-eval-harness scores small models: for each choice, the
 summed log-likelihood of the choice's tokens after the context (" " + choice, the context
-encoded alone first); `acc` picks the largest, `acc_norm` the largest per byte of the choice.
+encoded alone first); `acc` picks the largest, `acc_norm` the largest per character of the
+choice (len(choice), the delimiter not counted: lm-eval's acc_norm; bench/lm_eval_parity.py checks
+both give the same picks).
 Task files are JSON lines `{"context": str, "choices": [str, ...], "label": int}`.
 """
 from __future__ import annotations
@@ -108,7 +110,8 @@ def choice_scores(model, tokenizer, items: list[dict], block: int) -> list[dict]
             cont = tokenizer.encode(" " + choice.lstrip(), add_special_tokens=False).ids
             ids = (ctx + cont)[-(block + 1):]  # keep the end: the choice and as much context as fits
             seqs.append(ids)
-            spans.append((len(ids) - len(cont), len((" " + choice.lstrip()).encode("utf-8"))))
+            # acc_norm's length: characters of the choice, without the delimiter (lm-eval-harness's)
+            spans.append((len(ids) - len(cont), max(len(choice.lstrip()), 1)))
     # the choice's log-likelihood = whole sequence minus its context part
     whole = _summed_logprobs(model, seqs, block)
     context = _summed_logprobs(model, [ids[:start] for ids, (start, _) in zip(seqs, spans)], block)
@@ -116,10 +119,10 @@ def choice_scores(model, tokenizer, items: list[dict], block: int) -> list[dict]
     for item in items:
         n = len(item["choices"])
         lls = [whole[k + j] - context[k + j] for j in range(n)]
-        nbytes = [spans[k + j][1] for j in range(n)]
+        nchars = [spans[k + j][1] for j in range(n)]
         k += n
         pick = max(range(n), key=lambda j: lls[j])
-        pick_norm = max(range(n), key=lambda j: lls[j] / nbytes[j])
+        pick_norm = max(range(n), key=lambda j: lls[j] / nchars[j])
         rows.append({"loglik": lls, "acc": float(pick == item["label"]), "acc_norm": float(pick_norm == item["label"]),
                      "chance": 1 / n})
     return rows

@@ -390,3 +390,48 @@ def test_heldout_and_choice_scores_equal_a_plain_forward_pass(corpus_dir):
         cont = tok.encode(" " + choice).ids
         assert ll == pytest.approx(direct(ctx + cont) - direct(ctx), rel=1e-4, abs=1e-4)
     assert got["acc"] == float(max(range(3), key=lambda j: got["loglik"][j]) == 1)
+    # acc_norm as lm-eval-harness: log-likelihood per character of the choice, the delimiter not counted
+    assert got["acc_norm"] == float(max(range(3), key=lambda j: got["loglik"][j] / len(item["choices"][j])) == 1)
+
+
+@pytest.mark.other_transformers
+def test_lm_eval_harness_scores_a_task_as_choice_scores_does(corpus_dir, tmp_path):
+    """lm-eval-harness on the export and choice_scores on the checkpoint pick the same choice on
+    every item (acc and acc_norm), log-likelihoods equal to float32 rounding: bench/lm_eval_parity.py
+    on a tiny run and 20 short items. Needs the lm-eval folder the script's docstring describes
+    ($OPENCORPUS_LM_EVAL_PATH, or /tmp/lmeval-env with the compat transformers 4.45 folder);
+    skipped without it."""
+    import importlib.util
+    import json
+    import os
+    import random
+    import sys
+    from pathlib import Path
+
+    from model.train import train
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fixtures_text import sentence
+
+    path = os.environ.get("OPENCORPUS_LM_EVAL_PATH")
+    if not path:
+        if not (Path("/tmp/lmeval-env") / "lm_eval").is_dir():
+            pytest.skip("no lm-eval folder ($OPENCORPUS_LM_EVAL_PATH or /tmp/lmeval-env; see bench/lm_eval_parity.py)")
+        path = os.pathsep.join(["/tmp/lmeval-env", _oldest_transformers_path()])
+    spec = importlib.util.spec_from_file_location("lm_eval_parity", Path(__file__).parents[1] / "bench" / "lm_eval_parity.py")
+    parity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parity)
+    train(corpus_dir, tmp_path / "run", max_steps=3, progress=False, **TINY)
+    rng = random.Random(0)
+    rows = []
+    for _ in range(20):
+        n = rng.randint(2, 4)
+        choices = [" ".join(sentence(rng, rng.choice(["en", "de", "fr"])).split()[: rng.randint(1, 6)]) for _ in range(n)]
+        rows.append({"context": sentence(rng, "en"), "choices": choices, "label": rng.randrange(n)})
+    task = tmp_path / "short.jsonl"
+    task.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    rc = parity.main(["--work", str(tmp_path / "w"), "--run", str(tmp_path / "run"), "--task", str(task),
+                      "--lm-eval-path", path])
+    assert rc == 0
+    got = json.loads((tmp_path / "w" / "parity.json").read_text())["tasks"]["short.jsonl"]
+    assert got["items"] == 20 and got["differ"] == [] and got["max_abs_loglik_diff"] < 1e-3
