@@ -104,10 +104,13 @@ def choice_scores(model, tokenizer, items: list[dict], block: int) -> list[dict]
     """Per item: the log-likelihood of each choice, and whether acc and acc_norm pick the label."""
     eot = tokenizer.token_to_id(EOT_TOKEN)
     seqs, spans = [], []
-    for item in items:
+    for n, item in enumerate(items, 1):
         ctx = [eot] + tokenizer.encode(item["context"], add_special_tokens=False).ids
         for choice in item["choices"]:
             cont = tokenizer.encode(" " + choice.lstrip(), add_special_tokens=False).ids
+            if len(cont) >= block:  # no token of context would be left to condition on
+                raise TaskFileError(f"item {n}: the choice {choice[:40]!r} is {len(cont)} tokens, as long as the "
+                                    f"model's context of {block}: shorten the choices or use a longer context")
             ids = (ctx + cont)[-(block + 1):]  # keep the end: the choice and as much context as fits
             seqs.append(ids)
             # acc_norm's length: characters of the choice, without the delimiter (lm-eval-harness's)
