@@ -309,8 +309,9 @@ def train_and_evaluate(plan: Plan, variant: str, seed: int, log=say) -> dict:
     for e in plan.tasks:
         result["tasks"][e.name] = choice_scores(model, tok, _sample(read_task(e), plan), block)
     write_json(result, out)
-    log(f"[{plan.ab.name}] {variant} seed {seed}: final loss {summary['final_loss']:.3f} "
-        f"({result['train_seconds']:.0f} s)")
+    loss = summary.get("final_loss")  # None when the run had already finished (resumed at its last step)
+    log(f"[{plan.ab.name}] {variant} seed {seed}: " + (f"final loss {loss:.3f}" if loss is not None else "trained before")
+        + f" ({result['train_seconds']:.0f} s)")
     return result
 
 
