@@ -347,3 +347,36 @@ def test_quality_train_command(tmp_path, capsys):
     assert main(["quality", "train", "--positive", str(tmp_path / "nope.jsonl"), "--negative", str(tmp_path / "bad"),
                  "--out", str(tmp_path / "x.npz")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- data card
+
+
+def test_card_shows_score_distribution_and_contamination(model_file, benchmark, tmp_path):
+    from pipeline.card.charts import write_charts
+    from pipeline.card.figures import collect_figures
+    from pipeline.card.markdown import render_markdown
+    from pipeline.records import Manifest, Stages
+
+    folder, qa, _ = benchmark
+    pos, neg = scorer_data(20, 5)
+    docs = pos + neg + ["Intro. " + qa[0]["question"]]
+    cfg = config(quality={"model": str(model_file[0]), "threshold": 0.6},
+                 decontaminate={"paths": [str(folder / "trivia.jsonl")]})
+    a = clean_table(table(docs[:20], source="forum"), cfg).stats
+    b = clean_table(table(docs[20:], source="news", prefix="n"), cfg).stats
+    stats = CleanStats.merged([a, b])
+    assert stats.contamination["trivia"].docs == 1 and stats.contamination["trivia"].sources == {"news": 1}
+    manifest = Manifest(name="c", created="2026-12-03T00:00:00Z", recipe_hash="x", recipe={}, code_version="t",
+                        stages=Stages(clean=stats))
+    figures = collect_figures(None, manifest)
+    assert figures["quality"]["threshold"] == 0.6 and set(figures["quality"]["sources"]) == {"forum", "news"}
+    charts = write_charts(figures, tmp_path / "assets")
+    assert (tmp_path / "assets" / charts["quality"]).stat().st_size > 1000
+    md = render_markdown(figures, "assets", charts)
+    assert "## Quality scores and contamination" in md and "threshold 0.6" in md and "0.6 ▼" in md
+    assert "| trivia |" in md and "news 1" in md
+    # a corpus without either has no such section
+    plain = Manifest(name="c", created="2026-12-03T00:00:00Z", recipe_hash="x", recipe={}, code_version="t",
+                     stages=Stages(clean=clean_table(table(pos[:3]), config()).stats))
+    assert "Quality scores" not in render_markdown(collect_figures(None, plain))
