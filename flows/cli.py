@@ -233,6 +233,22 @@ def cmd_card(args) -> int:
     return 0
 
 
+def _task_examples(task_file: str, positive_label: str) -> dict[str, tuple[list[str], list[str]]]:
+    """A fine-tuning task file's splits as (positives, negatives): label == positive_label is positive."""
+    from model.tasks import load_task, load_task_data
+
+    data = load_task_data(load_task(task_file))
+    if str(positive_label) not in data.label_names:
+        raise UsageError(f"{task_file}: label {positive_label!r} is not one of the task's labels {data.label_names}")
+    out = {}
+    for split, ex in data.splits.items():
+        texts = ex.text_a if ex.text_b is None else [f"{a}\n{b}" for a, b in zip(ex.text_a, ex.text_b)]
+        pos = [t for t, lab in zip(texts, ex.labels) if lab == str(positive_label)]
+        neg = [t for t, lab in zip(texts, ex.labels) if lab != str(positive_label)]
+        out[split] = (pos, neg)
+    return out
+
+
 class UsageError(ValueError):
     """A command's arguments that do not fit together."""
 
@@ -241,14 +257,14 @@ def cmd_quality_train(args) -> int:
     """Train a quality scorer (pipeline/clean/quality.py) and print its held-out figures."""
     import json
 
-    from pipeline.clean.quality import chunk_words, format_report, read_examples, task_examples, train
+    from pipeline.clean.quality import chunk_words, format_report, hold_out, read_examples, train
 
     if args.task:
         if args.positive or args.negative:
             raise UsageError("give either --task (with --positive-label) or --positive/--negative files, not both")
         if args.positive_label is None:
             raise UsageError("--task needs --positive-label (the label of the good examples)")
-        splits = task_examples(args.task, args.positive_label)
+        splits = _task_examples(args.task, args.positive_label)
         pos, neg = splits["train"]
         test_pos, test_neg = splits["test"]
     else:
@@ -258,16 +274,18 @@ def cmd_quality_train(args) -> int:
         neg = read_examples(args.negative, args.field, "--negative")
         test_pos = read_examples(args.test_positive, args.field, "--test-positive") if args.test_positive else None
         test_neg = read_examples(args.test_negative, args.field, "--test-negative") if args.test_negative else None
-    if args.chunk_words:
+    held = "given held-out examples"
+    if test_pos is None and test_neg is None and args.holdout > 0:  # held out whole, before any cutting
+        (pos, test_pos), (neg, test_neg) = (hold_out(pos, args.holdout, args.seed), hold_out(neg, args.holdout, args.seed))
+        held = f"{args.holdout:.0%} of each class's examples, seed {args.seed}, held out whole"
+    if args.chunk_words:  # training examples only: held-out ones are scored as they are
         pos, neg = chunk_words(pos, args.chunk_words), chunk_words(neg, args.chunk_words)
-        test_pos = chunk_words(test_pos, args.chunk_words) if test_pos is not None else None
-        test_neg = chunk_words(test_neg, args.chunk_words) if test_neg is not None else None
     source = {"task": args.task, "positive_label": args.positive_label} if args.task else {
         "positive": args.positive, "negative": args.negative, "test_positive": args.test_positive,
         "test_negative": args.test_negative, "field": args.field, "chunk_words": args.chunk_words}
     model, report = train(pos, neg, bits=args.bits, steps=args.steps, lr=args.lr, l2=args.l2, holdout=args.holdout,
                           seed=args.seed, test_pos=test_pos, test_neg=test_neg, threshold=args.threshold,
-                          meta={"trained_on": source})
+                          meta={"trained_on": source, "held_out": held})
     model.save(args.out)
     print(format_report(report))
     print(f"model written: {args.out} ({Path(args.out).stat().st_size:,} bytes, trained in {report['seconds']} s)")
@@ -371,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     qt.add_argument("--task", default=None, help="a task file of `opencorpus finetune` instead (its test split is held out)")
     qt.add_argument("--positive-label", default=None, help="with --task: the label of the good examples")
     qt.add_argument("--out", required=True, help="model file to write (.npz)")
-    qt.add_argument("--chunk-words", type=int, default=None, help="cut examples into pieces of this many words first")
+    qt.add_argument("--chunk-words", type=int, default=None,
+                    help="cut training examples into pieces of this many words (held-out ones are scored whole)")
     qt.add_argument("--holdout", type=float, default=0.2, help="share of each class held out when no test files are given")
     qt.add_argument("--bits", type=int, default=18, help="hash buckets = 2**bits")
     qt.add_argument("--steps", type=int, default=300, help="full-batch Adam steps")

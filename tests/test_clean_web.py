@@ -380,3 +380,29 @@ def test_card_shows_score_distribution_and_contamination(model_file, benchmark, 
     plain = Manifest(name="c", created="2026-12-03T00:00:00Z", recipe_hash="x", recipe={}, code_version="t",
                      stages=Stages(clean=clean_table(table(pos[:3]), config()).stats))
     assert "Quality scores" not in render_markdown(collect_figures(None, plain))
+
+
+def test_url_from_meta_for_sources_that_keep_the_url_in_metadata(ut1):
+    t = table(["Some page text here."] * 3)
+    meta = [json.dumps({"metadata": {"warc_url": "http://ok.com/", "url": "cdn.badsite.org/x"}}),
+            json.dumps({"metadata": {"url": "ok.com/page"}}), None]
+    t = t.set_column(t.schema.get_field_index("meta"), "meta", pa.array(meta, pa.string()))
+    cfg = config(urls={"block_lists": [str(ut1 / "ut1" / "adult")], "url_from_meta": "url"})
+    res = clean_table(t, cfg)
+    assert res.rejected.column("id").to_pylist() == ["d0"] and "badsite.org" in res.rejected.column("reason")[0].as_py()
+
+
+def test_quality_train_from_a_task_file(tmp_path, capsys):
+    from flows.cli import main
+
+    pos, neg = scorer_data(40, 6)
+    with open(tmp_path / "ex.jsonl", "w") as f:
+        for t, lab in [(t, "good") for t in pos] + [(t, "bad") for t in neg]:
+            f.write(json.dumps({"body": t, "y": lab}) + "\n")
+    (tmp_path / "task.yaml").write_text("name: q\nsource: {format: jsonl, path: ex.jsonl}\n"
+                                        "columns: {text: body, label: y}\nsplit: {validation: 0.1, test: 0.25, seed: 0}\n")
+    rc = main(["quality", "train", "--task", str(tmp_path / "task.yaml"), "--positive-label", "good",
+               "--out", str(tmp_path / "m.npz"), "--bits", "14", "--steps", "80"])
+    assert rc == 0 and "held_out" in capsys.readouterr().out
+    index = build_index([("q", str(tmp_path / "task.yaml"), None)], 13)  # the same file as an evaluation set
+    assert index.sets[0].items == 80 and index.check([pos[0]])[0] is not None

@@ -209,6 +209,10 @@ class UrlFilterConfig(_Options):
         None, description="files of blocked URL substrings, one per line (UT1 `urls`: host/path prefixes)")
     bad_words_path: str | None = recipe_path(
         None, description="a file of bad words, one per line; a URL with one as a whole token is rejected")
+    url_from_meta: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="when a document has no `url`, take the first string under this key in its `meta` JSON "
+        "(e.g. `url` for Dolma's metadata.url)")
 
     def files(self) -> tuple[list[str], list[str]]:
         """(domain files, URL files), the category folders' files included."""

@@ -235,6 +235,14 @@ def train(pos: list[str], neg: list[str], *, bits: int = 18, ngrams: tuple[int, 
     return model, report
 
 
+def hold_out(texts: list[str], share: float, seed: int) -> tuple[list[str], list[str]]:
+    """(kept for training, held out): a seeded `share` of the texts, whole."""
+    idx = np.random.default_rng(seed).permutation(len(texts))
+    k = max(1, int(round(len(texts) * share))) if texts else 0
+    test = set(idx[:k].tolist())
+    return [t for i, t in enumerate(texts) if i not in test], [t for i, t in enumerate(texts) if i in test]
+
+
 def chunk_words(texts: list[str], words: int) -> list[str]:
     """Texts cut into pieces of at most `words` whitespace-separated words (the last piece of a
     text is kept if it has at least a quarter of that)."""
@@ -257,22 +265,6 @@ def read_examples(paths: list[str], fields: list[str] | None, what: str) -> list
     out = []
     for p in paths:
         out += [t for _, t in read_texts(p, fields, what)]
-    return out
-
-
-def task_examples(task_file: str, positive_label: str) -> dict[str, tuple[list[str], list[str]]]:
-    """A fine-tuning task file's splits as (positives, negatives): label == positive_label is positive."""
-    from model.tasks import load_task, load_task_data
-
-    data = load_task_data(load_task(task_file))
-    if str(positive_label) not in data.label_names:
-        raise ValueError(f"{task_file}: label {positive_label!r} is not one of the task's labels {data.label_names}")
-    out = {}
-    for split, ex in data.splits.items():
-        texts = ex.text_a if ex.text_b is None else [f"{a}\n{b}" for a, b in zip(ex.text_a, ex.text_b)]
-        pos = [t for t, lab in zip(texts, ex.labels) if lab == str(positive_label)]
-        neg = [t for t, lab in zip(texts, ex.labels) if lab != str(positive_label)]
-        out[split] = (pos, neg)
     return out
 
 

@@ -171,7 +171,7 @@ class Cleaner:
             if len(f["examples"]) < EXAMPLES_PER_FILTER:
                 f["examples"].append({"id": doc_id, "reason": rejection.reason, "text": text[:EXAMPLE_CHARS]})
 
-        url_hits = self.urls.check(table.column("url")) if self.urls is not None else None
+        url_hits = self.urls.check(self._urls(table)) if self.urls is not None else None
         for i in range(n):
             raw = cols["text"][i]
             if url_hits is not None and url_hits[i] is not None:  # judged on the URL alone, before any text work
@@ -234,6 +234,16 @@ class Cleaner:
             contamination=contamination,
         )
         return CleanResult(kept, rejected, stats)
+
+    def _urls(self, table: pa.Table):
+        urls = table.column("url")
+        key = self.c.urls.url_from_meta
+        if not key:
+            return urls
+        import pyarrow.compute as pc
+
+        found = pc.struct_field(pc.extract_regex(table.column("meta"), rf'"{re.escape(key)}"\s*:\s*"(?P<u>[^"]*)"'), "u")
+        return pc.coalesce(urls, found)
 
     def _decontaminate(self, kept: pa.Table, kept_idx: list[int], cols: dict, reject) -> dict:
         """Look every kept document up in the evaluation n-gram index; remove (or flag) the hits.

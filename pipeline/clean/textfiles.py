@@ -104,27 +104,67 @@ def _from_table(t: pa.Table, fields: list[str] | None, p: Path) -> list[str]:
 
 
 def _task_texts(p: Path) -> list[str]:
-    from model.tasks import TaskError, load_task, load_task_data  # the fine-tuning task format
+    """Every text of a task file of `opencorpus finetune` (model/tasks.py's format, read here
+    without importing model/): the text columns of its data files, all splits."""
+    import yaml
 
     try:
-        data = load_task_data(load_task(p))
-    except TaskError as e:
-        raise TextFileError(f"{p}: {e}") from None
+        task = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise TextFileError(f"{p}: not valid YAML: {e}") from None
+    src = task.get("source") if isinstance(task, dict) else None
+    if not isinstance(src, dict) or "format" not in src:
+        raise TextFileError(f"{p}: not a task file (no `source:` with a `format`)")
+    cols = task.get("columns") or {}
+    fields = [cols.get(k, k) for k in ("text", "text_a", "text_b")]
+    fmt = src["format"]
+    base = p.parent
+    files = [base / src["path"]] if src.get("path") else [base / f for f in (src.get("splits") or {}).values()]
+    if fmt == "hf":
+        where = src.get("dataset")
+        files = sorted((base / where).rglob("*.arrow")) if where and (base / where).is_dir() else []
+        if not files:
+            raise TextFileError(f"{p}: an hf task is read from a save_to_disk folder (`dataset:`); {where} has no .arrow files")
     out: list[str] = []
-    for ex in data.splits.values():
-        out += [t for t in ex.text_a if t]
-        out += [t for t in (ex.text_b or []) if t]
+    for f in files:
+        if not f.exists():
+            raise FileNotFoundError(f"{p}: data file {f} does not exist")
+        if fmt == "text-files":
+            for txt in sorted(f.glob("*.txt")) if f.is_dir() else [f]:
+                out += [line for line in txt.read_text(encoding="utf-8").splitlines() if line.strip()]
+            continue
+        if fmt == "hf":
+            t = _read_arrow(f)
+        else:
+            suffix = {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet", "csv": ".csv", "tsv": ".tsv"}.get(fmt)
+            if suffix is None:
+                raise TextFileError(f"{p}: unknown task source format {fmt!r}")
+            out += read_file(f, None, suffix_as=suffix, fields_present=fields)
+            continue
+        out += _from_table(t, [c for c in fields if c in t.column_names] or None, f)
     return out
 
 
-def read_file(p: Path, fields: list[str] | None = None) -> list[str]:
-    suffix = _base_suffix(p)
+def _read_arrow(p: Path) -> pa.Table:
+    with pa.memory_map(str(p)) as src:
+        try:
+            return pa.ipc.open_stream(src).read_all()
+        except pa.ArrowInvalid:
+            return pa.ipc.open_file(src).read_all()
+
+
+def read_file(p: Path, fields: list[str] | None = None, suffix_as: str | None = None,
+              fields_present: list[str] | None = None) -> list[str]:
+    """The texts of one file. `fields_present`: take those of these fields a record has."""
+    suffix = suffix_as or _base_suffix(p)
+    if fields_present:
+        fields = _present(p, suffix, fields_present)
     try:
         if suffix in (".txt", ".md", ""):
             return [t for t in _PARAGRAPH.split(_open_text(p)) if t.strip()]
         if suffix in (".jsonl", ".ndjson"):
             rows = []
-            for n, line in enumerate(_open_text(p).splitlines(), 1):
+            for n, line in enumerate(_open_text(p).split("\n"), 1):
                 if line.strip():
                     try:
                         rows.append(json.loads(line))
@@ -141,12 +181,7 @@ def read_file(p: Path, fields: list[str] | None = None) -> list[str]:
 
             return _from_table(pq.read_table(p), fields, p)
         if suffix == ".arrow":
-            with pa.memory_map(str(p)) as src:
-                try:
-                    t = pa.ipc.open_stream(src).read_all()
-                except pa.ArrowInvalid:
-                    t = pa.ipc.open_file(src).read_all()
-            return _from_table(t, fields, p)
+            return _from_table(_read_arrow(p), fields, p)
         if suffix in (".csv", ".tsv"):
             import pyarrow.csv as pacsv
 
@@ -162,6 +197,29 @@ def read_file(p: Path, fields: list[str] | None = None) -> list[str]:
     except Exception as e:  # noqa: BLE001 - pyarrow/json raise many types for malformed files
         raise TextFileError(f"{p}: cannot be read as {suffix or 'text'}: {e}") from None
     raise TextFileError(f"{p}: unknown file type {suffix!r} (use one of {', '.join(SUFFIXES)})")
+
+
+def _present(p: Path, suffix: str, wanted: list[str]) -> list[str] | None:
+    """Those of `wanted` the file's records (its header, or first record) have."""
+    try:
+        if suffix in (".csv", ".tsv"):
+            first = _open_text(p).split("\n", 1)[0]
+            names = first.split("\t" if suffix == ".tsv" else ",")
+        elif suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(p).names
+        elif suffix in (".jsonl", ".ndjson"):
+            line = next((x for x in _open_text(p).split("\n") if x.strip()), "{}")
+            names = list(json.loads(line))
+        else:
+            rows = json.loads(_open_text(p))
+            rows = rows.get("data", rows) if isinstance(rows, dict) else rows
+            names = list(rows[0]) if isinstance(rows, list) and rows and isinstance(rows[0], dict) else []
+    except (ValueError, OSError):
+        return None
+    got = [f for f in wanted if f in [n.strip() for n in names]]
+    return got or None
 
 
 def read_texts(path: str, fields: list[str] | None = None, what: str = "path") -> list[tuple[str, str]]:
