@@ -406,3 +406,21 @@ def test_quality_train_from_a_task_file(tmp_path, capsys):
     assert rc == 0 and "held_out" in capsys.readouterr().out
     index = build_index([("q", str(tmp_path / "task.yaml"), None)], 13)  # the same file as an evaluation set
     assert index.sets[0].items == 80 and index.check([pos[0]])[0] is not None
+
+
+def test_validation_split_checked_against_training_split(tmp_path):
+    from pipeline.clean.decontam import split_overlap
+
+    rng = random.Random(9)
+    vocab = vocabulary(2000, 12)
+    docs = [prose(rng, vocab, 120) for _ in range(60)]
+    ids = [f"d{i}" for i in range(60)]
+    val = {"d3", "d17", "d40"}
+    docs[10] = docs[10] + " " + " ".join(docs[17].split()[5:25]).upper()  # a training page quoting a validation page
+    for k in range(2):
+        pq.write_table(table(docs[k * 30:(k + 1) * 30], prefix="tmp").set_column(
+            0, "id", pa.array(ids[k * 30:(k + 1) * 30])), tmp_path / f"part-{k}.parquet")
+    r = split_overlap(sorted(tmp_path.glob("*.parquet")), lambda xs: [x in val for x in xs])
+    assert r["val_docs"] == 3 and r["train_docs"] == 57
+    assert r["val_docs_shared"] == 1 and r["train_docs_sharing"] == 1
+    assert r["examples"] == [{"val": "d17", "train": "d10"}]

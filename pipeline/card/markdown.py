@@ -326,8 +326,8 @@ def _pii(f: dict, charts: dict, prefix: str | None) -> list[str]:
 
 def _quality_and_contamination(f: dict, charts: dict, prefix: str | None) -> list[str]:
     """Only for corpora built with a learned scorer or decontamination."""
-    q, c = f.get("quality"), f.get("contamination")
-    if not q and not c:
+    q, c, so = f.get("quality"), f.get("contamination"), f.get("split_overlap")
+    if not q and not c and not so:
         return []
     out = ["## Quality scores and contamination", ""]
     if q:
@@ -360,6 +360,13 @@ def _quality_and_contamination(f: dict, charts: dict, prefix: str | None) -> lis
         out += table(["Evaluation set", "Texts", "N-grams indexed", "n", "Action", "Documents matched", "Share",
                       "Per source"], rows)
         out += ["", "A document matches when it shares a word n-gram (lowercased, punctuation ignored) with the set.", ""]
+    if so:
+        out += ["### Validation split against training split", "",
+                f"The validation split checked against the training split the same way ({so['ngram']}-grams, final "
+                f"documents): {count(so['val_docs_shared'])} of {count(so['val_docs'])} validation documents share an "
+                f"n-gram with {count(so['train_docs_sharing'])} of {count(so['train_docs'])} training documents."
+                + (" Examples (validation, training): " + ", ".join(f"`{e['val']}` / `{e['train']}`" for e in so["examples"])
+                   if so.get("examples") else ""), ""]
     return out
 
 

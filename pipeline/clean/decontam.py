@@ -141,3 +141,66 @@ def files_sha256(entries: list[tuple[str, str, list[str] | None]]) -> str:
     return h.hexdigest()
 
 
+
+
+def split_overlap(shards: list, is_val, n: int = 13, batch_rows: int = 2000) -> dict:
+    """The validation split checked against the training split the same way as an evaluation
+    set: the word n-grams of the validation documents (`is_val(ids) -> bool mask`) are indexed,
+    and every training document is looked up. -> {ngram, val_docs, val_docs_shared, train_docs,
+    train_docs_sharing, examples: [{val, train, ngram}]}: validation documents some n-gram of
+    which also occurs in a training document (what makes validation loss optimistic)."""
+    import pyarrow.parquet as pq
+
+    val_ids, val_texts = [], []
+    for path in shards:
+        for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=["id", "text"]):
+            ids = rb.column("id").to_pylist()
+            mask = np.asarray(is_val(ids), bool)
+            if mask.any():
+                val_ids += [i for i, m in zip(ids, mask) if m]
+                val_texts += rb.column("text").filter(pa.array(mask)).to_pylist()
+    out = {"ngram": n, "val_docs": len(val_ids), "val_docs_shared": 0, "train_docs": 0, "train_docs_sharing": 0,
+           "examples": []}
+    if not val_ids:
+        return out
+    w = hashing.words(val_texts)
+    g, first = hashing.ngrams(w, n)
+    owner = w.doc[first]
+    order = np.argsort(g, kind="stable")
+    g, owner = g[order], owner[order]
+    shared_val = np.zeros(len(val_ids), bool)
+    for path in shards:
+        for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=["id", "text"]):
+            ids = rb.column("id").to_pylist()
+            train = ~np.asarray(is_val(ids), bool)
+            if not train.any():
+                continue
+            texts = rb.column("text").filter(pa.array(train))
+            out["train_docs"] += len(texts)
+            tw = hashing.words(texts)
+            tg, tfirst = hashing.ngrams(tw, n)
+            if not len(tg) or not len(g):
+                continue
+            pos = np.searchsorted(g, tg)
+            pos[pos == len(g)] = 0
+            found = g[pos] == tg
+            if not found.any():
+                continue
+            docs = np.unique(tw.doc[tfirst[found]])
+            out["train_docs_sharing"] += len(docs)
+            # every validation document owning a matched n-gram (all its owners, not only the first)
+            matched = np.unique(tg[found])
+            lo = np.searchsorted(g, matched, "left")
+            hi = np.searchsorted(g, matched, "right")
+            newly = []
+            for a, b in zip(lo.tolist(), hi.tolist()):
+                for v in owner[a:b].tolist():
+                    if not shared_val[v]:
+                        shared_val[v] = True
+                        newly.append(v)
+            train_ids = [i for i, t in zip(ids, train) if t]
+            if len(out["examples"]) < 3 and newly:
+                d = int(docs[0])
+                out["examples"].append({"val": val_ids[newly[0]], "train": train_ids[d]})
+    out["val_docs_shared"] = int(shared_val.sum())
+    return out
