@@ -46,6 +46,24 @@ class Index:
     hashes: np.ndarray  # sorted unique uint64
     set_of: np.ndarray  # int32: the evaluation set of each hash (the first set that has it)
     sets: list[EvalSet] = field(default_factory=list)
+    _bits: int = 0
+    _seen: np.ndarray | None = None  # bitmap of the top bits of the indexed hashes: one gather rules most n-grams out
+
+    def __post_init__(self):
+        if len(self.hashes):
+            self._bits = int(min(30, max(16, np.ceil(np.log2(len(self.hashes) * 64)))))
+            self._seen = np.zeros(1 << self._bits, bool)
+            self._seen[self.hashes >> np.uint64(64 - self._bits)] = True
+
+    def lookup(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mask of the n-grams found, their positions in `hashes`)."""
+        maybe = np.flatnonzero(self._seen[g >> np.uint64(64 - self._bits)])
+        pos = np.searchsorted(self.hashes, g[maybe])
+        pos[pos == len(self.hashes)] = 0
+        hit = self.hashes[pos] == g[maybe]
+        found = np.zeros(len(g), bool)
+        found[maybe[hit]] = True
+        return found, pos[hit]
 
     def check(self, texts, min_matches: int = 1) -> list[Hit | None]:
         """One answer per text: the evaluation set it shares the most n-grams with, or None."""
@@ -54,13 +72,11 @@ class Index:
         if not len(self.hashes) or not len(w.hashes):
             return out
         g, first = hashing.ngrams(w, self.n)
-        pos = np.searchsorted(self.hashes, g)
-        pos[pos == len(self.hashes)] = 0
-        found = self.hashes[pos] == g
+        found, pos = self.lookup(g)
         if not found.any():
             return out
         at = first[found]
-        sets = self.set_of[pos[found]]
+        sets = self.set_of[pos]
         docs = w.doc[at]
         texts_arr = hashing._as_array(texts)
         for d in np.unique(docs):
