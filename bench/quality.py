@@ -75,8 +75,10 @@ def main(argv=None) -> int:
 
     # 1. accuracy on the held-out documents
     ex = Path(args.model).parent / "examples"
-    read = lambda p: [json.loads(line)["text"] for line in open(p, encoding="utf-8") if line.strip()]  # noqa: E731
-    pos, neg = read(ex / "heldout_pos.jsonl"), read(ex / "heldout_neg.jsonl")
+    from pipeline.clean.quality import read_examples  # as `opencorpus quality train` reads them
+
+    pos = read_examples([str(ex / "heldout_pos.jsonl")], ["text"], "held-out positives")
+    neg = read_examples([str(ex / "heldout_neg.jsonl")], ["text"], "held-out negatives")
     scores = model.score(pos + neg)
     labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))].astype(bool)
     acc = evaluate(scores, labels, threshold)
