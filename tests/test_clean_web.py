@@ -424,3 +424,8 @@ def test_validation_split_checked_against_training_split(tmp_path):
     assert r["val_docs"] == 3 and r["train_docs"] == 57
     assert r["val_docs_shared"] == 1 and r["train_docs_sharing"] == 1
     assert r["examples"] == [{"val": "d17", "train": "d10"}]
+
+
+def test_evaluation_set_names_are_distinct(tmp_path):
+    with pytest.raises(RecipeError, match="distinct"):
+        recipe_with({"decontaminate": {"paths": ["a/test.jsonl", "b/test.jsonl"]}}, tmp_path)

@@ -271,6 +271,14 @@ class DecontaminateConfig(_Options):
 
         return [(set_name(e.name, e.path), e.path, e.fields) for e in self.paths]
 
+    @model_validator(mode="after")
+    def _distinct_names(self):
+        names = [name for name, _, _ in self.entries()]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two evaluation sets named {twice}: give them distinct `name`s")
+        return self
+
 
 class CleanConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
