@@ -64,21 +64,52 @@ def _alternations(entries: list[str], wrap) -> list[str]:
     return out
 
 
+def _hash_index(entries: list[str]) -> tuple[np.ndarray, None]:
+    from pipeline.clean.hashing import _hash_strings
+
+    if not entries:
+        return np.zeros(0, np.uint64), None
+    return np.unique(_hash_strings(pa.array(entries, pa.string()))), None
+
+
+def _member(values: pa.Array, index: np.ndarray) -> np.ndarray:
+    """Whether each (non-empty) string's hash is in the sorted `index`."""
+    from pipeline.clean.hashing import _hash_strings
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    out = np.zeros(len(values), bool)
+    nonempty = pc.greater(pc.binary_length(values), 0).to_numpy(zero_copy_only=False)
+    if not nonempty.any() or not len(index):
+        return out
+    idx = np.flatnonzero(nonempty)
+    h = _hash_strings(values.filter(pa.array(nonempty)))
+    pos = np.searchsorted(index, h)
+    pos[pos == len(index)] = 0
+    out[idx] = index[pos] == h
+    return out
+
+
 class UrlFilter:
     def __init__(self, domain_files: list[str], url_files: list[str], bad_words_file: str | None):
         self.domains: dict[str, str] = {}  # entry -> file it came from
         for f in domain_files:
+            name = Path(f).as_posix()
             for e in read_list(f, "block_domains"):
                 e = e.removeprefix("www.").strip(".")
-                if e:
-                    self.domains.setdefault(e, Path(f).as_posix())
-        self.domain_set = pa.array(sorted(self.domains), pa.string()) if self.domains else None
+                if e and e not in self.domains:
+                    self.domains[e] = name
+        # hashed once into a sorted array: a UT1 list has millions of domains, and a set lookup must
+        # not rebuild a hash table per batch (as pc.is_in would)
+        self._domain_hash, self._domain_of = _hash_index(list(self.domains))
         self.substrings: dict[str, str] = {}
+        strip = re.compile(_STRIP)
         for f in url_files:
+            name = Path(f).as_posix()
             for e in read_list(f, "block_urls"):
-                e = re.sub(_STRIP, "", e)
-                if e:
-                    self.substrings.setdefault(e, Path(f).as_posix())
+                e = strip.sub("", e, count=1)
+                if e and e not in self.substrings:
+                    self.substrings[e] = name
         self.substring_patterns = _alternations(sorted(self.substrings), lambda alt: f"(?P<m>{alt})")
         self.bad_words: dict[str, str] = {}  # token as matched -> entry as listed
         self.bad_file = Path(bad_words_file).as_posix() if bad_words_file else None
@@ -113,18 +144,20 @@ class UrlFilter:
             return out
         low = pc.utf8_lower(pc.fill_null(urls, ""))
         todo = pc.invert(pc.equal(low, "")).to_numpy(zero_copy_only=False)
-        if self.domain_set is not None:
-            host = pc.struct_field(pc.extract_regex(low, _HOST), "host")
+        if self.domains:
+            host = pc.fill_null(pc.struct_field(pc.extract_regex(low, _HOST), "host"), "")
             cur = host
             for _ in range(MAX_LABELS):
-                hit = pc.fill_null(pc.is_in(cur, value_set=self.domain_set), False).to_numpy(zero_copy_only=False) & todo
+                hit = _member(cur, self._domain_hash) & todo
                 for i in np.flatnonzero(hit):
                     entry = cur[i].as_py()
+                    if entry not in self.domains:  # a hash collision (about 1 in 2**64 per lookup)
+                        continue
                     out[i] = UrlMatch("url.domain", f"host {host[i].as_py()!r} is in the domain block list as "
                                                     f"{entry!r} ({self.domains[entry]})")
-                todo &= ~hit
+                    todo[i] = False
                 nxt = pc.replace_substring_regex(cur, r"^[^.]*\.", "", max_replacements=1)
-                if pc.all(pc.fill_null(pc.equal(nxt, cur), True)).as_py():
+                if pc.all(pc.equal(nxt, cur)).as_py():
                     break
                 cur = nxt
         if self.substring_patterns:
