@@ -176,6 +176,8 @@ class Cleaner:
             raw = cols["text"][i]
             if url_hits is not None and url_hits[i] is not None:  # judged on the URL alone, before any text work
                 hit = url_hits[i]
+                if self.c.max_chars is not None and len(raw) > self.c.max_chars:
+                    raw = raw[:OVERSIZE_EXCERPT_CHARS]  # as for max_chars: no full copy of an oversize text
                 reject(i, Rejection(hit.filter, hit.reason), self.scrub(raw) if self.scrub is not None else raw)
                 continue
             kind = cols["kind"][i] or "prose"
