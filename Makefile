@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 NAME = $(shell $(BIN)/python -c "import yaml,sys; print(yaml.safe_load(open('$(RECIPE)'))['name'])")
 
-.PHONY: venv corpus train eval test test-fast serve clean-data quality-model
+.PHONY: venv corpus train eval test test-fast serve clean-data quality-model ablate
 
 venv: $(VENV)/.installed
 
@@ -47,6 +47,13 @@ test-fast: venv
 serve: venv
 	@echo "Prefect UI: http://127.0.0.1:4200  (runs use it with PREFECT_API_URL=http://127.0.0.1:4200/api)"
 	$(BIN)/prefect server start
+
+# The example ablation over ../shared/corpora (recipes/ablations/; docs/ablations.md): reruns reuse
+# every finished corpus and run. Report: ablations/wikitext-dedup-mix/report.md
+ABLATION ?= recipes/ablations/wikitext_dedup_mix.yaml
+ablate: venv
+	$(BIN)/python -m model.heldout cloze ../shared/corpora/classic/wikitext-103_valid.txt data/ablations/wikitext-cloze.jsonl --items 300
+	$(BIN)/opencorpus ablate $(ABLATION) --workers $(WORKERS)
 
 clean-data:
 	rm -rf data runs

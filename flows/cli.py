@@ -12,6 +12,7 @@
     opencorpus card DIR [--html [PATH]] [--write]   |   opencorpus card --diff A B
     opencorpus quality train --positive FILES... --negative FILES... --out MODEL.npz [--field text]
     opencorpus quality train --task TASK.yaml --positive-label LABEL --out MODEL.npz
+    opencorpus ablate ABLATION.yaml [--workers N] [--plan] [--report]
 
 A failure ends in one line on stderr naming what failed (exit 2 for bad input or usage,
 1 otherwise, 130 on Ctrl-C); add --debug anywhere for the traceback.
@@ -160,6 +161,10 @@ def cmd_train(args, rest: list[str]) -> int:
     if args.recipe:
         recipe = load_recipe(args.recipe)
         defaults = dict(recipe.train)
+        if recipe.mix and "mix" not in defaults:
+            from model.config import format_mix
+
+            defaults["mix"] = format_mix(recipe.mix)
         check_train_section(recipe, args.recipe)
         if "--data" not in argv:
             argv += ["--data", f"data/{recipe.name}"]
@@ -297,7 +302,10 @@ def cmd_quality_train(args) -> int:
 def _add_scale_arguments(p: argparse.ArgumentParser):
     p.add_argument("--dask", default=None, metavar="ADDRESS|local:N",
                    help="run mapped stages on a dask.distributed cluster (scheduler address, or N local workers)")
-    p.add_argument("--work-dir", default=None, help="local staging folder when --output is a URL (s3://, gs://)")
+    p.add_argument("--work-dir", default=None,
+                   help="the flow's local staging folder when --output is a URL (s3://, gs://); tasks never use it: "
+                        "they fetch their inputs from the store into a folder of their own (a Dask worker's local "
+                        "directory, or $OPENCORPUS_TASK_SCRATCH)")
 
 
 class _Version(argparse.Action):
@@ -400,12 +408,40 @@ def build_parser() -> argparse.ArgumentParser:
     qt.add_argument("--threshold", type=float, default=0.5, help="threshold the kept shares are reported at")
     qt.add_argument("--report", default=None, help="also write the figures as JSON here")
     qt.set_defaults(func=cmd_quality_train)
+    a = sub.add_parser("ablate", help="build variant corpora, train each over seeds, and report which change beats seed noise")
+    a.add_argument("ablation", help="ablation file (see flows/ablate.py and docs/ablations.md)")
+    a.add_argument("--workers", type=int, default=2, help="parallel units of the corpus builds")
+    a.add_argument("--plan", action="store_true", help="print the plan and stop")
+    a.add_argument("--report", action="store_true", help="write the report from the finished runs and stop")
+    a.set_defaults(func=cmd_ablate)
     return p
+
+
+def cmd_ablate(args) -> int:
+    _quiet_prefect_defaults()
+    # The ablation prints its own progress (plan, corpora, runs); the corpus flows' per-task
+    # INFO lines would bury it. Their warnings and errors still show.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.ablate import Plan, load_ablation, run_ablation
+
+    if args.plan or args.report:
+        from flows.ablation_report import write_report
+
+        plan = Plan(load_ablation(args.ablation), Path("."))
+        print(plan.describe() if args.plan else write_report(plan))
+        return 0
+    from flows.storage import prefect_api, start_temporary_server
+
+    start_temporary_server()
+    with prefect_api():
+        print(run_ablation(args.ablation, workers=args.workers))
+    return 0
 
 
 # Errors that name what failed in their message: one line on stderr, no traceback (unless --debug).
 USAGE_ERRORS = ("RecipeError", "RecordError", "OutputFolderError", "DataError", "CheckpointError", "TaskError",
-                "UsageError", "TextFileError", "QualityModelError", "DecontaminationError", "BlockListError")
+                "UsageError", "TextFileError", "QualityModelError", "DecontaminationError", "BlockListError",
+                "AblationError", "TaskFileError")
 
 
 def _error_line(e: BaseException) -> tuple[str, int]:

@@ -12,9 +12,11 @@ hashes, its stage's config and its code; a finished unit leaves a done record ne
 its outputs, and a rerun skips the units whose key and outputs are unchanged. Killing a
 run at any point and running it again gives byte-identical outputs.
 
-Object storage (flows/storage.py): `output` may be an fsspec URL; the run works in a
-local staging folder, pulls what an earlier run left there, and pushes each stage's
-outputs when the stage is complete.
+Object storage (flows/storage.py): `output` may be an fsspec URL; the flow works in a
+local staging folder, pulls what an earlier run left there, and pushes what it writes itself.
+Its tasks never touch that folder: each works in a folder of its own, fetching its inputs
+from the store and putting its outputs there (TaskStore), so workers need no filesystem
+shared with the flow.
 """
 from __future__ import annotations
 
@@ -100,6 +102,7 @@ class UnitResult:
     outputs: dict[str, str]  # relative path -> sha256
     stats: StageStats
     reused: bool = False
+    transfer: dict | None = None  # a task on a remote output: the files it put into the store (TaskStore)
 
 
 def _unlink(root: Path, paths):
@@ -119,11 +122,27 @@ def _source_outputs(root: Path, name: str) -> list[Path]:
 # _is_transient refuses every DownloadError, since the downloader (pipeline/download.py)
 # has already retried what can pass, and what is left (HTTP 404, checksum, size, a
 # redirect loop, a refused address) fails the same way again.
+def _in_task_folder(store: "storage.TaskStore | None", reads, fn, *args) -> UnitResult:
+    """fn(*args) where the output folder is: in place, or with a remote output in a folder of the
+    task's own, its `reads` fetched from the store and what it wrote put back (flows/storage.py)."""
+    if store is None:
+        return fn(*args)
+    with store.task_folder(reads) as folder:
+        result = fn(*folder.local(args))
+    result.transfer = folder.transfer
+    return result
+
+
 @task(name="ingest-source", **IO_RETRIES)
-def ingest_task(recipe: Recipe, index: int, root: str, key: str) -> UnitResult:
+def ingest_task(recipe: Recipe, index: int, root: str, key: str, store=None) -> UnitResult:
+    return _in_task_folder(store, (), _ingest, recipe, index, root, key)
+
+
+def _ingest(recipe: Recipe, index: int, root: str, key: str) -> UnitResult:
     from pipeline.ingest import ingest_source
 
     root = Path(root)
+    recipe = storage.stage_remote_sources(recipe)  # a no-op where the flow has staged them (its own machine)
     source = recipe.source_objects(root)[index]
     name = source.config.name
     _unlink(root, _source_outputs(root, name))  # shards of a killed attempt, or of an older config
@@ -134,7 +153,11 @@ def ingest_task(recipe: Recipe, index: int, root: str, key: str) -> UnitResult:
 
 
 @task(name="clean-shard")
-def clean_task(shard: str, root: str, config, key: str) -> UnitResult:
+def clean_task(shard: str, root: str, config, key: str, store=None) -> UnitResult:
+    return _in_task_folder(store, [str(Path(root) / shard)], _clean, shard, root, config, key)
+
+
+def _clean(shard: str, root: str, config, key: str) -> UnitResult:
     from pipeline.clean import clean_shard
 
     root = Path(root)
@@ -150,23 +173,44 @@ def _files(folder: Path) -> list[Path]:
 
 
 @task(name="unit", cache_policy=NO_CACHE)
-def unit_task(fn, args: tuple):
-    """One unit of a global stage's phase (pipeline/units.py run_unit and its arguments)."""
-    return fn(*args)
+def unit_task(fn, args: tuple, store=None, reads: tuple = ()):
+    """One unit of a global stage's phase (pipeline/units.py run_unit and its arguments); with a
+    remote output, (its result, what it put into the store)."""
+    if store is None:
+        return fn(*args)
+    with store.task_folder(reads) as folder:
+        result = fn(*folder.local(args))
+    return result, folder.transfer
 
 
 class TaskMapper:
     """The pipeline's Mapper on the flow's task runner: each unit of a phase is one task run,
     on the process pool or the Dask cluster like the mapped stages; the stage itself keeps no
-    pool. Named `<stage>-<phase>` in the Prefect UI."""
+    pool. Named `<stage>-<phase>` in the Prefect UI. With a remote output, the files the driver
+    wrote since the last phase are pushed first (units may read them), and what each unit put
+    into the store is copied into the staging folder (the driver's next steps read it)."""
 
-    def __init__(self, runner, stage: str, progress: ProgressLog):
+    def __init__(self, runner, stage: str, progress: ProgressLog, location: "storage.OutputLocation | None" = None):
         self.runner, self.stage, self.progress = runner, stage, progress
+        self.location = location if location is not None and location.remote else None
 
     def __call__(self, phase: str, fn, arg_lists: list[tuple]) -> list:
+        from pipeline.units import run_unit
+
         task_fn = unit_task.with_options(name=f"{self.stage}-{phase}")
-        futures = [self.runner.submit(task_fn, parameters={"fn": fn, "args": args}) for args in arg_lists]
-        results = [f.result() for f in futures]
+        store = self.location.task_store() if self.location else None
+        if store is not None:
+            self.location.push()
+        futures = [self.runner.submit(task_fn, parameters={"fn": fn, "args": args, "store": store,
+                                                           "reads": args[-1] if fn is run_unit else ()})
+                   for args in arg_lists]
+        results = []
+        for f in futures:
+            r = f.result()
+            if store is not None:
+                r, transfer = r
+                self.location.receive(transfer)
+            results.append(r)
         self.progress.event("units_done", stage=self.stage, phase=phase, units=len(results))
         return results
 
@@ -214,8 +258,14 @@ def _result(rec, stats: StageStats) -> UnitResult:
 class CorpusBuild:
     """One run over one output folder: decides per unit whether to reuse or run it."""
 
-    def __init__(self, recipe: Recipe, root: Path, workers: int, runner, progress: ProgressLog, log):
+    def __init__(self, recipe: Recipe, root: Path, workers: int, runner, progress: ProgressLog, log,
+                 location: "storage.OutputLocation | None" = None, task_recipe: Recipe | None = None):
         self.recipe, self.root, self.workers, self.runner = recipe, root, workers, runner
+        # A remote output: tasks work in folders of their own (flows/storage.py TaskStore), and
+        # ingest tasks download their remote inputs themselves (task_recipe: the recipe as written).
+        self.location = location if location is not None and location.remote else None
+        self.store = self.location.task_store() if self.location else None
+        self.task_recipe = task_recipe if self.store is not None and task_recipe is not None else recipe
         self.state = StateStore(root)
         self.hashes = HashCache(self.state.dir / "file-hashes.json")
         self.progress, self.log = progress, log
@@ -249,6 +299,8 @@ class CorpusBuild:
             for fut in as_completed(list(futures)):
                 name = by_future[id(fut)]
                 results[name] = fut.result()
+                if self.location is not None:
+                    self.location.receive(results[name].transfer)
                 self.progress.unit_done(stage, name, docs_of(results[name]))
         self._forget_stale(stage, {name for name, _, _ in units})
         return [results[name] for name, _, _ in units]
@@ -278,7 +330,8 @@ class CorpusBuild:
             config = {"source": source.config.model_dump(mode="json"), "shard_docs": recipe.ingest.shard_docs}
             key = unit_key("ingest", {"source": sha256_json(source_fingerprint(source, self.hashes))}, config,
                            code_module=source_module(source))
-            units.append((source.config.name, key, {"recipe": recipe, "index": i, "root": str(root), "key": key}))
+            units.append((source.config.name, key, {"recipe": self.task_recipe, "index": i, "root": str(root), "key": key,
+                                                    "store": self.store}))
         self.hashes.save()
         results = self._mapped("ingest", ingest_task, units)
         for (name, _, _), r in zip(units, results):
@@ -300,7 +353,8 @@ class CorpusBuild:
         units = []
         for shard in sorted(inputs):
             key = unit_key("clean", {Path(shard).name: inputs[shard]}, cfg)
-            units.append((Path(shard).name, key, {"shard": shard, "root": str(self.root), "config": config, "key": key}))
+            units.append((Path(shard).name, key, {"shard": shard, "root": str(self.root), "config": config, "key": key,
+                                                  "store": self.store}))
         total = sum(r.stats.docs_out for r in ingested)
         results = self._mapped("clean", clean_task, units, total_docs=total)
         keep = {o for r in results for o in r.outputs}
@@ -329,7 +383,7 @@ class CorpusBuild:
         # the units it finished (scratch state keyed on this unit's key).
         root = self.root
         stats = run_dedup([root / s for s in shards], root, self.recipe.dedup, workers=self.workers,
-                          mapper=TaskMapper(self.runner, "dedup", self.progress), key=key)
+                          mapper=TaskMapper(self.runner, "dedup", self.progress, self.location), key=key)
         written = {f"{folder}/{prefix}{Path(s).name}" for s in shards
                    for folder, prefix in (("dedup", ""), ("clusters", ""), ("rejected", "dedup-"))}
         _prune(root, written, [("dedup", "part-*.parquet"), ("clusters", "part-*.parquet"), ("rejected", "dedup-*.parquet")])
@@ -360,7 +414,7 @@ class CorpusBuild:
 
         root = self.root  # the driver runs here, one encode unit per dedup shard on the task runner
         stats = tokenize_corpus([root / s for s in shards], root / "tokenizer.json", root / "tokens", config,
-                                workers=self.workers, mapper=TaskMapper(self.runner, "tokenize", self.progress), key=key)
+                                workers=self.workers, mapper=TaskMapper(self.runner, "tokenize", self.progress, self.location), key=key)
         _prune(root, set(stats.rejected_files), [("rejected", "tokenize-*.parquet")])
         rec = self.state.write("tokenize", "all", key, _token_outputs(root), stats)
         self.progress.unit_done("tokenize", "all", docs)
@@ -460,13 +514,13 @@ def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2, c
         log.info("output %s staged in %s: %d files pulled", location.url, location.local, location.pull())
     root = location.local.resolve()  # workers (Dask ones included) may run in another folder
     with claim_output(root, force):
-        recipe = storage.stage_remote_sources(recipe)
+        task_recipe, recipe = recipe, storage.stage_remote_sources(recipe)
         progress = ProgressLog(root)
         progress.run_start(recipe.name)
         status = "failed"
         try:
             with make_task_runner(workers, dask) as runner:
-                build = CorpusBuild(recipe, root, workers, runner, progress, log)
+                build = CorpusBuild(recipe, root, workers, runner, progress, log, location, task_recipe)
                 manifest = _build(build, recipe, recipe_path, output, location, cards_dir, log)
             status = "completed"
             return manifest

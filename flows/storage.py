@@ -13,7 +13,17 @@ tokenizers and the process pools want real paths and fast random access), so
   once into `$OPENCORPUS_CACHE/inputs/` (default ~/.cache/opencorpus) and read from there;
   ids, which use the file name, are the same as for a local copy.
 
-Remote Dask workers need the staging folder on a filesystem they share with the flow.
+Tasks never need the staging folder. With a remote output every task (an ingest source, a
+clean shard, a unit of dedup or tokenize) works in a folder of its own (`TaskStore`): on a Dask
+worker under the worker's local directory, elsewhere under the system's temporary folder or
+`$OPENCORPUS_TASK_SCRATCH`. It fetches from the store the files its unit reads, runs the unit
+there, puts what the unit wrote back into the store (outputs first, done records last) and
+removes its folder. The flow then copies those files from the store into its staging folder
+(`OutputLocation.receive`), where the driver steps of dedup and tokenize, the card and the
+resume logic read them. So the flow's machine holds the whole corpus once, and workers only
+the inputs and outputs of the unit they run; each output crosses the network twice (worker
+to store, store to flow). Workers read local source paths and files a recipe names (block
+lists, custom filters) by path: with no shared filesystem, give sources as URLs.
 """
 from __future__ import annotations
 
@@ -22,11 +32,15 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from flows.state import STATE_DIR, OutputFolderError
-from pipeline.io import atomic_path, write_json
+from pipeline.io import LEDGER, atomic_path, note_written, write_json
 
 LOCAL_PROTOCOLS = {"file", "local"}
 # Machine-local state that is never pushed: the hash cache, the progress log, the ledger.
@@ -134,6 +148,38 @@ class OutputLocation:
         write_json(ledger, self._ledger_path)
         return len(rpaths)
 
+    def task_store(self) -> "TaskStore | None":
+        """What tasks get instead of the staging folder (None for a local output)."""
+        if not self.remote:
+            return None
+        return TaskStore(self.remote, dict(self.storage_options), str(self.local.resolve()))
+
+    def receive(self, transfer: dict) -> None:
+        """Copy what a task put into the store into the staging folder (in the order it was put:
+        outputs before the done records that vouch for them, each file complete before it is
+        renamed into place) and apply its deletions; none of it is pushed back."""
+        if not transfer:
+            return
+        fs, root = self._fs()
+        ledger = self._ledger()
+        for rel in transfer["deleted"]:
+            (self.local / rel).unlink(missing_ok=True)
+            ledger.pop(rel, None)
+        rels = transfer["uploaded"]
+        tmps = [self.local / rel for rel in rels]
+        tmps = [p.with_name(f".tmp-{uuid.uuid4().hex}-{p.name}") for p in tmps]
+        for t in tmps:
+            t.parent.mkdir(parents=True, exist_ok=True)
+        if rels:
+            fs.get([f"{root}/{r}" for r in rels], [str(t) for t in tmps])
+        for rel, t, mtime in zip(rels, tmps, transfer["mtime_ns"]):
+            os.utime(t, ns=(mtime, mtime))  # as the task recorded it in its done record: no rehash on reuse
+            os.replace(t, self.local / rel)
+            st = (self.local / rel).stat()
+            ledger[rel] = [st.st_size, st.st_mtime_ns]
+        note_written(self.local, transfer["written"])
+        write_json(ledger, self._ledger_path)
+
     def push(self) -> int:
         """Upload new or changed files (done records last) and delete remote files pruned here."""
         if not self.remote:
@@ -166,6 +212,129 @@ class OutputLocation:
         if gone:
             write_json(ledger, self._ledger_path)
         return len(changed) + len(gone)
+
+
+def _task_scratch_base() -> Path:
+    """Where a task makes its folder: $OPENCORPUS_TASK_SCRATCH, a Dask worker's own local
+    directory, or the system's temporary folder."""
+    if os.environ.get("OPENCORPUS_TASK_SCRATCH"):
+        return Path(os.environ["OPENCORPUS_TASK_SCRATCH"])
+    try:
+        from distributed import get_worker
+
+        return Path(get_worker().local_directory)
+    except (ImportError, ValueError):
+        return Path(tempfile.gettempdir())
+
+
+@dataclass(frozen=True)
+class TaskStore:
+    """A remote output as a task sees it: the store's URL, and the flow's staging folder only
+    as a name, so that paths under it in the task's arguments can be rewritten to the task's
+    own folder (see the module docstring)."""
+
+    url: str
+    storage_options: dict
+    staging: str
+
+    def _fs(self):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        return fs, root.rstrip("/")
+
+    @contextlib.contextmanager
+    def task_folder(self, reads=()) -> Iterator["TaskFolder"]:
+        """A folder of the task's own holding the files `reads` names (paths or globs under the
+        staging folder; others are read where they are); on a clean exit, what the task wrote
+        there is put into the store (`TaskFolder.transfer` says what). Always removed."""
+        base = _task_scratch_base()
+        base.mkdir(parents=True, exist_ok=True)
+        folder = TaskFolder(self, Path(tempfile.mkdtemp(prefix="opencorpus-task-", dir=base)))
+        try:
+            folder.fetch(reads)
+            yield folder
+            folder.put()
+        finally:
+            shutil.rmtree(folder.path, ignore_errors=True)
+
+
+class TaskFolder:
+    def __init__(self, store: TaskStore, path: Path):
+        self.store, self.path = store, path
+        (path / STATE_DIR).mkdir()  # a corpus folder: what the unit writes is noted in its own ledger
+        self.fetched: dict[str, tuple[int, int]] = {}
+        self.transfer: dict = {}
+
+    def local(self, obj):
+        """`obj` (a path, or lists, tuples and dicts of them) with the staging folder replaced by this folder."""
+        staging = self.store.staging
+        if isinstance(obj, (str, Path)):
+            s = str(obj)
+            if s == staging or s.startswith(staging + os.sep):
+                s = str(self.path) + s[len(staging):]
+                return Path(s) if isinstance(obj, Path) else s
+            return obj
+        if type(obj) in (list, tuple):
+            return type(obj)(self.local(o) for o in obj)
+        if type(obj) is dict:
+            return {k: self.local(v) for k, v in obj.items()}
+        return obj
+
+    def _rel(self, path: str) -> str | None:
+        staging = self.store.staging
+        return path[len(staging) + 1:] if path.startswith(staging + os.sep) else None
+
+    def fetch(self, reads) -> None:
+        fs, root = self.store._fs()
+        rels = []
+        for r in reads:
+            rel = self._rel(str(r))
+            if rel is None:
+                continue
+            if any(ch in rel for ch in "*?["):
+                rels.extend(m[len(root) + 1:] for m in sorted(fs.glob(f"{root}/{rel}")))
+            else:
+                rels.append(rel)
+        rels = sorted(set(rels))
+        for rel in rels:
+            (self.path / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rels:
+            try:
+                fs.get([f"{root}/{r}" for r in rels], [str(self.path / r) for r in rels])
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"a task's input is missing from {self.store.url}: {e}") from e
+        for rel in rels:
+            st = (self.path / rel).stat()
+            self.fetched[rel] = (st.st_size, st.st_mtime_ns)
+
+    def put(self) -> None:
+        """Put new and changed files into the store, outputs first, done records last; remove
+        from the store the fetched files the task deleted."""
+        fs, root = self.store._fs()
+        ledger = f"{STATE_DIR}/{LEDGER}"
+        now = {}
+        for p in self.path.rglob("*"):
+            rel = p.relative_to(self.path).as_posix()
+            if p.is_file() and not p.name.startswith(".tmp-") and rel != ledger:
+                st = p.stat()
+                now[rel] = (st.st_size, st.st_mtime_ns)
+        changed = sorted((r for r, st in now.items() if self.fetched.get(r) != st),
+                         key=lambda r: (r.startswith(STATE_DIR + "/"), "/done/" in f"/{r}", r))
+        deleted = sorted(set(self.fetched) - set(now))
+        # Three batches (fs.put sends a batch concurrently): outputs, then scratch state, then the
+        # done records, so the store never holds a record without the files it vouches for.
+        for kind in ((False, False), (True, False), (True, True)):
+            batch = [r for r in changed if (r.startswith(STATE_DIR + "/"), "/done/" in f"/{r}") == kind]
+            if batch:
+                fs.put([str(self.path / r) for r in batch], [f"{root}/{r}" for r in batch])
+        for rel in deleted:
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(f"{root}/{rel}")
+        ledger_path = self.path / ledger
+        written = ledger_path.read_text(encoding="utf-8").split() if ledger_path.is_file() else []
+        self.transfer = {"uploaded": changed, "mtime_ns": [now[r][1] for r in changed], "deleted": deleted,
+                         "written": written}
 
 
 def cache_dir() -> Path:

@@ -40,6 +40,8 @@ class TrainConfig:
     grad_accum: int = option(1, "micro-batches per optimizer step, over all ranks (divided among them)")
     seed: int = option(1337, "initial weights and data order")
     shuffle_window_tokens: int = option(1 << 27, "shards are shuffled together in windows of this many tokens")
+    mix: str | None = option(None, "source weights, 'wiki=2,web=0.5': above 1 repeats a source's training documents, "
+                                   "below 1 samples them, per epoch, seeded (a recipe's mix: section)")
     # optimisation
     max_steps: int = option(250, "optimizer steps")
     lr: float = option(1e-3, "peak learning rate (warmup, then cosine to min_lr)")
@@ -87,7 +89,7 @@ PRESETS: dict[str, dict] = {
 
 # Settings that change what a checkpoint means: a resumed run must keep them.
 IDENTITY_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size", "batch_size",
-                   "grad_accum", "seed", "shuffle_window_tokens", "objective", "positions")
+                   "grad_accum", "seed", "shuffle_window_tokens", "mix", "objective", "positions")
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
@@ -100,11 +102,36 @@ def make_config(preset: str = "cpu-tiny", **overrides) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown training settings {unknown}; known: {sorted(FIELDS)}")
     values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    if values.get("mix") is not None:
+        values["mix"] = format_mix(parse_mix(values["mix"]))  # checked, and one spelling per mixture
     for name, value in values.items():
         choices = FIELDS[name].metadata.get("choices")
         if choices and value not in choices:
             raise ValueError(f"training setting {name}={value!r}: choose one of {list(choices)}")
     return TrainConfig(**values)
+
+
+def parse_mix(text: str | dict | None) -> dict[str, float]:
+    """Source weights from 'name=w,name=w' (or a dict): every weight a number >= 0."""
+    if not text:
+        return {}
+    pairs = text.items() if isinstance(text, dict) else (
+        item.split("=", 1) if "=" in item else (item, None) for item in str(text).split(",") if item.strip())
+    out = {}
+    for name, weight in pairs:
+        try:
+            w = float(weight)
+        except (TypeError, ValueError):
+            raise ValueError(f"mix: {name.strip()!r} needs a weight, as in 'name=2' (got {weight!r})") from None
+        if not w >= 0:
+            raise ValueError(f"mix: the weight of {name.strip()!r} must be >= 0, got {weight!r}")
+        out[name.strip()] = w
+    return out
+
+
+def format_mix(weights: dict[str, float]) -> str | None:
+    """The TrainConfig string of a recipe's `mix:` section (sorted, so equal mixes are equal strings)."""
+    return ",".join(f"{k}={v:g}" for k, v in sorted(weights.items())) or None
 
 
 def help_of(name: str) -> str:

@@ -9,7 +9,10 @@
     DATA/manifest.json                 the corpus manifest (its sha256 and recipe_hash go into the run)
 
 Training order: every epoch draws a seeded permutation of the shards and groups them
-into shuffle windows (up to 2**27 tokens each); a window's documents are concatenated
+into shuffle windows (up to 2**27 tokens each); with source weights (`mix`), a shard of a
+source of weight w contributes each of its documents floor(w) times, plus once more with
+probability w - floor(w), drawn from (seed, epoch, shard) and shuffled, so a weight above 1
+repeats a source and below 1 samples it, identically on a resumed run; a window's documents are concatenated
 (end-of-text tokens keep the boundaries) and cut into sequences of T+1 tokens that
 overlap by one (inputs and shifted targets), visited in a seeded permutation. Under DDP,
 rank r takes every world_size-th sequence of each window. The position (epoch, window
@@ -44,6 +47,7 @@ class Shard:
     n_docs: int
     sha256: str | None
     max_id: int  # largest token id (from Parquet statistics when the writer stored them)
+    source: str | None = None  # the recipe source of its documents (tokens/index.json), for `mix`
 
     def record(self) -> dict:
         return {"split": self.split, "path": f"tokens/{self.split}/{self.path.name}", "n_tokens": self.n_tokens,
@@ -115,7 +119,8 @@ def _read_shard_facts(path: Path, split: str, entry: TokenShard | None) -> Shard
     else:
         n_tokens = int(pc.sum(pc.list_value_length(pq.read_table(path, columns=["input_ids"]).column(0))).as_py() or 0)
     return Shard(path=path, split=split, n_tokens=n_tokens, n_docs=meta.num_rows,
-                 sha256=entry.sha256 if entry else None, max_id=_max_token_id(path, meta))
+                 sha256=entry.sha256 if entry else None, max_id=_max_token_id(path, meta),
+                 source=entry.source if entry else None)
 
 
 def _max_token_id(path: Path, meta) -> int:
@@ -223,22 +228,42 @@ class TrainSequences:
     """
 
     def __init__(self, shards: list[Shard], seq_len: int, batch_size: int, seed: int, vocab_limit: int,
-                 rank: int = 0, world_size: int = 1, window_tokens: int = 1 << 27):
+                 rank: int = 0, world_size: int = 1, window_tokens: int = 1 << 27, mix: dict[str, float] | None = None):
         self.shards, self.T, self.B = shards, seq_len, batch_size
         self.seed, self.vocab_limit, self.rank, self.world = seed, vocab_limit, rank, world_size
         self.window_tokens = window_tokens
+        self.mix = dict(mix or {})
+        self.weights = self._weights(shards, self.mix)
+        self.sources = sorted({s.source or "?" for s in shards})
+        self.consumed = dict.fromkeys(self.sources, 0)  # input tokens of the batches drawn, per source
         self.epoch, self.window_cursor, self.seq_cursor = 0, 0, 0
-        self._loaded: tuple | None = None  # (epoch, window_cursor, tokens, starts for this rank)
-        total = sum(s.n_tokens for s in shards)
+        self._loaded: tuple | None = None  # (epoch, window_cursor, tokens, starts for this rank, segments)
+        total = sum(s.n_tokens * w for s, w in zip(shards, self.weights))
         # A lower bound (windows may merge shards' tails into more sequences), used only to refuse
         # data too small to give every rank a sequence.
-        per_rank = sum(max(0, (s.n_tokens - 1) // seq_len) for s in shards) // world_size
+        per_rank = int(sum(max(0, (s.n_tokens * w - 1) // seq_len) for s, w in zip(shards, self.weights))) // world_size
         if per_rank == 0:
             raise DataError(
                 f"the training shards hold {total} tokens, too few for one sequence of {seq_len + 1} tokens "
                 f"per rank ({world_size} ranks); lower the context length or add data"
             )
         self.sequences_per_epoch = per_rank
+
+    @staticmethod
+    def _weights(shards: list[Shard], mix: dict[str, float]) -> list[float]:
+        if not mix:
+            return [1.0] * len(shards)
+        known = {s.source for s in shards}
+        if None in known:
+            raise DataError("mix: the corpus's tokens/index.json does not name each shard's source "
+                            "(a corpus tokenized before sources were recorded): run its tokenize stage again")
+        unknown = sorted(set(mix) - known)
+        if unknown:
+            raise DataError(f"mix: no training documents of source(s) {unknown}; the corpus has {sorted(known)}")
+        weights = [mix.get(s.source, 1.0) for s in shards]
+        if not any(w > 0 for w in weights):
+            raise DataError(f"mix: every source has weight 0 ({mix})")
+        return weights
 
     def windows(self, epoch: int) -> list[list[int]]:
         """Shard numbers of each shuffle window of `epoch`, in visiting order."""
@@ -248,14 +273,14 @@ class TrainSequences:
                 out.append(cur)
                 cur, size = [], 0
             cur.append(int(i))
-            size += self.shards[i].n_tokens
+            size += int(self.shards[i].n_tokens * self.weights[i])
         return out + [cur]
 
     # position ---------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "window_cursor": self.window_cursor, "seq_cursor": self.seq_cursor,
                 "seed": self.seed, "seq_len": self.T, "window_tokens": self.window_tokens,
-                "rank": self.rank, "world_size": self.world}
+                "rank": self.rank, "world_size": self.world, "mix": self.mix, "consumed": dict(self.consumed)}
 
     def load_state_dict(self, s: dict):
         if "window_cursor" not in s:
@@ -264,7 +289,10 @@ class TrainSequences:
         if saved != (self.T, self.seed, self.window_tokens):
             raise ValueError(f"data position was saved for (seq_len, seed, window_tokens)={saved}, "
                              f"this run has {(self.T, self.seed, self.window_tokens)}")
+        if s.get("mix", {}) != self.mix:
+            raise ValueError(f"data position was saved with mix {s.get('mix', {})}, this run has {self.mix}")
         self.epoch, self.window_cursor, self.seq_cursor = s["epoch"], s["window_cursor"], s["seq_cursor"]
+        self.consumed.update(s.get("consumed", {}))
         self._loaded = None
 
     # reading ----------------------------------------------------------------
@@ -272,15 +300,45 @@ class TrainSequences:
         key = (self.epoch, self.window_cursor)
         if self._loaded is None or self._loaded[:2] != key:
             members = self.windows(self.epoch)[self.window_cursor]
-            tokens = np.concatenate([load_shard_tokens(self.shards[i], self.vocab_limit) for i in members])
+            parts = [self._shard_tokens(i) for i in members]
+            tokens = np.concatenate(parts)
+            # where each shard's tokens end in the window, and its source: the mixture consumed
+            segments = (np.cumsum([p.size for p in parts]), [self.shards[i].source or "?" for i in members])
             # Later epochs cut at another offset, so sequences do not repeat verbatim.
             offset = 0 if self.epoch == 0 else int(_perm(self.T, self.seed, self.epoch, self.window_cursor, 1)[0])
             n = max(0, (tokens.size - 1 - offset) // self.T)
             if n == 0 and offset:
                 offset, n = 0, max(0, (tokens.size - 1) // self.T)
             starts = offset + self.T * _perm(n, self.seed, self.epoch, self.window_cursor)
-            self._loaded = (*key, tokens, starts[self.rank:: self.world])
+            self._loaded = (*key, tokens, starts[self.rank:: self.world], segments)
         return self._loaded[2], self._loaded[3]
+
+    def _shard_tokens(self, i: int) -> np.ndarray:
+        """Shard i's tokens in this epoch: all of them, or its documents repeated or sampled by weight."""
+        tokens, w = load_shard_tokens(self.shards[i], self.vocab_limit), self.weights[i]
+        if w == 1.0:
+            return tokens
+        lengths = pq.read_table(self.shards[i].path, columns=["input_ids"]).column(0)
+        lengths = pc.list_value_length(lengths).to_numpy(zero_copy_only=False).astype(np.int64)
+        rng = np.random.default_rng([self.seed, self.epoch, i, 7])
+        copies = np.floor(w).astype(np.int64) + (rng.random(lengths.size) < w - np.floor(w))
+        docs = rng.permutation(np.repeat(np.arange(lengths.size), copies))
+        if docs.size == 0:
+            return tokens[:0]
+        ends = np.cumsum(lengths)
+        return np.concatenate([tokens[e - n: e] for e, n in zip(ends[docs], lengths[docs])])
+
+    def _count(self, starts: np.ndarray):
+        """Add the input tokens of sequences starting at `starts` of the loaded window, per source."""
+        ends, names = self._loaded[4]
+        for s in starts.tolist():
+            a, b = s, s + self.T
+            k = int(np.searchsorted(ends, a, side="right"))
+            while a < b and k < len(names):
+                take = min(b, int(ends[k])) - a
+                self.consumed[names[k]] = self.consumed.get(names[k], 0) + take
+                a += take
+                k += 1
 
     def _advance_window(self):
         self.window_cursor += 1
@@ -296,6 +354,7 @@ class TrainSequences:
             take = starts[self.seq_cursor: self.seq_cursor + need]
             if take.size:
                 picks.append((tokens, take))
+                self._count(take)
                 self.seq_cursor += take.size
                 need -= take.size
             if self.seq_cursor >= starts.size:

@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 
 from model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
-from model.config import IDENTITY_FIELDS, PRESETS, TrainConfig, add_options, given_options, make_config
+from model.config import IDENTITY_FIELDS, PRESETS, TrainConfig, add_options, given_options, make_config, parse_mix
 from model.data import DataError, TrainSequences, check_vocabulary, open_corpus
 from model.gpt import GPT, GPTConfig
 from model.metrics import MetricsLog, peak_flops_for, plot_loss
@@ -358,8 +358,9 @@ def _train(data_dir, run_dir: Path, preset: str, cfg: TrainConfig) -> dict:
         _check_resume(resume, ckpt_path, cfg, provenance)
 
     rt = setup_runtime(cfg)
-    batches = TrainSequences(corpus.train, cfg.block_size, cfg.batch_size, cfg.seed, gcfg.vocab_size,
-                             rank=rt.rank, world_size=rt.world_size, window_tokens=cfg.shuffle_window_tokens)
+    batches = stream = TrainSequences(corpus.train, cfg.block_size, cfg.batch_size, cfg.seed, gcfg.vocab_size,
+                                      rank=rt.rank, world_size=rt.world_size, window_tokens=cfg.shuffle_window_tokens,
+                                      mix=parse_mix(cfg.mix))
     if cfg.objective == "mlm":  # masked LM: encoder + masked batches (model/mlm.py), same loop
         from model.mlm import mlm_model_and_batches
 
@@ -384,7 +385,8 @@ def _train(data_dir, run_dir: Path, preset: str, cfg: TrainConfig) -> dict:
         run_info = run_info.model_copy(update=dict(
             status="finished", final_step=summary["steps"], tokens_seen=summary["tokens_seen"],
             final_loss=summary["final_loss"], median_tokens_per_s=summary["median_tokens_per_s"],
-            checkpoint=summary["checkpoint"], finished_at=_now()))
+            checkpoint=summary["checkpoint"], finished_at=_now(),
+            mixture={"weights": stream.mix, "tokens": stream.consumed, "ranks": rt.world_size}))
         run_info.write(run_dir / RunRecord.file_name)
     if rt.ddp:
         torch.distributed.barrier()

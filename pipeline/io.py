@@ -101,6 +101,13 @@ def _note_written(path: Path):
         os.close(fd)
 
 
+def note_written(root: Path, rels: list[str]) -> None:
+    """Add files written elsewhere (a task's own folder, then copied here) to the ledger of `root`."""
+    if rels:
+        with open(Path(root) / STATE_DIR / LEDGER, "a", encoding="utf-8") as f:
+            f.write("".join(r + "\n" for r in rels))
+
+
 def written_files(root: Path) -> set[str]:
     """Paths (relative to `root`) that opencorpus wrote in a corpus folder."""
     ledger = Path(root) / STATE_DIR / LEDGER

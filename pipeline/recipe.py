@@ -54,6 +54,10 @@ class Recipe(BaseModel):
     # Defaults for `opencorpus train --recipe`: `preset` and any model/config.py TrainConfig field,
     # checked by model.config.make_config (pipeline/ does not import model/).
     train: dict[str, Any] = Field(default_factory=dict)
+    # Source weights of the training stream (`opencorpus train --recipe` passes them as `mix`):
+    # above 1 repeats a source's documents, below 1 samples them, 0 leaves the source out. Only
+    # training reads it, so changing it rebuilds nothing of the corpus.
+    mix: dict[str, float] = Field(default_factory=dict)
 
     # Where relative paths resolved; set by parse_recipe, not part of the YAML.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -90,6 +94,16 @@ class Recipe(BaseModel):
         if value in (".", ".."):
             raise ValueError(f"{value!r} is not a corpus name (it names a folder step, and data/<name> is written)")
         return value
+
+    @model_validator(mode="after")
+    def _mix_names_sources(self):
+        unknown = sorted(set(self.mix) - {s.name for s in self.sources})
+        if unknown:
+            raise ValueError(f"mix: {unknown} are not sources of this recipe ({[s.name for s in self.sources]})")
+        negative = {k: v for k, v in self.mix.items() if not v >= 0}
+        if negative:
+            raise ValueError(f"mix: weights must be >= 0, got {negative}")
+        return self
 
     @model_validator(mode="after")
     def _private_networks(self):

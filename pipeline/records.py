@@ -491,6 +491,7 @@ class TokenShard(Record):
     split: str
     file: str  # relative to tokens/
     input: str | None = None  # the dedup shard its documents come from (one encode unit each)
+    source: str | None = None  # the recipe source of all its documents (None: several, or an older index)
     tokens: int
     documents: int
     bytes: int
@@ -569,6 +570,9 @@ class RunRecord(Record):
     median_tokens_per_s: float | None = None
     checkpoint: str | None = None
     finished_at: str | None = None
+    # The mixture the run consumed: `mix` weights, and input tokens drawn per source (rank 0's
+    # batches; `ranks` ranks drew as many each)
+    mixture: dict[str, Any] | None = None
 
 
 class EvalRecord(Record):
@@ -646,6 +650,8 @@ class ModelEntry(Record):
     val_tokens: int | None = None
     evaluated_on: str | None = None
     manifest_sha256: str | None = None
+    mixture: dict[str, Any] | None = None  # RunRecord.mixture: source weights and tokens consumed per source
+    ablation: str | None = None  # the ablation that trained the run (report: ablations/<name>/report.md)
     # finetune
     task: str | None = None
     base: str | None = None

@@ -10,6 +10,12 @@ folder only, returns a small JSON-able dict, and knows nothing of who runs it. W
 (inline, threads or processes); the Prefect flow passes one that submits each unit as a task to
 its task runner (a process pool or a Dask cluster), so the stage has no pool of its own there.
 
+Where units run without the flow's folder (an object-store output, workers with no shared
+filesystem): a unit may name the files it reads, as paths or glob patterns under the corpus
+folder (`reads`). The library ignores them (it runs units where the files are); the flow's
+task wrapper (flows/storage.py TaskStore) fetches them from the store into the task's own
+folder first, and sends back what the unit wrote.
+
 Resume: after a unit's outputs are written (each atomically), `run_unit` writes its marker,
 `done/<phase>/<unit>.json` with the unit's result. A rerun with the same key (inputs, config,
 code) skips every unit that has a marker and uses the recorded result; another key starts
@@ -60,8 +66,9 @@ class LocalMapper:
             self.ex.shutdown()
 
 
-def run_unit(work: str, phase: str, unit: str, fn: Callable, args: tuple) -> dict:
-    """Run one unit and record it done (the function every mapper is handed)."""
+def run_unit(work: str, phase: str, unit: str, fn: Callable, args: tuple, reads: tuple = ()) -> dict:
+    """Run one unit and record it done (the function every mapper is handed). `reads`: the files
+    the unit reads (paths or globs), for a mapper whose workers must fetch them first."""
     result = fn(*args)
     write_json(result, Path(work) / "done" / phase / f"{unit}.json")
     return result
@@ -102,20 +109,20 @@ class Work:
         p = self.dir / "done" / phase / f"{unit}.json"
         return json.loads(p.read_text()) if p.is_file() else None
 
-    def run(self, mapper: Mapper, phase: str, units: list[tuple[str, Callable, tuple]]) -> list[dict]:
-        """Results of every unit (name, fn, args), running only those not already done."""
+    def run(self, mapper: Mapper, phase: str, units: list[tuple]) -> list[dict]:
+        """Results of every unit (name, fn, args[, reads]), running only those not already done."""
         results: dict[str, dict] = {}
         todo = []
-        for name, fn, args in units:
+        for name, fn, args, *reads in units:
             hit = self.done(phase, name)
             if hit is not None:
                 results[name] = hit
             else:
-                todo.append((str(self.dir), phase, name, fn, args))
+                todo.append((str(self.dir), phase, name, fn, args, tuple(str(r) for r in (reads[0] if reads else ()))))
         if todo:
-            for (_, _, name, _, _), r in zip(todo, mapper(phase, run_unit, todo)):
-                results[name] = r
-        return [results[name] for name, _, _ in units]
+            for unit_args, r in zip(todo, mapper(phase, run_unit, todo)):
+                results[unit_args[2]] = r
+        return [results[u[0]] for u in units]
 
     def remove(self):
         shutil.rmtree(self.dir, ignore_errors=True)

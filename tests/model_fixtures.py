@@ -23,18 +23,9 @@ def _sha(path: Path) -> str:
 
 
 def play_docs(n_chars: int = 200_000, doc_chars: int = 2_000) -> list[str]:
-    text = play_text(n_chars)[:n_chars]
-    docs, cur = [], []
-    size = 0
-    for para in text.split("\n\n"):
-        cur.append(para)
-        size += len(para)
-        if size >= doc_chars:
-            docs.append("\n\n".join(cur))
-            cur, size = [], 0
-    if cur:
-        docs.append("\n\n".join(cur))
-    return docs
+    from model.heldout import join_pieces
+
+    return join_pieces(play_text(n_chars)[:n_chars].split("\n\n"), doc_chars, "\n\n")
 
 
 def train_tokenizer(docs: list[str], vocab_size: int = 512):
@@ -67,8 +58,9 @@ def write_shards(folder: Path, ids: list[list[int]], doc_ids: list[str], per_sha
 
 
 def make_corpus(out: Path, n_chars: int = 200_000, vocab_size: int = 512, val_every: int = 10,
-                docs_per_shard: int = 30) -> Path:
-    """Write DATA/{tokenizer.json, manifest.json, tokens/{train,val}/part-*.parquet, tokens/index.json}."""
+                docs_per_shard: int = 30, sources: tuple[str, ...] = ()) -> Path:
+    """Write DATA/{tokenizer.json, manifest.json, tokens/{train,val}/part-*.parquet, tokens/index.json};
+    with `sources`, shard k of each split is recorded as coming from sources[k % len(sources)]."""
     out = Path(out)
     docs = play_docs(n_chars)
     tok = train_tokenizer(docs, vocab_size)
@@ -84,10 +76,11 @@ def make_corpus(out: Path, n_chars: int = 200_000, vocab_size: int = 512, val_ev
     for split, idx in (("train", train_idx), ("val", val_idx)):
         paths = write_shards(out / "tokens" / split, [enc[i] for i in idx], [names[i] for i in idx],
                              docs_per_shard, V)
-        for p in paths:
+        for k, p in enumerate(paths):
             n = pq.read_table(p, columns=["n_tokens"]).column("n_tokens").to_pylist()
             entries.append(TokenShard(split=split, file=f"{split}/{p.name}", tokens=sum(n), documents=len(n),
-                                      bytes=p.stat().st_size, sha256=_sha(p)))
+                                      bytes=p.stat().st_size, sha256=_sha(p),
+                                      source=sources[k % len(sources)] if sources else None))
     Manifest(name="test-play", created="2026-01-01T00:00:00+00:00", recipe_hash="test-recipe-0001", recipe={},
              code_version="test").write(out / Manifest.file_name)
     totals = {split: SplitTotals(documents=sum(e.documents for e in entries if e.split == split),

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -75,3 +78,51 @@ def cli_env() -> dict[str, str]:
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "flows.cli", *args]
+
+
+def run_until_killed(cmd: list[str], ready, log: Path, timeout: float = 300, poll_s: float = 0.05) -> None:
+    """Start `cmd`, SIGKILL its whole process group as soon as `ready()` holds."""
+    import pytest
+
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            if proc.poll() is not None:
+                pytest.fail(f"run finished (rc {proc.returncode}) before the kill point; log: {Path(log).read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("kill point not reached in time")
+            time.sleep(poll_s)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+# Worker-side audit of file access (tests of runs whose workers share no filesystem with the
+# flow): installed in each Dask worker with `client.run(watch_folder, path)`, it records every
+# open, listing, rename or removal of a path inside that folder.
+_WATCHED: dict = {"folder": None, "seen": []}
+_AUDITED = {"open", "os.listdir", "os.scandir", "os.rename", "os.remove", "os.mkdir", "shutil.rmtree"}
+
+
+def _audit(event: str, args: tuple):
+    folder = _WATCHED["folder"]
+    if folder is None or event not in _AUDITED or not args:
+        return
+    path = args[0]
+    if isinstance(path, (str, bytes, os.PathLike)):
+        path = os.fsdecode(path)
+        if os.path.abspath(path) == folder or os.path.abspath(path).startswith(folder + os.sep):
+            _WATCHED["seen"].append(f"{event} {path}")
+
+
+def watch_folder(folder: str) -> None:
+    if _WATCHED["folder"] is None:
+        sys.addaudithook(_audit)  # audit hooks cannot be removed: one per process, repointed
+    _WATCHED["folder"], _WATCHED["seen"] = os.path.abspath(folder), []
+
+
+def folder_accesses() -> list[str]:
+    return list(_WATCHED["seen"])

@@ -302,8 +302,13 @@ def test_model_entry_is_added_once(built, tiny_run, monkeypatch):
     for md_path in (out / "README.md", cards / "card-test.md"):
         text = md_path.read_text(encoding="utf-8")
         section = text.split("## Models trained on this corpus", 1)[1].split("\n## ", 1)[0]
-        rows = [line for line in section.splitlines() if line.startswith("| tiny |")]
+        models_table, mixture_table = section.split("Training mixture consumed", 1)
+        rows = [line for line in models_table.splitlines() if line.startswith("| tiny |")]
         assert len(rows) == 1
+        # the mixture the run consumed: one row, shares of its training tokens summing to 100 %
+        mix_rows = [line for line in mixture_table.splitlines() if line.startswith("| tiny |")]
+        assert len(mix_rows) == 1
+        assert abs(sum(float(c.strip().split()[0]) for c in mix_rows[0].strip("|").split("|")[1:]) - 100) < 0.5
         assert f"| {result['val_loss']:.4f} |" in rows[0] and f"| {result['val_bits_per_byte']:.4f} |" in rows[0]
         assert f"| {result['tokens_seen']:,} |" in rows[0] and "| cpu-tiny | clm |" in rows[0]
         # the run folder is neither published nor committed with the card: named, never linked or absolute

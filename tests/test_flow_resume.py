@@ -2,36 +2,19 @@
 points; the rerun skips the finished units and ends byte-identical to an uninterrupted run."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from flows.progress import progress_path, read_events
-from orchestration_support import cli, cli_env, small_recipe, snapshot
+from orchestration_support import cli, run_until_killed, small_recipe, snapshot
 
 pytestmark = pytest.mark.slow
 
 
 def _run_until(cmd: list[str], ready, log: Path, timeout: float = 300) -> dict:
     """Start `cmd`, SIGKILL its process group as soon as `ready()` holds; the run's events."""
-    with open(log, "w") as err:
-        proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            if proc.poll() is not None:
-                pytest.fail(f"run finished (rc {proc.returncode}) before the kill point; log: {log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("kill point not reached in time")
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    run_until_killed(cmd, ready, log, timeout)
     return read_events(progress_path(Path(cmd[cmd.index("--output") + 1])))
 
 

@@ -108,3 +108,92 @@ def test_an_output_bucket_that_does_not_exist_fails_before_ingest(tmp_path, corp
 
     OutputLocation.of("s3://corpora/probed").check_writable()
     assert not s3.find("corpora/probed")  # a writable bucket keeps no probe object
+
+
+def _remote_recipe(tmp_path, corpora, s3, monkeypatch, name: str):
+    """The small recipe (orchestration_support.small_recipe) with every source read from s3://inputs/."""
+    monkeypatch.setenv("OPENCORPUS_CACHE", str(tmp_path / "cache"))
+    classic = corpora / "classic"
+    s3.put_file(str(classic / "wiki.txt"), "inputs/wiki/wiki.txt")
+    s3.put_file(str(classic / "novel.txt"), "inputs/books/novel.txt")
+    s3.put_file(str(corpora / "web" / "pages.jsonl.gz"), "inputs/web/pages.jsonl.gz")
+    sources = [
+        {"name": "wt2", "type": "text", "paths": ["s3://inputs/wiki/*.txt"], "separator_regex": r"^ = [^=].* = $"},
+        {"name": "botchan", "type": "text", "paths": ["s3://inputs/books/novel.txt"], "separator_regex": r"^CHAPTER [IVXL]+"},
+        {"name": "botchan_copy", "type": "text", "paths": ["s3://inputs/books/novel.txt"], "separator_regex": r"^CHAPTER [IVXL]+"},
+        {"name": "cc", "type": "jsonl", "paths": ["s3://inputs/web/pages.jsonl.gz"], "max_docs": 120},
+    ]
+    return small_recipe(tmp_path, corpora, name=name, sources=sources)
+
+
+@pytest.mark.slow
+def test_dask_workers_with_no_shared_filesystem_write_the_same_bytes(tmp_path, corpora, s3, prefect_api, monkeypatch):
+    """An s3:// output built by three Dask workers, each with a scratch folder of its own: no
+    worker opens, lists or writes anything in the flow's staging folder (an audit hook in every
+    worker process records any access), every stage's units ran on the workers, and the corpus
+    in the bucket is byte-identical to a one-thread build of the same recipe into a local folder."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from flows.corpus import run_corpus
+    from orchestration_support import folder_accesses, watch_folder
+
+    recipe = _remote_recipe(tmp_path, corpora, s3, monkeypatch, "nofs")
+    url, staging = "s3://corpora/nofs", tmp_path / "staging"
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.run(watch_folder, str(staging))
+        with get_task_stream(client) as stream:
+            on_dask = run_corpus(str(recipe), url, workers=3, cards_dir=None, dask=cluster.scheduler_address,
+                                 work_dir=str(staging))
+        accesses = client.run(folder_accesses)
+        scratch = client.run(lambda dask_worker: dask_worker.local_directory)
+    assert len(set(scratch.values())) == 3  # each worker its own folder
+    assert {w: a for w, a in accesses.items() if a} == {}
+    keys = [str(t["key"]) for t in stream.data]
+    for kind in ("ingest_task-", "clean_task-", "unit_task-"):
+        assert any(k.startswith(kind) for k in keys), kind
+    assert len({t["worker"] for t in stream.data}) == 3
+
+    one = run_corpus(str(recipe), str(tmp_path / "one"), workers=1, cards_dir=None)
+    s3.get(url, str(tmp_path / "bucket"), recursive=True)
+    assert snapshot(tmp_path / "bucket") == snapshot(staging) == snapshot(tmp_path / "one")
+    assert on_dask.stages.tokenize.docs_out == one.stages.tokenize.docs_out > 0
+    assert not any(".opencorpus/scratch" in p for p in s3.find(url))  # scratch state leaves the bucket with the run
+
+
+@pytest.mark.slow
+def test_a_killed_dask_run_on_s3_resumes_on_a_fresh_machine_from_its_units(tmp_path, corpora, s3, prefect_api, monkeypatch):
+    """`opencorpus run --output s3://... --dask local:3` killed (whole process group) once dedup
+    units have reached the bucket; a rerun from an empty staging folder (another machine) pulls
+    them, runs only the units left, and ends byte-identical to an uninterrupted local build."""
+    from flows.corpus import run_corpus
+    from flows.progress import progress_path, read_events
+    from orchestration_support import cli, run_until_killed
+
+    recipe = _remote_recipe(tmp_path, corpora, s3, monkeypatch, "nofs-kill")
+    url = "s3://corpora/nofs-kill"
+    markers = "corpora/nofs-kill/.opencorpus/scratch/dedup/done/groups"
+
+    def dedup_units_stored() -> bool:
+        s3.invalidate_cache()
+        return len(s3.find(markers)) >= 2
+
+    cmd = cli("run", str(recipe), "--output", url, "--work-dir", str(tmp_path / "machine1"), "--dask", "local:3",
+              "--cards-dir", "")
+    run_until_killed(cmd, dedup_units_stored, tmp_path / "kill.log", timeout=600, poll_s=0.2)
+    s3.invalidate_cache()
+    assert not s3.exists(f"{url}/manifest.json")
+    signed = len(s3.find("corpora/nofs-kill/.opencorpus/scratch/dedup/done/sign"))
+
+    final = run_corpus(str(recipe), url, workers=3, cards_dir=None, dask="local:3", work_dir=str(tmp_path / "machine2"))
+    reference = run_corpus(str(recipe), str(tmp_path / "ref"), workers=1, cards_dir=None)
+    shards = reference.resume["clean"].units
+    assert signed == shards >= 5
+    assert final.resume["clean"].reused == shards
+    events = read_events(progress_path(tmp_path / "machine2"))
+    ran = [e for e in events if e["event"] == "units_done" and e["stage"] == "dedup"]
+    assert "sign" not in {e["phase"] for e in ran}, ran  # every shard was signed before the kill
+    s3.invalidate_cache()
+    s3.get(url, str(tmp_path / "bucket"), recursive=True)
+    assert snapshot(tmp_path / "bucket") == snapshot(tmp_path / "ref")
+    assert not [p for p in s3.find(url) if ".tmp-" in p or ".opencorpus/scratch" in p]

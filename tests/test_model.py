@@ -140,6 +140,83 @@ def test_epoch_covers_every_sequence_once(corpus_dir):
         assert sorted(rows) == sorted(expected)
 
 
+@pytest.fixture(scope="module")
+def two_source_corpus(tmp_path_factory):
+    """The play corpus with its shards recorded as sources "a" and "b" in turn."""
+    return make_corpus(tmp_path_factory.mktemp("mixed") / "data", sources=("a", "b"))
+
+
+def _one_epoch_consumed(train, **kw) -> dict:
+    s = TrainSequences(train, 64, 1, 3, 512, **kw)
+    while s.epoch == 0:
+        s.next_batch()
+    return s.consumed
+
+
+def test_mix_repeats_and_samples_sources_by_weight(two_source_corpus):
+    c = open_corpus(two_source_corpus)
+    have = {src: sum(sh.n_tokens for sh in c.train if sh.source == src) for src in ("a", "b")}
+    plain = _one_epoch_consumed(c.train)
+    mixed = _one_epoch_consumed(c.train, mix={"a": 2.0, "b": 0.5})
+    # an epoch without weights reads each source once (sequences drop a window's last partial one)
+    assert all(0.95 * have[k] <= plain[k] <= have[k] for k in have), (plain, have)
+    # a: every document twice; b: about half of its documents (sampled per document)
+    assert 0.95 * 2 * have["a"] <= mixed["a"] <= 2 * have["a"], (mixed, have)
+    assert 0.35 * have["b"] <= mixed["b"] <= 0.65 * have["b"], (mixed, have)
+    assert _one_epoch_consumed(c.train, mix={"a": 2.0, "b": 0.5}) == mixed  # seeded
+    assert _one_epoch_consumed(c.train, mix={"b": 0})["b"] == 0
+
+
+def test_mixed_stream_resumes_exactly_and_refuses_another_mix(two_source_corpus):
+    c = open_corpus(two_source_corpus)
+    mk = lambda mix: TrainSequences(c.train, 64, 4, 1, c.vocab_size, window_tokens=20_000, mix=mix)
+    a = mk({"a": 3.0, "b": 0.3})
+    for _ in range(9):
+        a.next_batch()
+    state = a.state_dict()
+    fresh = mk({"a": 3.0, "b": 0.3})
+    fresh.load_state_dict(state)
+    for _ in range(200):  # across windows and epochs, each epoch drawing its own sample of b
+        assert torch.equal(a.next_batch()[0], fresh.next_batch()[0])
+    assert fresh.consumed == a.consumed  # the mixture consumed carries over a resume
+    with pytest.raises(ValueError, match="mix"):
+        mk({"a": 1.5}).load_state_dict(state)
+
+
+def test_mix_errors_name_the_problem(two_source_corpus, corpus_dir):
+    from model.config import make_config
+    from model.data import DataError
+
+    c = open_corpus(two_source_corpus)
+    with pytest.raises(DataError, match=r"source\(s\) \['web'\].*\['a', 'b'\]"):
+        TrainSequences(c.train, 64, 4, 1, c.vocab_size, mix={"web": 2.0})
+    with pytest.raises(DataError, match="does not name each shard's source"):
+        TrainSequences(open_corpus(corpus_dir).train, 64, 4, 1, 512, mix={"a": 2.0})
+    with pytest.raises(ValueError, match="weight"):
+        make_config(mix="a=lots")
+    assert make_config(mix="b=0.5, a=2").mix == "a=2,b=0.5"
+
+
+def test_a_run_records_the_mixture_it_consumed(two_source_corpus, tmp_path):
+    import json
+
+    from model.train import train
+
+    train(two_source_corpus, tmp_path / "run", max_steps=3, progress=False, mix="a=2,b=0", **TINY)
+    mixture = json.loads((tmp_path / "run" / "run.json").read_text())["mixture"]
+    assert mixture["weights"] == {"a": 2.0, "b": 0.0}
+    assert mixture["tokens"] == {"a": 3 * TINY["batch_size"] * TINY["block_size"], "b": 0}
+
+    from model.evaluate import evaluate
+    from pipeline.card import add_model_entry
+    from pipeline.card.markdown import _mixtures
+
+    evaluate(tmp_path / "run", two_source_corpus, max_tokens=2048)
+    entry = add_model_entry(tmp_path / "run", data_cards_dir=tmp_path / "cards")
+    lines = "\n".join(_mixtures([entry.dump()]))
+    assert "| run | 100.0 % (x2) | 0.0 % (x0) |" in lines, lines
+
+
 def test_val_stream_targets_every_token_once(corpus_dir):
     c = open_corpus(corpus_dir, need_val=True)
     v = ValSequences(c.val, 64, c.vocab_size)
@@ -226,20 +303,135 @@ print(transformers.__version__)
 """
 
 
-@pytest.mark.other_transformers
-def test_export_loads_with_another_transformers_release(corpus_dir, tmp_path):
-    """The export in a venv with another transformers release (say the latest 4.x, while the
-    project's venv has 5.x): point $OPENCORPUS_OTHER_TRANSFORMERS_PYTHON at its python."""
+# The oldest release pyproject.toml admits (transformers>=4.45), with the tokenizers and
+# huggingface-hub releases it requires; the newest is the project's own venv (test above).
+# 4.44 and older pin tokenizers<0.20, which cannot read the tokenizer.json that tokenizers
+# 0.20+ write (BPE merges as pairs): this test found that when the floor was 4.40.
+OLDEST_TRANSFORMERS = ("transformers==4.45.2", "tokenizers==0.20.3", "huggingface-hub==0.25.2")
+
+
+def _oldest_transformers_path() -> str:
+    """A folder holding the oldest supported transformers (pip --target, cached under
+    $OPENCORPUS_CACHE/compat), put first on PYTHONPATH in front of the project's venv."""
     import os
     import subprocess
+    import sys
+    from pathlib import Path
+
+    from flows.storage import cache_dir
+
+    target = cache_dir() / "compat" / "-".join(s.replace("==", "") for s in OLDEST_TRANSFORMERS)
+    if not (target / ".complete").is_file():
+        tmp = Path(f"{target}.tmp-{os.getpid()}")
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp),
+                               *OLDEST_TRANSFORMERS], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:  # no package index reachable: nothing to test against
+            pytest.skip(f"pip could not install {' '.join(OLDEST_TRANSFORMERS)}: {done.stderr.strip()[-300:]}")
+        (tmp / ".complete").touch()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            subprocess.run(["rm", "-rf", str(tmp)])
+    return str(target)
+
+
+@pytest.mark.other_transformers
+def test_export_loads_with_the_oldest_supported_transformers(corpus_dir, tmp_path):
+    """The export loads and generates with transformers 4.45 (the oldest release pyproject.toml
+    admits), besides the project's own 5.x: installed by pip into a cached folder on first use,
+    or the Python of another venv in $OPENCORPUS_OTHER_TRANSFORMERS_PYTHON."""
+    import os
+    import subprocess
+    import sys
 
     from model.export import export_hf
     from model.train import train
 
-    python = os.environ.get("OPENCORPUS_OTHER_TRANSFORMERS_PYTHON")
+    python, env = os.environ.get("OPENCORPUS_OTHER_TRANSFORMERS_PYTHON"), dict(os.environ)
     if not python:
-        pytest.skip("set OPENCORPUS_OTHER_TRANSFORMERS_PYTHON to a venv's python with another transformers release")
+        python = sys.executable
+        env["PYTHONPATH"] = _oldest_transformers_path()
     train(corpus_dir, tmp_path / "run", max_steps=2, progress=False, **TINY)
     out = export_hf(tmp_path / "run", tmp_path / "hf")
-    done = subprocess.run([python, "-c", LOAD_AND_GENERATE, str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([python, "-c", LOAD_AND_GENERATE, str(out)], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+    if "PYTHONPATH" in env:
+        assert done.stdout.split()[-1] == "4.45.2"
+
+
+def test_heldout_and_choice_scores_equal_a_plain_forward_pass(corpus_dir):
+    """Batched, padded windows score exactly what one unpadded forward pass per text gives."""
+    import torch.nn.functional as F
+    from tokenizers import Tokenizer
+
+    from model.heldout import choice_scores, passage_scores
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=512, block_size=32, n_layer=2, n_head=2, n_embd=32)).eval()
+    tok = Tokenizer.from_file(str(corpus_dir / "tokenizer.json"))
+    eot = tok.token_to_id("<|endoftext|>")
+
+    def direct(ids):  # summed log-likelihood of ids[1:], one window (ids fit in the context)
+        with torch.no_grad():
+            logits, _ = model(torch.tensor([ids[:-1]]))
+        return float(F.log_softmax(logits[0].float(), -1).gather(1, torch.tensor(ids[1:])[:, None]).sum())
+
+    texts = ["To be or not", "Enter the king, with lords and attendants, and a longer line here"]
+    rows = passage_scores(model, tok, texts, block=32)
+    for text, row in zip(texts, rows):
+        ids = [eot] + tok.encode(text).ids
+        assert len(ids) <= 33 and row["tokens"] == len(ids) - 1
+        assert row["nll"] == pytest.approx(-direct(ids), rel=1e-5)
+    item = {"context": "Enter the", "choices": ["king", "queen, weeping", "fool"], "label": 1}
+    got = choice_scores(model, tok, [item], block=32)[0]
+    ctx = [eot] + tok.encode("Enter the").ids
+    for choice, ll in zip(item["choices"], got["loglik"]):
+        cont = tok.encode(" " + choice).ids
+        assert ll == pytest.approx(direct(ctx + cont) - direct(ctx), rel=1e-4, abs=1e-4)
+    assert got["acc"] == float(max(range(3), key=lambda j: got["loglik"][j]) == 1)
+    # acc_norm as lm-eval-harness: log-likelihood per character of the choice, the delimiter not counted
+    assert got["acc_norm"] == float(max(range(3), key=lambda j: got["loglik"][j] / len(item["choices"][j])) == 1)
+
+
+@pytest.mark.other_transformers
+def test_lm_eval_harness_scores_a_task_as_choice_scores_does(corpus_dir, tmp_path):
+    """lm-eval-harness on the export and choice_scores on the checkpoint pick the same choice on
+    every item (acc and acc_norm), log-likelihoods equal to float32 rounding: bench/lm_eval_parity.py
+    on a tiny run and 20 short items. Needs the lm-eval folder the script's docstring describes
+    ($OPENCORPUS_LM_EVAL_PATH, or /tmp/lmeval-env with the compat transformers 4.45 folder);
+    skipped without it."""
+    import importlib.util
+    import json
+    import os
+    import random
+    import sys
+    from pathlib import Path
+
+    from model.train import train
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fixtures_text import sentence
+
+    path = os.environ.get("OPENCORPUS_LM_EVAL_PATH")
+    if not path:
+        if not (Path("/tmp/lmeval-env") / "lm_eval").is_dir():
+            pytest.skip("no lm-eval folder ($OPENCORPUS_LM_EVAL_PATH or /tmp/lmeval-env; see bench/lm_eval_parity.py)")
+        path = os.pathsep.join(["/tmp/lmeval-env", _oldest_transformers_path()])
+    spec = importlib.util.spec_from_file_location("lm_eval_parity", Path(__file__).parents[1] / "bench" / "lm_eval_parity.py")
+    parity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parity)
+    train(corpus_dir, tmp_path / "run", max_steps=3, progress=False, **TINY)
+    rng = random.Random(0)
+    rows = []
+    for _ in range(20):
+        n = rng.randint(2, 4)
+        choices = [" ".join(sentence(rng, rng.choice(["en", "de", "fr"])).split()[: rng.randint(1, 6)]) for _ in range(n)]
+        rows.append({"context": sentence(rng, "en"), "choices": choices, "label": rng.randrange(n)})
+    task = tmp_path / "short.jsonl"
+    task.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    rc = parity.main(["--work", str(tmp_path / "w"), "--run", str(tmp_path / "run"), "--task", str(task),
+                      "--lm-eval-path", path])
+    assert rc == 0
+    got = json.loads((tmp_path / "w" / "parity.json").read_text())["tasks"]["short.jsonl"]
+    assert got["items"] == 20 and got["differ"] == [] and got["max_abs_loglik_diff"] < 1e-3

@@ -123,6 +123,18 @@ def test_recipe_errors_name_file_and_field(tmp_path):
     assert "txt_field" in str(e.value) and "dedup.exact" in str(e.value)
 
 
+def test_recipe_mix_names_its_own_sources_with_weights_of_zero_or_more(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: x\nsources:\n  - {name: a, type: jsonl, paths: ['*']}\nmix: {web: 2}\n")
+    with pytest.raises(RecipeError, match=r"mix: \['web'\] are not sources of this recipe \(\['a'\]\)"):
+        load_recipe(recipe)
+    recipe.write_text("name: x\nsources:\n  - {name: a, type: jsonl, paths: ['*']}\nmix: {a: -1}\n")
+    with pytest.raises(RecipeError, match=">= 0"):
+        load_recipe(recipe)
+    recipe.write_text("name: x\nsources:\n  - {name: a, type: jsonl, paths: ['*']}\nmix: {a: 0.5}\n")
+    assert load_recipe(recipe).mix == {"a": 0.5}
+
+
 def test_missing_glob_is_an_error(tmp_path):
     src = _one_source({"name": "n", "type": "jsonl", "paths": ["nothing-*.jsonl"]}, tmp_path, tmp_path / "o")
     with pytest.raises(FileNotFoundError, match="nothing-"):

@@ -203,7 +203,9 @@ def test_index_matches_shards(corpus):
     files = sorted(str(p.relative_to(tokens)) for s in ("train", "val") for p in list_shards(tokens / s))
     assert sorted(e["file"] for e in index["shards"]) == files
     for entry in index["shards"]:
-        assert set(entry) == {"split", "file", "tokens", "documents", "bytes", "sha256", "input"}
+        assert set(entry) == {"split", "file", "tokens", "documents", "bytes", "sha256", "input", "source"}
+        sources = set(pq.read_table(corpus["root"] / "dedup" / entry["input"], columns=["source"])["source"].to_pylist())
+        assert entry["source"] == (sources.pop() if len(sources) == 1 else None)  # what a trainer's mix weighs
         path = tokens / entry["file"]
         meta = pq.ParquetFile(path).metadata
         assert entry["sha256"] == sha256_file(path)

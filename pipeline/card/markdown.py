@@ -370,6 +370,22 @@ def _quality_and_contamination(f: dict, charts: dict, prefix: str | None) -> lis
     return out
 
 
+def _mixtures(models: list[dict]) -> list[str]:
+    """The mixture each run consumed (share of its training tokens per source), with its `mix` weights."""
+    mixed = [m for m in models if (m.get("mixture") or {}).get("tokens")]
+    if not mixed:
+        return []
+    sources = sorted({k for m in mixed for k in m["mixture"]["tokens"]})
+    rows = []
+    for m in mixed:
+        tokens, weights = m["mixture"]["tokens"], m["mixture"].get("weights") or {}
+        total = sum(tokens.values()) or 1
+        rows.append([m.get("run")] + [f"{100 * tokens.get(k, 0) / total:.1f} %" + (f" (x{weights[k]:g})" if k in weights else "")
+                                      for k in sources])
+    return (["Training mixture consumed (share of each run's training tokens per source; `mix` weight in brackets):", ""]
+            + table(["Run"] + sources, rows, "l" + "r" * len(sources)) + [""])
+
+
 def _models(f: dict, card_dir: Path | None) -> list[str]:
     out = ["## Models trained on this corpus", ""]
     models = [m for m in f.get("models") or [] if m.get("kind", "pretrain") == "pretrain"]
@@ -386,6 +402,12 @@ def _models(f: dict, card_dir: Path | None) -> list[str]:
                          Raw(_link("report", m.get("report"), card_dir))])
         out += table(["Run", "Preset", "Objective", "Parameters", "Tokens seen", "Val loss", "Perplexity", "Bits per byte",
                        "Report"], rows, "lllrrrrrl") + [""]
+        out += _mixtures(models)
+        ablations = sorted({m["ablation"] for m in models if m.get("ablation")})
+        if ablations:
+            out += ["Trained by the ablation" + ("s " if len(ablations) > 1 else " ")
+                    + ", ".join(f"`{a}` (`opencorpus ablate`; report: `ablations/{a}/report.md` where it ran)" for a in ablations)
+                    + ": the report compares these runs with the other variants' over the same seeds.", ""]
         if any(m.get("objective") == "mlm" for m in models):
             out += ["Masked-LM runs (`mlm`) report the loss on masked tokens: not comparable with next-token (`clm`) loss.", ""]
         if any(not m.get("same_build", True) for m in models):

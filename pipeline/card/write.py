@@ -129,8 +129,9 @@ def _corpus_dir(data_dir: str | None, record_path: Path) -> Path:
     return Path(data_dir).resolve()
 
 
-def add_model_entry(run_dir: str | Path, data_cards_dir: str | Path | None = None) -> ModelEntry:
-    """Record an evaluated run (eval.json + run.json) in the card of the corpus it trained on.
+def add_model_entry(run_dir: str | Path, data_cards_dir: str | Path | None = None, ablation: str | None = None) -> ModelEntry:
+    """Record an evaluated run (eval.json + run.json) in the card of the corpus it trained on;
+    `ablation`: the ablation that trained it (its report is ablations/<name>/report.md).
 
     Idempotent: evaluating the same run again replaces its entry. Returns the entry."""
     run_dir = Path(run_dir).resolve()
@@ -144,7 +145,7 @@ def add_model_entry(run_dir: str | Path, data_cards_dir: str | Path | None = Non
         n_params=ev.n_params, step=ev.step, tokens_seen=ev.tokens_seen, val_loss=ev.val_loss,
         val_perplexity=ev.val_perplexity, val_bits_per_byte=ev.val_bits_per_byte, val_tokens=ev.val_tokens,
         evaluated_on=ev.corpus.data_dir, report=str(report) if report.is_file() else None,
-        manifest_sha256=run.corpus.manifest_sha256, recorded_at=_now(),
+        manifest_sha256=run.corpus.manifest_sha256, mixture=run.mixture, ablation=ablation, recorded_at=_now(),
     )
     return _upsert_entry(corpus_dir, entry, Path(data_cards_dir) if data_cards_dir else None)
 

@@ -164,12 +164,14 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
 
     try:
         rounds = [r for r, _, _ in ROUNDS if r == "id" or (r == "exact" and config.exact) or (r == "url" and config.exact_url)]
-        signed = phase("sign", mapper, [(n, sign_shard, (str(p), int(f), wd, config, params, parts, rounds))
+        signed = phase("sign", mapper, [(n, sign_shard, (str(p), int(f), wd, config, params, parts, rounds), [p])
                                         for n, p, f in zip(names, paths, first)])
         if old.work_names and n_docs:
-            phase("sign", mapper, [(n, index_group_keys, (wd, n, parts, rounds)) for n in old.work_names])
+            phase("sign", mapper, [(n, index_group_keys, (wd, n, parts, rounds), [work.path("docs", n)])
+                                   for n in old.work_names])
             if params.minhash:
-                phase("sign", mapper, [(f"bands-{n}", index_band_keys, (wd, n, parts)) for n in old.work_names])
+                phase("sign", mapper, [(f"bands-{n}", index_band_keys, (wd, n, parts), [work.path("bands", n)])
+                                       for n in old.work_names])
         near = {"candidate_pairs": 0, "verified_pairs": 0}
         if n_docs:
             removed = None
@@ -177,27 +179,33 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
                 if r not in rounds:
                     continue
                 phase("groups", mapper, [(f"{r}-{p:04d}", group_partition, (wd, layout.names, keys, p, parts, layout.n_old, removed,
-                                                                           str(work.path("groups", r, f"{p:04d}.parquet"))))
+                                                                           str(work.path("groups", r, f"{p:04d}.parquet"))),
+                                          [work.path("keys", r, "*"), *_given(removed)])
                                          for p in range(parts)])
                 done = rounds[: rounds.index(r) + 1]
                 phase("groups", here, [(f"removed-{r}", merge_removed, (wd, done, parts))])
                 removed = str(work.path("groups", f"removed-{r}.npy"))
             if params.minhash:
                 phase("candidates", mapper, [(f"{r.start:04d}-{r.stop:04d}-{q:04d}", band_range_pairs,
-                                              (wd, layout.names, r, q, removed, config.minhash.max_bucket_pairs, layout.n_old, parts))
+                                              (wd, layout.names, r, q, removed, config.minhash.max_bucket_pairs, layout.n_old, parts),
+                                              [work.path("bands", "*"), *_given(removed)])
                                              for q in range(parts) for r in band_ranges(params.bands, parts)])
                 if params.verify == "exact":
                     rows = phase("verify", here, [("candidate-rows", candidate_rows, (wd, layout))])[0]
                     phase("verify", mapper, [(f"shingles-{n}", shingle_sets_shard, (str(all_text[s]), n, int(layout.first[s]),
-                                                                                  np.asarray(rows[n], np.int64), wd, params, config))
+                                                                                  np.asarray(rows[n], np.int64), wd, params, config),
+                                                                                 [all_text[s]])
                                              for s, n in enumerate(layout.names) if n in rows])
-                verified = phase("verify", mapper, [(f"{p:04d}", verify_partition, (wd, p, layout, params)) for p in range(parts)])
+                verified = phase("verify", mapper, [(f"{p:04d}", verify_partition, (wd, p, layout, params),
+                                                    [work.path("pairs", "*", f"{p:04d}.npy"),
+                                                     work.path("shingles" if params.verify == "exact" else "sig", "*")])
+                                                   for p in range(parts)])
                 near = {k: sum(v[k] for v in verified) for k in near}
         figures = phase("cluster", here, [("all", cluster, (wd, layout, names, params, rounds if n_docs else [], parts))])[0]
 
         drops = [None] * len(paths)
         if config.lines.enabled and n_docs:
-            phase("lines", mapper, [(n, unit_hashes_shard, (p, int(f), _kept(work.dir, n, int(f), c), work.dir, config.lines))
+            phase("lines", mapper, [(n, unit_hashes_shard, (p, int(f), _kept(work.dir, n, int(f), c), work.dir, config.lines), [p])
                                     for n, p, f, c in zip(names, paths, first, counts)])
             d_doc, d_unit = duplicate_units(work.dir, names)
             for k, (f, c) in enumerate(zip(first, counts)):
@@ -208,7 +216,8 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
                 drops[k] = per
 
         written = phase("write", mapper, [(n, write_shard, (str(p), int(f), str(out_dir), wd, params, drops[k], config.lines.unit,
-                                                            config.batch_bytes))
+                                                            config.batch_bytes),
+                                           [p, work.path("assign", n)])
                                           for k, (n, p, f) in enumerate(zip(names, paths, first))])
         if config.persist_index:
             emptied = {w["name"]: w["emptied_rows"] for w in written}
@@ -230,6 +239,10 @@ def run_dedup(input_paths: list[Path], out_dir: Path, config: DedupConfig, worke
                  seconds=round(time.perf_counter() - t_start, 3))
     work.remove()
     return DedupStats(**stats)
+
+
+def _given(path: str | None) -> list[str]:
+    return [path] if path else []
 
 
 def _kept(work: Path, name: str, first_doc: int, n: int) -> np.ndarray:

@@ -164,9 +164,11 @@ def encode_shard(path: str, tokenizer_path: str, work: str, rejected_dir: str, c
     stats = TokenStats()
     totals = {"docs_in": 0, "bytes_in": 0, "bytes_out": 0, "docs_rejected": 0}
     rejected: list[pa.Table] = []
+    sources: set[str] = set()
 
     def consume(batch: pa.RecordBatch, flat: np.ndarray, lengths: np.ndarray) -> None:
         nbytes = pc.binary_length(batch.column("text")).to_numpy(zero_copy_only=False).astype(np.int64)
+        sources.update(s for s in pc.unique(batch.column("source")).to_pylist() if s is not None)
         totals["docs_in"] += batch.num_rows
         totals["bytes_in"] += int(nbytes.sum())
         empty = lengths == 0
@@ -200,7 +202,8 @@ def encode_shard(path: str, tokenizer_path: str, work: str, rejected_dir: str, c
     figures = stats.to_dict()
     figures.pop("length_histogram")
     return {"name": path.name, "totals": totals, "split_totals": splits.totals, "shards": shards,
-            "token_stats": figures, "rejected": bool(rejected)}
+            "token_stats": figures, "rejected": bool(rejected),
+            "source": next(iter(sources)) if len(sources) == 1 else None}  # what a trainer's `mix` weighs
 
 
 def tokenize_corpus(
@@ -235,7 +238,8 @@ def tokenize_corpus(
         mapper = LocalMapper(workers if parallel else 1, "processes")
     threads = (workers <= 1) or (own and mapper.workers <= 1)
     try:
-        units = work.run(mapper, "encode", [(p.name, encode_shard, (str(p), str(tokenizer_path), str(work.dir), str(root / "rejected"), config, threads))
+        units = work.run(mapper, "encode", [(p.name, encode_shard, (str(p), str(tokenizer_path), str(work.dir), str(root / "rejected"), config, threads),
+                                            [p, tokenizer_path])
                                            for p in input_paths])
     finally:
         if own:
@@ -315,7 +319,7 @@ def _gather(units: list[dict], field: str, work: Path, staging: Path) -> list[di
             dst_rel = rel.parent / f"part-{k:05d}.parquet"
             (staging / dst_rel).parent.mkdir(parents=True, exist_ok=True)
             os.link(src, staging / dst_rel)
-            out.append({**e, "file": dst_rel.as_posix(), "input": u["name"]})
+            out.append({**e, "file": dst_rel.as_posix(), "input": u["name"], "source": u.get("source")})
     return out
 
 
