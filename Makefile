@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 NAME = $(shell $(BIN)/python -c "import yaml,sys; print(yaml.safe_load(open('$(RECIPE)'))['name'])")
 
-.PHONY: venv corpus train eval test test-fast serve clean-data ablate
+.PHONY: venv corpus train eval test test-fast serve clean-data quality-model ablate
 
 venv: $(VENV)/.installed
 
@@ -57,3 +57,8 @@ ablate: venv
 
 clean-data:
 	rm -rf data runs
+
+# The example quality scorer of recipes/web_quality (needs ../shared/corpora; not committed):
+# data/quality/wiki_books_vs_cc.npz and its held-out figures (.json). See docs/cleaning.md.
+quality-model: venv
+	$(BIN)/python recipes/web_quality/make_scorer.py

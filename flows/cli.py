@@ -10,6 +10,8 @@
     opencorpus export RUN_DIR --hf OUT_DIR
     opencorpus finetune RUN_DIR --task TASK.yaml --out FT_DIR [--from-scratch] [--seed N]
     opencorpus card DIR [--html [PATH]] [--write]   |   opencorpus card --diff A B
+    opencorpus quality train --positive FILES... --negative FILES... --out MODEL.npz [--field text]
+    opencorpus quality train --task TASK.yaml --positive-label LABEL --out MODEL.npz
     opencorpus ablate ABLATION.yaml [--workers N] [--plan] [--report]
 
 A failure ends in one line on stderr naming what failed (exit 2 for bad input or usage,
@@ -236,6 +238,67 @@ def cmd_card(args) -> int:
     return 0
 
 
+def _task_examples(task_file: str, positive_label: str) -> dict[str, tuple[list[str], list[str]]]:
+    """A fine-tuning task file's splits as (positives, negatives): label == positive_label is positive."""
+    from model.tasks import load_task, load_task_data
+
+    data = load_task_data(load_task(task_file))
+    if str(positive_label) not in data.label_names:
+        raise UsageError(f"{task_file}: label {positive_label!r} is not one of the task's labels {data.label_names}")
+    out = {}
+    for split, ex in data.splits.items():
+        texts = ex.text_a if ex.text_b is None else [f"{a}\n{b}" for a, b in zip(ex.text_a, ex.text_b)]
+        pos = [t for t, lab in zip(texts, ex.labels) if lab == str(positive_label)]
+        neg = [t for t, lab in zip(texts, ex.labels) if lab != str(positive_label)]
+        out[split] = (pos, neg)
+    return out
+
+
+class UsageError(ValueError):
+    """A command's arguments that do not fit together."""
+
+
+def cmd_quality_train(args) -> int:
+    """Train a quality scorer (pipeline/clean/quality.py) and print its held-out figures."""
+    import json
+
+    from pipeline.clean.quality import chunk_words, format_report, hold_out, read_examples, train
+
+    if args.task:
+        if args.positive or args.negative:
+            raise UsageError("give either --task (with --positive-label) or --positive/--negative files, not both")
+        if args.positive_label is None:
+            raise UsageError("--task needs --positive-label (the label of the good examples)")
+        splits = _task_examples(args.task, args.positive_label)
+        pos, neg = splits["train"]
+        test_pos, test_neg = splits["test"]
+    else:
+        if not args.positive or not args.negative:
+            raise UsageError("give --positive and --negative files (or --task TASK.yaml --positive-label LABEL)")
+        pos = read_examples(args.positive, args.field, "--positive")
+        neg = read_examples(args.negative, args.field, "--negative")
+        test_pos = read_examples(args.test_positive, args.field, "--test-positive") if args.test_positive else None
+        test_neg = read_examples(args.test_negative, args.field, "--test-negative") if args.test_negative else None
+    held = "given held-out examples"
+    if test_pos is None and test_neg is None and args.holdout > 0:  # held out whole, before any cutting
+        (pos, test_pos), (neg, test_neg) = (hold_out(pos, args.holdout, args.seed), hold_out(neg, args.holdout, args.seed))
+        held = f"{args.holdout:.0%} of each class's examples, seed {args.seed}, held out whole"
+    if args.chunk_words:  # training examples only: held-out ones are scored as they are
+        pos, neg = chunk_words(pos, args.chunk_words), chunk_words(neg, args.chunk_words)
+    source = {"task": args.task, "positive_label": args.positive_label} if args.task else {
+        "positive": args.positive, "negative": args.negative, "test_positive": args.test_positive,
+        "test_negative": args.test_negative, "field": args.field, "chunk_words": args.chunk_words}
+    model, report = train(pos, neg, bits=args.bits, steps=args.steps, lr=args.lr, l2=args.l2, holdout=args.holdout,
+                          seed=args.seed, test_pos=test_pos, test_neg=test_neg, threshold=args.threshold,
+                          meta={"trained_on": source, "held_out": held})
+    model.save(args.out)
+    print(format_report(report))
+    print(f"model written: {args.out} ({Path(args.out).stat().st_size:,} bytes, trained in {report['seconds']} s)")
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 def _add_scale_arguments(p: argparse.ArgumentParser):
     p.add_argument("--dask", default=None, metavar="ADDRESS|local:N",
                    help="run mapped stages on a dask.distributed cluster (scheduler address, or N local workers)")
@@ -322,6 +385,29 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--diff", nargs=2, metavar=("A", "B"), help="compare two corpus folders (Markdown on stdout)")
     c.set_defaults(func=cmd_card)
 
+    q = sub.add_parser("quality", help="learned quality scorers for clean.quality (train one from examples)")
+    qs = q.add_subparsers(dest="quality_command", required=True)
+    qt = qs.add_parser("train", help="train a hashed word n-gram logistic regression scorer; prints held-out accuracy and ROC AUC")
+    qt.add_argument("--positive", nargs="+", default=None, metavar="PATH",
+                    help="good examples: files, globs or folders (text, JSONL, JSON, Parquet, CSV/TSV)")
+    qt.add_argument("--negative", nargs="+", default=None, metavar="PATH", help="bad examples, as --positive")
+    qt.add_argument("--test-positive", nargs="+", default=None, metavar="PATH", help="held-out good examples (else --holdout)")
+    qt.add_argument("--test-negative", nargs="+", default=None, metavar="PATH", help="held-out bad examples")
+    qt.add_argument("--field", nargs="+", default=None, help="JSONL/Parquet fields holding the text (default: every string field)")
+    qt.add_argument("--task", default=None, help="a task file of `opencorpus finetune` instead (its test split is held out)")
+    qt.add_argument("--positive-label", default=None, help="with --task: the label of the good examples")
+    qt.add_argument("--out", required=True, help="model file to write (.npz)")
+    qt.add_argument("--chunk-words", type=int, default=None,
+                    help="cut training examples into pieces of this many words (held-out ones are scored whole)")
+    qt.add_argument("--holdout", type=float, default=0.2, help="share of each class held out when no test files are given")
+    qt.add_argument("--bits", type=int, default=18, help="hash buckets = 2**bits")
+    qt.add_argument("--steps", type=int, default=300, help="full-batch Adam steps")
+    qt.add_argument("--lr", type=float, default=0.05)
+    qt.add_argument("--l2", type=float, default=1e-5)
+    qt.add_argument("--seed", type=int, default=0)
+    qt.add_argument("--threshold", type=float, default=0.5, help="threshold the kept shares are reported at")
+    qt.add_argument("--report", default=None, help="also write the figures as JSON here")
+    qt.set_defaults(func=cmd_quality_train)
     a = sub.add_parser("ablate", help="build variant corpora, train each over seeds, and report which change beats seed noise")
     a.add_argument("ablation", help="ablation file (see flows/ablate.py and docs/ablations.md)")
     a.add_argument("--workers", type=int, default=2, help="parallel units of the corpus builds")
@@ -354,6 +440,7 @@ def cmd_ablate(args) -> int:
 
 # Errors that name what failed in their message: one line on stderr, no traceback (unless --debug).
 USAGE_ERRORS = ("RecipeError", "RecordError", "OutputFolderError", "DataError", "CheckpointError", "TaskError",
+                "UsageError", "TextFileError", "QualityModelError", "DecontaminationError", "BlockListError",
                 "AblationError", "TaskFileError")
 
 

@@ -138,7 +138,33 @@ def parse_recipe(data: dict, base_dir: Path, origin: str = "<recipe>") -> Recipe
     recipe.base_dir = base_dir
     recipe._as_written = written
     _load_custom_filters(recipe, origin)
+    _check_clean_inputs(recipe, origin)
     return recipe
+
+
+def _check_clean_inputs(recipe: Recipe, origin: str) -> None:
+    """Open the clean stage's files now: a missing or damaged quality model, a missing or empty
+    evaluation set or block list is an error naming the recipe before any stage runs. The
+    files' hashes join the config (so the clean stage's cache key)."""
+    c = recipe.clean
+    try:
+        if c.urls.active:
+            from pipeline.clean.urls import UrlFilter
+
+            domains, urls = c.urls.files()
+            UrlFilter(domains, urls, c.urls.bad_words_path)
+        if c.quality is not None:
+            from pipeline.clean.quality import QualityModel
+
+            c.quality.model_sha256 = QualityModel.load(c.quality.model).sha256
+        if c.decontaminate is not None:
+            from pipeline.clean.decontam import build_index, files_sha256
+
+            entries = c.decontaminate.entries()
+            build_index(entries, c.decontaminate.ngram)
+            c.decontaminate.files_sha256 = files_sha256(entries)
+    except (ValueError, OSError) as e:
+        raise RecipeError(f"{origin}: clean: {e}") from None
 
 
 def _load_custom_filters(recipe: Recipe, origin: str) -> None:

@@ -189,10 +189,45 @@ class FilterStats(Record):
     examples: list[RejectExample] = Field(default_factory=list)
 
 
+QUALITY_BINS = 20  # score histogram: [0, 0.05), [0.05, 0.1), ... [0.95, 1]
+
+
+class QualitySourceStats(Record):
+    scored: int = 0  # documents scored (prose that reached the scorer)
+    rejected: int = 0  # of them, below the threshold
+    counts: list[int] = Field(default_factory=lambda: [0] * QUALITY_BINS)  # scores per bin of 1/QUALITY_BINS
+
+
+class QualityStats(Record):
+    """The learned scorer of the clean stage: its settings and the score distribution per source."""
+
+    name: str
+    model: str  # the model file's name
+    model_sha256: str | None = None
+    threshold: float
+    held_out: dict[str, Any] | None = None  # the model's own held-out figures (from its file)
+    sources: dict[str, QualitySourceStats] = Field(default_factory=dict)
+
+
+class ContaminationStats(Record):
+    """One evaluation set of `clean.decontaminate`: its size, and the documents sharing an n-gram with it."""
+
+    ngram: int
+    action: str  # remove | flag
+    files: list[str] = Field(default_factory=list)
+    items: int = 0  # evaluation texts read
+    short_items: int = 0  # texts shorter than the n-gram (they cannot match)
+    ngrams: int = 0  # distinct n-grams indexed
+    docs: int = 0  # documents matched (removed, or flagged)
+    sources: dict[str, int] = Field(default_factory=dict)  # documents matched per source
+
+
 class CleanStats(StageStats):
     filters: dict[str, FilterStats] = Field(default_factory=dict)  # every filter that ran, in order
     pii: dict[str, int] = Field(default_factory=dict)  # kind -> spans replaced
     languages: dict[str, int] = Field(default_factory=dict)  # language -> documents kept
+    quality: QualityStats | None = None
+    contamination: dict[str, ContaminationStats] = Field(default_factory=dict)  # evaluation set -> figures
     examples_per_filter: ClassVar[int] = 3
 
     @classmethod
@@ -209,6 +244,21 @@ class CleanStats(StageStats):
                 out.pii[k] = out.pii.get(k, 0) + v
             for k, v in s.languages.items():
                 out.languages[k] = out.languages.get(k, 0) + v
+            if s.quality is not None:
+                if out.quality is None:
+                    out.quality = s.quality.model_copy(update={"sources": {}})
+                for src, q in s.quality.sources.items():
+                    o = out.quality.sources.setdefault(src, QualitySourceStats())
+                    o.scored += q.scored
+                    o.rejected += q.rejected
+                    o.counts = [a + b for a, b in zip(o.counts, q.counts)]
+            for name, c in s.contamination.items():
+                if name not in out.contamination:
+                    out.contamination[name] = c.model_copy(update={"docs": 0, "sources": {}})
+                o = out.contamination[name]
+                o.docs += c.docs
+                for src, k in c.sources.items():
+                    o.sources[src] = o.sources.get(src, 0) + k
         out.languages = dict(sorted(out.languages.items(), key=lambda kv: (-kv[1], kv[0])))
         return out
 

@@ -22,18 +22,22 @@ DOC_FIELDS = [
 ]
 DOC_SCHEMA = pa.schema(DOC_FIELDS)
 
-# The clean stage adds language identification; dedup keeps the clean schema.
+# The clean stage adds language identification and the learned quality score (null when the
+# recipe has no `clean.quality` scorer, and for code); dedup keeps the clean schema.
 CLEAN_SCHEMA = pa.schema(
     DOC_FIELDS
     + [
         pa.field("language", pa.string()),
         pa.field("language_score", pa.float32()),
+        pa.field("quality_score", pa.float32()),
     ]
 )
 
 # One row per document a stage removed. `filter` is the rule's name, `reason` a
 # human-readable sentence (the measured value and the threshold); `duplicate_of` is
-# the id of the document kept instead (dedup only).
+# the id of the document kept instead (dedup only); `quality_score` is the learned score of a
+# document the clean stage's scorer judged (null for the others), so a rejected document can
+# be re-thresholded later without recomputing it.
 REJECTED_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -43,6 +47,7 @@ REJECTED_SCHEMA = pa.schema(
         pa.field("reason", pa.string(), nullable=False),
         pa.field("text", pa.string()),
         pa.field("duplicate_of", pa.string()),
+        pa.field("quality_score", pa.float32()),
     ]
 )
 
@@ -80,7 +85,7 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def rejected_table(
-    ids, sources, stage: str, filters, reasons, texts, duplicate_of=None
+    ids, sources, stage: str, filters, reasons, texts, duplicate_of=None, quality_score=None
 ) -> pa.Table:
     """Build a REJECTED_SCHEMA table; scalar `filters`/`reasons` are broadcast."""
     n = len(ids)
@@ -97,6 +102,7 @@ def rejected_table(
             "reason": col(reasons),
             "text": col(texts),
             "duplicate_of": col(duplicate_of) if duplicate_of is not None else [None] * n,
+            "quality_score": col(quality_score) if quality_score is not None else [None] * n,
         },
         schema=REJECTED_SCHEMA,
     )

@@ -145,6 +145,29 @@ def _pii(figures: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _quality(figures: dict, path: Path) -> Path | None:
+    """Share of each source's scored documents per score bin, the threshold as a dashed line."""
+    q = figures.get("quality")
+    if not q or not any(s.get("scored") for s in q["sources"].values()):
+        return None
+    fig, ax = plt.subplots(layout="constrained", figsize=(8, 3.4))
+    for name, s in sorted(q["sources"].items()):
+        counts = s["counts"]
+        total = sum(counts) or 1
+        bins = len(counts)
+        edges = [i / bins for i in range(bins + 1)]
+        ax.stairs([c / total for c in counts], edges, label=f"{name} ({total:,} docs)", linewidth=1.8)
+    ax.axvline(q["threshold"], color="black", linestyle="--", linewidth=1)
+    ax.text(q["threshold"], ax.get_ylim()[1] * 0.95, f" threshold {q['threshold']:g}", va="top", fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"quality score ({q['name']}: {q['model']})")
+    ax.set_ylabel("share of the source's documents")
+    ax.set_title("Learned quality score per source")
+    ax.legend(frameon=False, fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _save(fig, path)
+
+
 def write_charts(figures: dict, assets_dir: str | Path) -> dict[str, str]:
     """Draw every chart the figures allow into assets_dir; returns {chart: file name}."""
     assets_dir = Path(assets_dir)
@@ -159,6 +182,7 @@ def write_charts(figures: dict, assets_dir: str | Path) -> dict[str, str]:
         "bytes_per_token": lambda p: _bytes_per_token(figures, p),
         "clusters": lambda p: _clusters(figures, p),
         "pii": lambda p: _pii(figures, p),
+        "quality": lambda p: _quality(figures, p),
     }
     written = {}
     for name, draw in charts.items():

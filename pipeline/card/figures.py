@@ -399,6 +399,47 @@ def _pii(manifest: Manifest) -> dict | None:
     return dict(sorted(clean.pii.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def _quality(manifest: Manifest) -> dict | None:
+    """The learned scorer's settings and score distribution per source (clean stage)."""
+    clean = manifest.stages.clean
+    if clean is None or clean.quality is None:
+        return None
+    q = clean.quality.dump()
+    for s in q["sources"].values():
+        s["kept_share"] = round(1 - s["rejected"] / s["scored"], 4) if s["scored"] else None
+    return q
+
+
+def _contamination(manifest: Manifest) -> dict | None:
+    clean = manifest.stages.clean
+    if clean is None or not clean.contamination:
+        return None
+    docs_in = clean.docs_in or 0
+    return {name: {**c.dump(), "share": round(c.docs / docs_in, 6) if docs_in else None}
+            for name, c in clean.contamination.items()}
+
+
+def _split_overlap(manifest: Manifest, corpus_dir: Path | None) -> dict | None:
+    """With `clean.decontaminate` in the recipe: the validation split checked against the training
+    split the same way (word n-grams), over the final documents (dedup/)."""
+    recipe = manifest.recipe or {}
+    decon = (recipe.get("clean") or {}).get("decontaminate")
+    if not decon or corpus_dir is None or manifest.stages.tokenize is None:
+        return None
+    shards = list_shards(corpus_dir / "dedup")
+    if not shards:
+        return None
+    from pipeline.clean.decontam import split_overlap
+    from pipeline.tokenize.config import TokenizeConfig
+    from pipeline.tokenize.tokenizer import val_mask
+
+    try:
+        config = TokenizeConfig.model_validate(recipe.get("tokenize") or {})
+    except ValueError:
+        return None
+    return split_overlap(shards, lambda ids: val_mask(ids, config), int(decon.get("ngram", 13)))
+
+
 def read_models(corpus_dir: Path | None) -> list[dict]:
     """The runs trained on the corpus (models.json), each marked with whether it trained on
     the build the card describes (a run records the sha256 of the manifest it trained on)."""
@@ -453,6 +494,9 @@ def collect_figures(corpus_dir: str | Path | None, manifest: Manifest) -> dict:
         "tokens": tokens,
         "duplicates": _duplicates(manifest, corpus_dir, rejected),
         "pii": _pii(manifest),
+        "quality": _quality(manifest),
+        "contamination": _contamination(manifest),
+        "split_overlap": _split_overlap(manifest, corpus_dir),
         "models": read_models(corpus_dir),
     }
     summary["languages"] = [r["language"] for r in figures["languages"]["rows"]]

@@ -8,6 +8,7 @@ whole rule set. docs/cleaning.md says which sets are on by default and why.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -196,6 +197,89 @@ class CustomFilterConfig(_Options):
         return "custom." + (self.name or self.function.rpartition(":")[2])
 
 
+class UrlFilterConfig(_Options):
+    """URL filtering of documents that have a URL (pipeline/clean/urls.py): block lists in the
+    format of the UT1 blacklists (one entry per line) and bad words in the URL."""
+
+    block_lists: list[str] | None = recipe_path(
+        None, description="UT1-style category folders (each with a `domains` and/or `urls` file), e.g. ut1/adult")
+    block_domains: list[str] | None = recipe_path(
+        None, description="files of blocked domains, one per line; a listed domain blocks its subdomains too")
+    block_urls: list[str] | None = recipe_path(
+        None, description="files of blocked URL substrings, one per line (UT1 `urls`: host/path prefixes)")
+    bad_words_path: str | None = recipe_path(
+        None, description="a file of bad words, one per line; a URL with one as a whole token is rejected")
+    url_from_meta: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="when a document has no `url`, take the first string under this key in its `meta` JSON "
+        "(e.g. `url` for Dolma's metadata.url)")
+
+    def files(self) -> tuple[list[str], list[str]]:
+        """(domain files, URL files), the category folders' files included."""
+        from pathlib import Path
+
+        domains, urls = list(self.block_domains or []), list(self.block_urls or [])
+        for folder in self.block_lists or []:
+            d, u = Path(folder) / "domains", Path(folder) / "urls"
+            if not Path(folder).is_dir():
+                raise FileNotFoundError(f"clean.urls.block_lists: no such folder {folder}")
+            if not d.is_file() and not u.is_file():
+                raise FileNotFoundError(f"clean.urls.block_lists: {folder} has neither a `domains` nor a `urls` file")
+            domains += [str(d)] if d.is_file() else []
+            urls += [str(u)] if u.is_file() else []
+        return domains, urls
+
+    @property
+    def active(self) -> bool:
+        return bool(self.block_lists or self.block_domains or self.block_urls or self.bad_words_path)
+
+
+class QualityConfig(_Options):
+    """A learned quality scorer (pipeline/clean/quality.py; train one with `opencorpus quality train`)."""
+
+    model: str = recipe_path(..., description="the scorer's model file (.npz written by `opencorpus quality train`)")
+    threshold: float = Field(0.5, ge=0, le=1, description="prose scoring below this is rejected (0 keeps all: scores only)")
+    name: str = Field("quality", pattern=r"^[A-Za-z0-9_.-]+$", description="the scorer's name in rejected/ and on the card")
+    model_sha256: str | None = Field(None, description="sha256 of the model file, set when the recipe is read")
+
+
+class EvalSetConfig(_Options):
+    """One evaluation set: a file, glob or folder (pipeline/clean/textfiles.py lists the formats)."""
+
+    path: str = recipe_path(..., description="a file, glob or folder of evaluation texts")
+    name: str | None = Field(None, description="the set's name in reasons and on the card (default: the file name)")
+    fields: list[str] | None = Field(None, description="JSONL/Parquet fields holding text (default: every string field)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value):
+        return {"path": value} if isinstance(value, str) else value
+
+
+class DecontaminateConfig(_Options):
+    """Remove (or flag) documents sharing a word n-gram with an evaluation set (pipeline/clean/decontam.py)."""
+
+    paths: list[EvalSetConfig] = Field(..., min_length=1, description="the evaluation sets")
+    ngram: int = Field(13, ge=3, le=64, description="words per n-gram (after lowercasing and removing punctuation)")
+    min_matches: int = Field(1, ge=1, description="n-grams a document must share with the sets to count as contaminated")
+    action: Literal["remove", "flag"] = Field(
+        "remove", description="remove: to rejected/; flag: kept, with `contamination` added to its `meta` JSON")
+    files_sha256: str | None = Field(None, description="sha256 of the evaluation files, set when the recipe is read")
+
+    def entries(self) -> list[tuple[str, str, list[str] | None]]:
+        from pipeline.clean.decontam import set_name
+
+        return [(set_name(e.name, e.path), e.path, e.fields) for e in self.paths]
+
+    @model_validator(mode="after")
+    def _distinct_names(self):
+        names = [name for name, _, _ in self.entries()]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two evaluation sets named {twice}: give them distinct `name`s")
+        return self
+
+
 class CleanConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -236,6 +320,9 @@ class CleanConfig(BaseModel):
     fineweb: FineWebConfig = Field(default_factory=FineWebConfig)
     code: CodeConfig = Field(default_factory=CodeConfig)
     pii: PIIConfig = Field(default_factory=PIIConfig)
+    urls: UrlFilterConfig = Field(default_factory=UrlFilterConfig, description="URL block lists and bad words in URLs (web sources)")
+    decontaminate: DecontaminateConfig | None = Field(None, description="evaluation sets to keep out of the corpus")
+    quality: QualityConfig | None = Field(None, description="a learned quality scorer and its threshold")
     custom_filters: list[CustomFilterConfig] = Field(
         default_factory=list, description="your own filters (`module:function`), run in order after the built-in ones")
 
