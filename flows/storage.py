@@ -406,19 +406,27 @@ def prefect_api():
     Without a configured API, Prefect starts a temporary server per process, so every
     worker of a process pool or Dask cluster would start its own (seconds each). Start
     the one temporary server here and hand its URL to the workers through the environment."""
+    from prefect.context import refresh_global_settings_context
     from prefect.settings import PREFECT_API_URL
 
+    global _early_server
+    early = _early_server
+    if early is not None and os.environ.get("PREFECT_API_URL") == early[1]:
+        _early_server = None
+        if _wait_for_server(*early):  # the URL is in the environment and the settings since the spawn
+            yield
+            return
+        os.environ.pop("PREFECT_API_URL")  # it exited: Prefect's usual start follows
+        refresh_global_settings_context()
     if os.environ.get("PREFECT_API_URL"):
         yield
         return
     url = PREFECT_API_URL.value()  # set in a profile or a settings context, not in the environment
     settings = contextlib.nullcontext()
-    if not url and _early_server is not None:
-        url = _wait_for_server(*_early_server)
-        if url:  # this process's settings were read at import: tell its client too, or it starts a server of its own
-            from prefect.settings import temporary_settings
+    if url:  # this process's settings context may be one without it: tell its client too
+        from prefect.settings import temporary_settings
 
-            settings = temporary_settings({PREFECT_API_URL: url})
+        settings = temporary_settings({PREFECT_API_URL: url})
     if not url:
         from prefect.server.api.server import SubprocessASGIServer
 
@@ -429,11 +437,17 @@ def prefect_api():
         server.start(timeout=120)  # a fresh database migrates first; it stops at exit, after the logs are flushed
         url = server.api_url
     os.environ["PREFECT_API_URL"] = url
+    # Threads that run outside this context read Prefect's global settings, built at import
+    # from the environment of that moment (no URL): the process pool's log and event forwarder
+    # is one, and it started a second temporary server of its own (~7 CPU-seconds, and the
+    # workers' task logs went to it). Rebuild them from the environment that now has the URL.
+    refresh_global_settings_context()
     try:
         with settings:
             yield
     finally:
         os.environ.pop("PREFECT_API_URL", None)
+        refresh_global_settings_context()
 
 
 class _NotTemporaryServerInfo:
@@ -472,6 +486,13 @@ def start_temporary_server() -> None:
                                env=env)
     atexit.register(_stop_server, process)  # registered first, so it runs after the exit hooks Prefect adds later
     _early_server = (process, f"http://127.0.0.1:{port}/api")
+    # Its URL goes into the environment now, before anything else imports Prefect or starts
+    # (the pool's fork server, flows/pool.py): every process and thread then finds this one
+    # server. prefect_api() waits for it to answer before the flow starts.
+    os.environ["PREFECT_API_URL"] = _early_server[1]
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
 
 
 def _wait_for_server(process, url: str, timeout: float = 120) -> str | None:
