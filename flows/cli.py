@@ -94,9 +94,15 @@ def cmd_run(args) -> int:
     if not is_supervised():  # the work runs in a child session that Ctrl-C and kill -9 never leave behind
         return supervise(args.argv)
     watch_parent()
+    if not args.debug:  # before the pool's fork server starts: its workers keep the environment of that moment
+        os.environ["OPENCORPUS_QUIET_TRACEBACKS"] = "1"
     from flows.storage import start_temporary_server
 
-    start_temporary_server()  # it boots while the flow's modules import
+    start_temporary_server()  # it boots while the flow's modules import and the pool's workers start
+    if args.workers > 1 and not args.dask:
+        from flows import pool
+
+        pool.prestart()
     from flows.corpus import quiet_tracebacks, run_corpus
 
     if not args.debug:
