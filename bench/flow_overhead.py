@@ -20,6 +20,7 @@ server) is reported on its own line. Prints medians and the flow/direct ratio.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -39,11 +40,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
-def ensure_corpus(path: Path) -> Path:
+def ensure_corpus(path: Path, scale: int = 2) -> Path:
     if path.is_file():
         return path
-    print(f"building the benchmark corpus in {path.parent} (make_bench_corpus.py --scale 2) ...", flush=True)
-    subprocess.run([sys.executable, str(ANCHORS / "make_bench_corpus.py"), "--scale", "2", "--out", str(path.parent)],
+    print(f"building the benchmark corpus in {path.parent} (make_bench_corpus.py --scale {scale}) ...", flush=True)
+    subprocess.run([sys.executable, str(ANCHORS / "make_bench_corpus.py"), "--scale", str(scale), "--out", str(path.parent)],
                    check=True)
     return path
 
@@ -100,15 +101,110 @@ def run_direct(recipe_path: Path, out: Path, workers: int) -> dict:
     return manifest
 
 
+# ------------------------------------------------------------------ the default run, as a user runs it
+DEFAULT_RECIPE = REPO / "recipes" / "default.yaml"
+DEFAULT_MODES = ("direct", "cli, kept home", "cli, fresh home")
+
+
+def _user_env(prefect_home: Path) -> dict:
+    """The environment of a user's shell: no API configured, Prefect's defaults otherwise."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_LOGGING_LEVEL")}
+    env.update(PREFECT_HOME=str(prefect_home), PYTHONPATH=str(REPO))
+    return env
+
+
+def cli_command(recipe: Path, out: Path, workers: int) -> list[str]:
+    script = Path(sys.executable).with_name("opencorpus")  # the console script `pip install` wrote
+    head = [str(script)] if script.is_file() else [sys.executable, "-m", "flows.cli"]
+    return head + ["run", str(recipe), "--output", str(out), "--workers", str(workers)]
+
+
+def run_default_side(mode: str, recipe: Path, out: Path, workers: int, work: Path) -> tuple[float, dict]:
+    """Wall seconds of one side, a fresh process each, timed from outside (interpreter start,
+    imports and, for the CLI, the supervisor, Prefect's server and the pool included)."""
+    shutil.rmtree(out, ignore_errors=True)
+    if mode == "direct":
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--direct-child", str(recipe), str(out), str(workers)]
+        home = work / "unused-home"
+    else:
+        cmd = cli_command(recipe, out, workers)
+        home = work / ("home-kept" if mode == "cli, kept home" else f"home-fresh-{time.monotonic_ns()}")
+    t = time.perf_counter()
+    res = subprocess.run(cmd, env=_user_env(home), capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - t
+    if res.returncode:
+        raise RuntimeError(f"{mode} failed ({' '.join(cmd)}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
+    if mode == "cli, fresh home":
+        shutil.rmtree(home, ignore_errors=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    return wall, {k: v["seconds"] for k, v in manifest["stages"].items() if v}
+
+
+def default_run(args) -> dict:
+    """`opencorpus run recipes/default.yaml` against the same stages called directly in one process."""
+    work = Path(tempfile.mkdtemp(prefix="flow-overhead-default-"))
+    recipe = DEFAULT_RECIPE
+    try:
+        # The kept home's database is migrated by an untimed first run (a user's second run onwards).
+        run_default_side("cli, kept home", recipe, work / "warm", args.workers, work)
+        times: dict[str, list[float]] = {m: [] for m in DEFAULT_MODES}
+        stages: dict[str, list[dict]] = {m: [] for m in DEFAULT_MODES}
+        for i in range(args.repeats):
+            order = DEFAULT_MODES[i % 3:] + DEFAULT_MODES[:i % 3]  # each side in each position in turn
+            for mode in order:
+                wall, st = run_default_side(mode, recipe, work / "out", args.workers, work)
+                times[mode].append(wall)
+                stages[mode].append(st)
+                print(f"  {mode:>16} #{i}: {wall:6.1f} s  (stages: "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in st.items()) + ")", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    direct = statistics.median(times["direct"])
+    print(f"\n`opencorpus run {recipe.relative_to(REPO)} --workers {args.workers}` (a fresh process each, timed from "
+          f"outside) against the same stages called directly in one process; {args.repeats} repeats, medians\n")
+    print("| run | median s (runs) | stages s (median) | overhead: (run - direct) / run |")
+    print("|---|---|---|---|")
+    for mode in DEFAULT_MODES:
+        med = statistics.median(times[mode])
+        stage_s = statistics.median(sum(st.values()) for st in stages[mode])
+        runs = ", ".join(f"{x:.1f}" for x in times[mode])
+        over = "" if mode == "direct" else f"{100 * (med - direct) / med:.1f} %"
+        print(f"| {mode} | {med:.1f} ({runs}) | {stage_s:.1f} | {over} |")
+    return {"claims": [
+        {"claim": f"default run: `opencorpus run` ({mode.split(', ')[1]} Prefect home) vs the stages called directly",
+         "baseline": "pipeline functions called directly", "unit": "s", "better": "lower",
+         "ours": times[mode], "base": times["direct"], "stages": stages[mode]}
+        for mode in DEFAULT_MODES[1:]], "direct_stages": stages["direct"]}
+
+
+def direct_child(recipe: str, out: str, workers: str):
+    run_direct(Path(recipe), Path(out), int(workers))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path, default=REPO / "data" / "bench" / "flow_overhead" / "corpus.jsonl")
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="default: data/bench/flow_overhead[-scaleN]/corpus.jsonl, built with make_bench_corpus.py --scale")
+    ap.add_argument("--scale", type=int, default=2, help="make_bench_corpus.py --scale of the default corpus (2: ~56 MB)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--shard-docs", type=int, default=1000, help="documents per shard (so, clean tasks)")
+    ap.add_argument("--default", action="store_true",
+                    help="measure the default run as a user runs it: `opencorpus run recipes/default.yaml` (CLI, fresh "
+                         "and kept Prefect home) against the same stages called directly")
+    ap.add_argument("--json-out", help="also write the per-repeat pairs here (the claims bench/all.py reads)")
+    ap.add_argument("--direct-child", nargs=3, help=argparse.SUPPRESS)  # RECIPE OUT WORKERS
     args = ap.parse_args(argv)
+    if args.direct_child:
+        return direct_child(*args.direct_child)
+    if args.default:
+        result = default_run(args)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(result, indent=1))
+        return
 
-    corpus = ensure_corpus(args.corpus)
+    folder = "flow_overhead" if args.scale == 2 else f"flow_overhead-scale{args.scale}"
+    corpus = ensure_corpus(args.corpus or REPO / "data" / "bench" / folder / "corpus.jsonl", args.scale)
     work = Path(tempfile.mkdtemp(prefix="flow-overhead-"))
     os.environ.setdefault("PREFECT_HOME", str(work / "prefect-home"))  # this run's own server database
     recipe = write_recipe(work, corpus, args.shard_docs)
@@ -153,6 +249,11 @@ def main(argv=None):
     print(f"| Prefect temporary server start (once per run without a server) | {server_s:.1f} | |")
     print()
     print(f"orchestration overhead: {100 * (flow / direct - 1):+.1f}% (target < 10%)")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"claims": [
+            {"claim": f"corpus flow (Prefect, server running) vs direct calls, {mb:.1f} MB corpus",
+             "baseline": "pipeline functions called directly", "unit": "s", "better": "lower",
+             "ours": times["flow"], "base": times["direct"]}]}, indent=1))
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -218,10 +218,14 @@ def main():
     rows = []
     for r in range(a.repeats):
         # The machine may be shared: the 1-minute load average before each run says how much.
-        load = {"nanogpt": os.getloadavg()[0]}
-        ng = run_nanogpt(a.nanogpt, a.nanogpt_python, a.work / f"nanogpt-out-{r}", a.steps, env)
-        load["opencorpus"] = os.getloadavg()[0]
-        oc = run_ours(data, a.work / f"ours-run-{r}", a.steps, env)
+        # The order alternates run by run, so that neither side always runs second.
+        load = {}
+        for who in ("nanogpt", "opencorpus") if r % 2 == 0 else ("opencorpus", "nanogpt"):
+            load[who] = os.getloadavg()[0]
+            if who == "nanogpt":
+                ng = run_nanogpt(a.nanogpt, a.nanogpt_python, a.work / f"nanogpt-out-{r}", a.steps, env)
+            else:
+                oc = run_ours(data, a.work / f"ours-run-{r}", a.steps, env)
         ng_sd = torch.load(ng["ckpt"], map_location="cpu", weights_only=True)["model"]
         from model.checkpoint import latest_checkpoint, load_checkpoint
 
@@ -246,6 +250,15 @@ def main():
         "tokens_per_iter": tokens_per_iter, "rows": rows,
         "ratio_tokens_per_s": med("opencorpus", "tokens_per_s") / med("nanogpt", "tokens_per_s"),
         "val_loss_diff": med("opencorpus", "val_loss") - med("nanogpt", "val_loss"),
+        # Per-repeat pairs in the form bench/all.py reads (the same in every bench script's --json-out).
+        "claims": [
+            {"claim": "trainer tokens/s vs nanoGPT train.py (CPU)", "baseline": "nanoGPT train.py",
+             "unit": "tokens/s", "better": "higher",
+             "ours": [r["opencorpus"]["tokens_per_s"] for r in rows], "base": [r["nanogpt"]["tokens_per_s"] for r in rows]},
+            {"claim": f"validation loss after {a.steps} steps vs nanoGPT", "baseline": "nanoGPT train.py",
+             "unit": "loss", "better": "lower", "compare": "difference",
+             "ours": [r["opencorpus"]["val_loss"] for r in rows], "base": [r["nanogpt"]["val_loss"] for r in rows]},
+        ],
     }
     a.json_out.parent.mkdir(parents=True, exist_ok=True)
     a.json_out.write_text(json.dumps(summary, indent=2))
