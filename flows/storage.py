@@ -460,10 +460,12 @@ _early_server: tuple | None = None  # (process, API URL) of start_temporary_serv
 
 def start_temporary_server() -> None:
     """Spawn Prefect's temporary API server now, without waiting for it, when no API is
-    configured: it boots (imports, database check: ~5 s) while this process imports the
-    flow, and prefect_api() waits for it. The command is the one Prefect's own
-    SubprocessASGIServer runs (prefect/server/api/server.py), spawned without importing that
-    module (~2 s more). Stopped at exit, after Prefect's exit hooks have flushed the logs."""
+    configured: it boots (imports, database check: ~5 CPU-seconds) while this process imports
+    the flow and the pool's workers start, and prefect_api() waits for it. The command is the
+    one Prefect's own SubprocessASGIServer runs (prefect/server/api/server.py), spawned before
+    this process imports Prefect at all (~1.5 s): the server reads the same environment and
+    profile, and is stopped again at once should a profile name a server of its own. Stopped
+    at exit, after Prefect's exit hooks have flushed the logs."""
     global _early_server
     if _early_server is not None or os.environ.get("PREFECT_API_URL"):
         return
@@ -472,18 +474,18 @@ def start_temporary_server() -> None:
     import subprocess
     import sys
 
-    from prefect.settings import PREFECT_API_URL, get_current_settings
-
-    if PREFECT_API_URL.value():  # a profile's server or Prefect Cloud
-        return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
-           **get_current_settings().to_environment_variables(exclude_unset=True)}
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
     process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
                                env=env)
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():  # a profile's server or Prefect Cloud
+        _stop_server(process)
+        return
     atexit.register(_stop_server, process)  # registered first, so it runs after the exit hooks Prefect adds later
     _early_server = (process, f"http://127.0.0.1:{port}/api")
     # Its URL goes into the environment now, before anything else imports Prefect or starts
