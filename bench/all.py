@@ -70,7 +70,7 @@ def row_cells(claim: dict) -> list[str]:
     else:
         ratio = f"**{med:.2f}x** [{min(ratios):.2f}-{max(ratios):.2f}]"
         if claim.get("overhead"):  # (ours - baseline) / ours = 1 - ratio
-            ratio += f"; overhead {100 * (1 - med):.1f} % [{100 * (1 - max(ratios)):.1f}-{100 * (1 - min(ratios)):.1f}]"
+            ratio += f"; overhead {100 * (1 - med):.1f} % [{100 * (1 - max(ratios)):.1f} to {100 * (1 - min(ratios)):.1f}]"
     return [claim["claim"], _num(statistics.median(claim["ours"]), unit),
             f"{_num(statistics.median(claim['base']), unit)} ({claim.get('baseline', '')})",
             f"{ratio} (n={len(ratios)})", claim.get("section", "")]

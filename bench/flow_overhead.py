@@ -192,7 +192,7 @@ def default_run(args) -> dict:
     for mode in modes:
         print(f"| {mode} | " + " | ".join(f"{statistics.median(p[n] for p in phases[mode]):.1f}" for n in names) + " |")
     return {"claims": [
-        {"claim": f"default run: `opencorpus run` ({mode.split(', ')[1]} Prefect home) vs the stages called directly",
+        {"claim": f"default run: `opencorpus run` ({mode.split(', ')[1].removesuffix(' home')} Prefect home) vs the stages called directly",
          "baseline": "pipeline functions called directly", "unit": "s", "better": "lower",
          "ours": times[mode], "base": times["direct"], "stages": stages[mode], "phases": phases[mode]}
         for mode in modes[1:]], "direct_stages": stages["direct"], "direct_phases": phases["direct"]}

@@ -28,7 +28,7 @@ def test_overhead_is_one_minus_the_ratio_and_unpaired_runs_are_refused():
     claim = {"claim": "run", "unit": "s", "better": "lower", "overhead": True, "ours": [40.0, 44.0, 50.0],
              "base": [36.0, 36.0, 36.0]}
     cell = bench_all.row_cells(claim)[3]
-    assert "**0.82x** [0.72-0.90]" in cell and "overhead 18.2 % [10.0-28.0]" in cell
+    assert "**0.82x** [0.72-0.90]" in cell and "overhead 18.2 % [10.0 to 28.0]" in cell
     with pytest.raises(ValueError):
         bench_all.pair_ratios({"claim": "bad", "ours": [1.0, 2.0], "base": [1.0]})
 
