@@ -199,7 +199,8 @@ def default_run(args) -> dict:
 
 
 def direct_child(recipe: str, out: str, workers: str):
-    import pipeline.card, pipeline.dedup, pipeline.ingest, pipeline.tokenize  # noqa: E401, F401 - as run_direct does
+    # What run_direct imports, before the start-up mark (the stage packages load their stages lazily).
+    import pipeline.card, pipeline.dedup.stage, pipeline.ingest, pipeline.tokenize.stage  # noqa: E401, F401
 
     ready = time.time()
     run_direct(Path(recipe), Path(out), int(workers))
