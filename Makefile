@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 NAME = $(shell $(BIN)/python -c "import yaml,sys; print(yaml.safe_load(open('$(RECIPE)'))['name'])")
 
-.PHONY: venv corpus train eval test test-fast serve clean-data quality-model ablate
+.PHONY: venv corpus train eval test test-fast bench serve clean-data quality-model ablate
 
 venv: $(VENV)/.installed
 
@@ -40,6 +40,13 @@ test: venv
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+# Every performance claim of the README against its named baseline, both sides alternating
+# run by run, REPEATS (3) runs each; prints the table the README quotes and writes it to
+# bench/results/latest.md. Claims whose baseline (datatrove, nanoGPT: see bench/all.py) or
+# data (../shared) is missing are listed as skipped. QUICK=1: the headline claims only, smaller.
+bench: venv
+	$(BIN)/python bench/all.py $(if $(QUICK),--quick) $(if $(REPEATS),--repeats $(REPEATS))
 
 # Local Prefect server and UI (http://127.0.0.1:4200). In another terminal, point runs and
 # scheduled deployments at it:

@@ -52,19 +52,25 @@ def timed(fn, repeat: int):
     return statistics.median(times), out
 
 
+PAIRS: list[tuple[list[float], list[float]]] = []  # (our seconds, raw seconds) per paired() call, in order
+
+
 def paired(ours, raw, repeat: int):
     """Alternate ours/raw runs (the machine is shared: load drifts), after one untimed warm-up
     of each. Returns median seconds of each, median of the per-pair ratios raw/ours (= our
     throughput relative to the raw reader), and the outputs."""
     out_ours, out_raw = ours(), raw()
     t_ours, t_raw = [], []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out_ours = ours()
-        t_ours.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        out_raw = raw()
-        t_raw.append(time.perf_counter() - t)
+    for i in range(repeat):
+        for side in ("ours", "raw") if i % 2 == 0 else ("raw", "ours"):  # neither side always second
+            t = time.perf_counter()
+            if side == "ours":
+                out_ours = ours()
+                t_ours.append(time.perf_counter() - t)
+            else:
+                out_raw = raw()
+                t_raw.append(time.perf_counter() - t)
+    PAIRS.append((t_ours, t_raw))
     ratio = statistics.median(r / o for o, r in zip(t_ours, t_raw))
     return statistics.median(t_ours), statistics.median(t_raw), ratio, out_ours, out_raw
 
@@ -309,6 +315,7 @@ def main():
     ap.add_argument("--bench-python", default=os.environ.get("ACQUIRE_BENCH_PYTHON", str(REPO.parent / "benchenv-acquire" / "bin" / "python")),
                     help="python of a venv with trafilatura, for the extractor comparison ('' to skip)")
     ap.add_argument("--extract-worker", help=argparse.SUPPRESS)
+    ap.add_argument("--json-out", help="also write the per-run pairs here (the claims bench/all.py reads)")
     args = ap.parse_args()
     if args.extract_worker:
         extract_worker(args.extract_worker, args.repeat)
@@ -325,6 +332,11 @@ def main():
         print("|---|---|---|---|---|---|---|")
         for what, data, ours, raw, ratio, unit, baseline in rows:
             print(f"| {what} | {data} | {ours:,.1f} | {raw:,.1f} | {ratio:.2f} | {unit} | {baseline} |")
+        if args.json_out:
+            claims = [{"claim": f"{what} ({data})", "baseline": baseline, "unit": "s", "better": "lower",
+                       "ours": t_ours, "base": t_raw}
+                      for (what, data, *_, baseline), (t_ours, t_raw) in zip(rows, PAIRS)]
+            Path(args.json_out).write_text(json.dumps({"claims": claims}, indent=1))
         if args.bench_python:
             if Path(args.bench_python).exists():
                 bench_extractors(tmp, args.bench_python, args.repeat)

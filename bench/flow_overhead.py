@@ -20,6 +20,7 @@ server) is reported on its own line. Prints medians and the flow/direct ratio.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -39,11 +40,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
-def ensure_corpus(path: Path) -> Path:
+def ensure_corpus(path: Path, scale: int = 2) -> Path:
     if path.is_file():
         return path
-    print(f"building the benchmark corpus in {path.parent} (make_bench_corpus.py --scale 2) ...", flush=True)
-    subprocess.run([sys.executable, str(ANCHORS / "make_bench_corpus.py"), "--scale", "2", "--out", str(path.parent)],
+    print(f"building the benchmark corpus in {path.parent} (make_bench_corpus.py --scale {scale}) ...", flush=True)
+    subprocess.run([sys.executable, str(ANCHORS / "make_bench_corpus.py"), "--scale", str(scale), "--out", str(path.parent)],
                    check=True)
     return path
 
@@ -100,15 +101,140 @@ def run_direct(recipe_path: Path, out: Path, workers: int) -> dict:
     return manifest
 
 
+# ------------------------------------------------------------------ the default run, as a user runs it
+DEFAULT_RECIPE = REPO / "recipes" / "default.yaml"
+
+
+def _user_env(prefect_home: Path) -> dict:
+    """The environment of a user's shell: no API configured, Prefect's defaults otherwise."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_LOGGING_LEVEL")}
+    env.update(PREFECT_HOME=str(prefect_home), PYTHONPATH=str(REPO))
+    return env
+
+
+def cli_command(recipe: Path, out: Path, workers: int, cli: str | None = None) -> list[str]:
+    script = Path(cli or Path(sys.executable).with_name("opencorpus"))  # the console script `pip install` wrote
+    head = [str(script)] if script.is_file() else [sys.executable, "-m", "flows.cli"]
+    return head + ["run", str(recipe), "--output", str(out), "--workers", str(workers)]
+
+
+def run_default_side(mode: str, recipe: Path, out: Path, workers: int, work: Path, cli: str | None = None
+                     ) -> tuple[float, dict]:
+    """Wall seconds of one side, a fresh process each, timed from outside (interpreter start,
+    imports and, for the CLI, the supervisor, Prefect's server and the pool included)."""
+    shutil.rmtree(out, ignore_errors=True)
+    if mode == "direct":
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--direct-child", str(recipe), str(out), str(workers)]
+        home = work / "unused-home"
+    else:
+        cmd = cli_command(recipe, out, workers, cli)
+        home = work / ("home-kept" if mode == "cli, kept home" else f"home-fresh-{time.monotonic_ns()}")
+    launch, t = time.time(), time.perf_counter()
+    res = subprocess.run(cmd, env=_user_env(home), capture_output=True, text=True, cwd=REPO)
+    wall, end = time.perf_counter() - t, time.time()
+    if res.returncode:
+        raise RuntimeError(f"{mode} failed ({' '.join(cmd)}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
+    if mode == "cli, fresh home":
+        shutil.rmtree(home, ignore_errors=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    # Where the wall time went: until the first stage starts, the work, and the exit after it.
+    if mode == "direct":
+        marks = json.loads(res.stdout.strip().splitlines()[-1])
+        start, done = marks["t_ready"], marks["t_done"]
+    else:
+        events = [json.loads(line) for line in (out / ".opencorpus" / "progress.jsonl").read_text().splitlines()]
+        start = next(e["t"] for e in events if e["event"] == "stage_start")
+        done = next(e["t"] for e in reversed(events) if e["event"] == "run_end")
+    phases = {"start-up": start - launch, "stages, manifest, card": done - start, "exit": end - done}
+    return wall, {k: v["seconds"] for k, v in manifest["stages"].items() if v}, phases
+
+
+def default_run(args) -> dict:
+    """`opencorpus run recipes/default.yaml` against the same stages called directly in one process."""
+    work = Path(tempfile.mkdtemp(prefix="flow-overhead-default-"))
+    recipe = DEFAULT_RECIPE
+    modes = ("direct",) + tuple(f"cli, {h} home" for h in args.homes.split(","))
+    try:
+        if "cli, kept home" in modes:  # its database is migrated by an untimed first run (a user's second run on)
+            run_default_side("cli, kept home", recipe, work / "warm", args.workers, work, args.cli)
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        stages: dict[str, list[dict]] = {m: [] for m in modes}
+        phases: dict[str, list[dict]] = {m: [] for m in modes}
+        for i in range(args.repeats):
+            k = i % len(modes)
+            order = modes[k:] + modes[:k]  # each side in each position in turn
+            for mode in order:
+                wall, st, ph = run_default_side(mode, recipe, work / "out", args.workers, work, args.cli)
+                times[mode].append(wall)
+                stages[mode].append(st)
+                phases[mode].append(ph)
+                print(f"  {mode:>16} #{i}: {wall:6.1f} s  (stages: "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in st.items()) + ")", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    direct = statistics.median(times["direct"])
+    print(f"\n`opencorpus run {recipe.relative_to(REPO)} --workers {args.workers}` (a fresh process each, timed from "
+          f"outside) against the same stages called directly in one process; {args.repeats} repeats, medians\n")
+    print("| run | median s (runs) | stages s (median) | overhead: (run - direct) / run |")
+    print("|---|---|---|---|")
+    for mode in modes:
+        med = statistics.median(times[mode])
+        stage_s = statistics.median(sum(st.values()) for st in stages[mode])
+        runs = ", ".join(f"{x:.1f}" for x in times[mode])
+        over = "" if mode == "direct" else f"{100 * (med - direct) / med:.1f} %"
+        print(f"| {mode} | {med:.1f} ({runs}) | {stage_s:.1f} | {over} |")
+    names = list(phases["direct"][0])
+    print("\nWhere the time went (medians, s): start-up = launch to the first stage's start (interpreter, "
+          "imports; for the CLI the supervisor, Prefect's server, the flow run, the pool); exit = after the run's "
+          "end (log flush, server stop)\n")
+    print("| run | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for mode in modes:
+        print(f"| {mode} | " + " | ".join(f"{statistics.median(p[n] for p in phases[mode]):.1f}" for n in names) + " |")
+    return {"claims": [
+        {"claim": f"default run: `opencorpus run` ({mode.split(', ')[1].removesuffix(' home')} Prefect home) vs the stages called directly",
+         "baseline": "pipeline functions called directly", "unit": "s", "better": "lower",
+         "ours": times[mode], "base": times["direct"], "stages": stages[mode], "phases": phases[mode]}
+        for mode in modes[1:]], "direct_stages": stages["direct"], "direct_phases": phases["direct"]}
+
+
+def direct_child(recipe: str, out: str, workers: str):
+    # What run_direct imports, before the start-up mark (the stage packages load their stages lazily).
+    import pipeline.card, pipeline.dedup.stage, pipeline.ingest, pipeline.tokenize.stage  # noqa: E401, F401
+
+    ready = time.time()
+    run_direct(Path(recipe), Path(out), int(workers))
+    print(json.dumps({"t_ready": ready, "t_done": time.time()}))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path, default=REPO / "data" / "bench" / "flow_overhead" / "corpus.jsonl")
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="default: data/bench/flow_overhead[-scaleN]/corpus.jsonl, built with make_bench_corpus.py --scale")
+    ap.add_argument("--scale", type=int, default=2, help="make_bench_corpus.py --scale of the default corpus (2: ~56 MB)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--shard-docs", type=int, default=1000, help="documents per shard (so, clean tasks)")
+    ap.add_argument("--default", action="store_true",
+                    help="measure the default run as a user runs it: `opencorpus run recipes/default.yaml` (CLI, fresh "
+                         "and kept Prefect home) against the same stages called directly")
+    ap.add_argument("--homes", default="fresh,kept",
+                    help="--default: Prefect homes to run the CLI with: fresh (an empty folder each run: the "
+                         "database is created and migrated, a user's first run) and/or kept (a user's later runs)")
+    ap.add_argument("--cli", default=None, help="--default: the opencorpus executable (default: this venv's)")
+    ap.add_argument("--json-out", help="also write the per-repeat pairs here (the claims bench/all.py reads)")
+    ap.add_argument("--direct-child", nargs=3, help=argparse.SUPPRESS)  # RECIPE OUT WORKERS
     args = ap.parse_args(argv)
+    if args.direct_child:
+        return direct_child(*args.direct_child)
+    if args.default:
+        result = default_run(args)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(result, indent=1))
+        return
 
-    corpus = ensure_corpus(args.corpus)
+    folder = "flow_overhead" if args.scale == 2 else f"flow_overhead-scale{args.scale}"
+    corpus = ensure_corpus(args.corpus or REPO / "data" / "bench" / folder / "corpus.jsonl", args.scale)
     work = Path(tempfile.mkdtemp(prefix="flow-overhead-"))
     os.environ.setdefault("PREFECT_HOME", str(work / "prefect-home"))  # this run's own server database
     recipe = write_recipe(work, corpus, args.shard_docs)
@@ -153,6 +279,11 @@ def main(argv=None):
     print(f"| Prefect temporary server start (once per run without a server) | {server_s:.1f} | |")
     print()
     print(f"orchestration overhead: {100 * (flow / direct - 1):+.1f}% (target < 10%)")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"claims": [
+            {"claim": f"corpus flow (Prefect, server running) vs direct calls, {mb:.1f} MB corpus",
+             "baseline": "pipeline functions called directly", "unit": "s", "better": "lower",
+             "ours": times["flow"], "base": times["direct"]}]}, indent=1))
     shutil.rmtree(work, ignore_errors=True)
 
 

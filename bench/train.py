@@ -118,12 +118,18 @@ def write_token_shards(ng_data: Path, tokenizer: Path, out: Path, train_shards: 
             }, schema=schema)
             path = folder / f"part-{k:05d}.parquet"
             pq.write_table(table, path, compression="zstd")
-            entries.append({"split": split, "path": f"{split}/{path.name}", "sha256": sha256_file(path)})
-        totals[f"{split}_tokens"] = int(stream.size)
+            entries.append({"split": split, "file": f"{split}/{path.name}", "tokens": int(sum(d.size for d in chunk)),
+                            "documents": len(chunk), "bytes": path.stat().st_size, "sha256": sha256_file(path)})
+        totals[split] = {"documents": len(docs), "tokens": int(stream.size), "shards": n_shards}
     shutil.copyfile(tokenizer, tmp / "tokenizer.json")
-    (tmp / "manifest.json").write_text(json.dumps({"name": "bench-corpus", "recipe_hash": "bench"}))
-    (tmp / "tokens" / "index.json").write_text(json.dumps(
-        {"vocab_size": vocab, "eot_id": eot, "pad_id": None, "totals": totals, "shards": entries}, indent=1))
+    from pipeline.records import TokenIndex
+
+    index = TokenIndex.model_validate({
+        "schema": {"id": "string", "input_ids": "list<uint16>", "n_tokens": "int32"}, "dtype": "uint16",
+        "vocab_size": vocab, "eot_id": eot, "pad_id": None, "special_tokens": {"eot": "<|endoftext|>"},
+        "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"), "val_fraction": 0.0, "seed": 0,
+        "shard_tokens": 0, "totals": totals, "shards": entries})
+    (tmp / "tokens" / "index.json").write_text(index.model_dump_json(by_alias=True, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
 
@@ -218,10 +224,14 @@ def main():
     rows = []
     for r in range(a.repeats):
         # The machine may be shared: the 1-minute load average before each run says how much.
-        load = {"nanogpt": os.getloadavg()[0]}
-        ng = run_nanogpt(a.nanogpt, a.nanogpt_python, a.work / f"nanogpt-out-{r}", a.steps, env)
-        load["opencorpus"] = os.getloadavg()[0]
-        oc = run_ours(data, a.work / f"ours-run-{r}", a.steps, env)
+        # The order alternates run by run, so that neither side always runs second.
+        load = {}
+        for who in ("nanogpt", "opencorpus") if r % 2 == 0 else ("opencorpus", "nanogpt"):
+            load[who] = os.getloadavg()[0]
+            if who == "nanogpt":
+                ng = run_nanogpt(a.nanogpt, a.nanogpt_python, a.work / f"nanogpt-out-{r}", a.steps, env)
+            else:
+                oc = run_ours(data, a.work / f"ours-run-{r}", a.steps, env)
         ng_sd = torch.load(ng["ckpt"], map_location="cpu", weights_only=True)["model"]
         from model.checkpoint import latest_checkpoint, load_checkpoint
 
@@ -229,7 +239,7 @@ def main():
         row = {"repeat": r}
         for name, res, sd in (("nanogpt", ng, ng_sd), ("opencorpus", oc, oc_sd)):
             med = statistics.median(res["ms"])
-            last = [res["losses"][s] for s in range(a.steps - 9, a.steps + 1)]
+            last = [res["losses"][s] for s in range(max(1, a.steps - 9), a.steps + 1)]
             row[name] = {"ms_per_iter": med, "tokens_per_s": tokens_per_iter / (med / 1000),
                          "p10_ms": float(np.percentile(res["ms"], 10)), "p90_ms": float(np.percentile(res["ms"], 90)),
                          "wall_s": res["wall_s"], "cpu_s": res["cpu_s"], "train_loss_last10": statistics.mean(last),
@@ -246,6 +256,15 @@ def main():
         "tokens_per_iter": tokens_per_iter, "rows": rows,
         "ratio_tokens_per_s": med("opencorpus", "tokens_per_s") / med("nanogpt", "tokens_per_s"),
         "val_loss_diff": med("opencorpus", "val_loss") - med("nanogpt", "val_loss"),
+        # Per-repeat pairs in the form bench/all.py reads (the same in every bench script's --json-out).
+        "claims": [
+            {"claim": "trainer tokens/s vs nanoGPT train.py (CPU)", "baseline": "nanoGPT train.py",
+             "unit": "tokens/s", "better": "higher",
+             "ours": [r["opencorpus"]["tokens_per_s"] for r in rows], "base": [r["nanogpt"]["tokens_per_s"] for r in rows]},
+            {"claim": f"validation loss after {a.steps} steps vs nanoGPT", "baseline": "nanoGPT train.py",
+             "unit": "loss", "better": "lower", "compare": "difference",
+             "ours": [r["opencorpus"]["val_loss"] for r in rows], "base": [r["nanogpt"]["val_loss"] for r in rows]},
+        ],
     }
     a.json_out.parent.mkdir(parents=True, exist_ok=True)
     a.json_out.write_text(json.dumps(summary, indent=2))

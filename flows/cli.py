@@ -75,6 +75,10 @@ def check_train_section(recipe, origin) -> None:
 
 def cmd_run(args) -> int:
     _quiet_prefect_defaults()
+    from flows.supervise import is_supervised, supervise
+
+    if is_supervised():
+        return _run_supervised(args)
     from pipeline.recipe import ALLOW_PRIVATE_ENV, load_recipe
 
     if args.allow_private_networks:  # through the environment: the flow loads the recipe again, in a child
@@ -92,18 +96,32 @@ def cmd_run(args) -> int:
         check_output(Path(path), args.force)
     else:  # before the Prefect server starts and before ingest: a missing bucket fails here, in one line
         OutputLocation.of(target, args.work_dir).check_writable()
-    from flows.supervise import is_supervised, supervise, watch_parent
+    # The work runs in a child session that Ctrl-C and kill -9 never leave behind.
+    return supervise(args.argv)
 
-    if not is_supervised():  # the work runs in a child session that Ctrl-C and kill -9 never leave behind
-        return supervise(args.argv)
+
+def _run_supervised(args) -> int:
+    """The supervised child: the supervisor has checked the recipe and the output, so the
+    Prefect server and the pool's fork server start first, and boot while this process imports
+    the flow (the flow checks both again when it starts)."""
+    from flows.supervise import watch_parent
+
     watch_parent()
+    if not args.debug:  # before the pool's fork server starts: its workers keep the environment of that moment
+        os.environ["OPENCORPUS_QUIET_TRACEBACKS"] = "1"
     from flows.storage import start_temporary_server
 
-    start_temporary_server()  # it boots while the flow's modules import
+    start_temporary_server()
+    if args.workers > 1 and not args.dask:
+        from flows import pool
+
+        pool.prestart()
     from flows.corpus import quiet_tracebacks, run_corpus
+    from flows.state import warm_code_fingerprints
 
     if not args.debug:
         quiet_tracebacks()
+    warm_code_fingerprints()  # part of every unit's key: computed while the server may still boot
     if args.progress:
         manifest = _run_with_progress(args)
     else:

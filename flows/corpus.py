@@ -21,6 +21,7 @@ shared with the flow.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import shlex
 import time
@@ -33,11 +34,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 
-from flows import storage
+from flows import pool, storage
 from flows.storage import default_output
 from flows.progress import ProgressLog
 from flows.state import HashCache, StateStore, claim_output, sha256_json, source_fingerprint, source_module, unit_key
-from pipeline import card as card_mod
 from pipeline.io import TOKENIZER_CONFIG_FILES, list_shards, remove_written, written_files
 from pipeline.manifest import build_manifest
 from pipeline.recipe import Recipe, load_recipe
@@ -245,6 +245,8 @@ def push_task(location: "storage.OutputLocation") -> int:
 
 @task(name="card")
 def card_task(out_dir: Path, manifest: Manifest, cards_dir: str | None) -> str:
+    from pipeline import card as card_mod  # matplotlib and polars: ~1 s of imports the pool's workers never need
+
     return str(card_mod.write_card(out_dir, manifest, data_cards_dir=Path(cards_dir) if cards_dir else None))
 
 
@@ -489,9 +491,38 @@ def make_task_runner(workers: int, dask: str | None = None):
                                   cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
                                                   "dashboard_address": ":0"})
         return DaskTaskRunner(address=dask)
-    from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+    from prefect.task_runners import ThreadPoolTaskRunner
 
-    return ProcessPoolTaskRunner(max_workers=workers) if workers > 1 else ThreadPoolTaskRunner(max_workers=1)
+    if workers > 1:
+        return _forkserver_runner_class()(max_workers=workers, initializer=pool.init_worker, initargs=(dict(os.environ),))
+    return ThreadPoolTaskRunner(max_workers=1)
+
+
+def _forkserver_runner_class():
+    """Prefect's ProcessPoolTaskRunner, its workers forked from flows/pool.py's fork server
+    (preloaded, maybe already started by the CLI) instead of spawned, each importing Prefect
+    and the pipeline again. Prefect picks "spawn" in its __enter__ through the module's
+    `multiprocessing`: that name is replaced for the call. Should a later Prefect pick its
+    context some other way, the workers are spawned as before (slower, same results)."""
+    import prefect.task_runners as runners
+
+    class _Multiprocessing:
+        def __getattr__(self, name):
+            return getattr(multiprocessing, name)
+
+        @staticmethod
+        def get_context(method=None):
+            return pool.context()
+
+    class ForkserverPoolTaskRunner(runners.ProcessPoolTaskRunner):
+        def __enter__(self):
+            real, runners.multiprocessing = runners.multiprocessing, _Multiprocessing()
+            try:
+                return super().__enter__()
+            finally:
+                runners.multiprocessing = real
+
+    return ForkserverPoolTaskRunner
 
 
 @flow(name="corpus", log_prints=True)
@@ -597,6 +628,8 @@ def _removed_by(stage: str, stats: StageStats) -> str:
 
 
 def _artifact_markdown(manifest: Manifest, location) -> str:
+    from pipeline import card as card_mod
+
     lines = [f"# Corpus {manifest.name}", "", f"Output: `{location.url}`", "", card_mod.funnel_markdown(manifest), ""]
     reused = {k: v for k, v in manifest.resume.items() if v.reused}
     if reused:

@@ -57,6 +57,19 @@ def _module_file(name: str) -> Path | None:
 
 
 @lru_cache(maxsize=None)
+def _packages_distributions() -> dict[str, list[str]]:
+    """Top-level module -> distributions; reading every installed distribution's file list
+    takes seconds in a large environment, so once per process (it was once per stage)."""
+    return md.packages_distributions()
+
+
+def warm_code_fingerprints() -> None:
+    """Compute every stage's code fingerprint now (the CLI does it while Prefect's server boots)."""
+    for stage in STAGE_MODULES:
+        code_fingerprint(stage)
+
+
+@lru_cache(maxsize=None)
 def module_closure(module: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(pipeline files relative to pipeline/, third-party distributions) that `module` uses,
     following its imports (top-level and inside functions) through pipeline/."""
@@ -87,7 +100,7 @@ def module_closure(module: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
                 continue
             for n in names:
                 (todo.append(n) if n.startswith("pipeline.") else imported.add(n.split(".")[0]))
-    dists = md.packages_distributions()
+    dists = _packages_distributions()
     libs = {d for top in imported - set(sys.stdlib_module_names) - {"__future__", "pipeline"} for d in dists.get(top, [])}
     return tuple(sorted(f.relative_to(PIPELINE).as_posix() for f in files)), tuple(sorted(libs))
 

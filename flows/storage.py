@@ -406,19 +406,27 @@ def prefect_api():
     Without a configured API, Prefect starts a temporary server per process, so every
     worker of a process pool or Dask cluster would start its own (seconds each). Start
     the one temporary server here and hand its URL to the workers through the environment."""
+    from prefect.context import refresh_global_settings_context
     from prefect.settings import PREFECT_API_URL
 
+    global _early_server
+    early = _early_server
+    if early is not None and os.environ.get("PREFECT_API_URL") == early[1]:
+        _early_server = None
+        if _wait_for_server(*early):  # the URL is in the environment and the settings since the spawn
+            yield
+            return
+        os.environ.pop("PREFECT_API_URL")  # it exited: Prefect's usual start follows
+        refresh_global_settings_context()
     if os.environ.get("PREFECT_API_URL"):
         yield
         return
     url = PREFECT_API_URL.value()  # set in a profile or a settings context, not in the environment
     settings = contextlib.nullcontext()
-    if not url and _early_server is not None:
-        url = _wait_for_server(*_early_server)
-        if url:  # this process's settings were read at import: tell its client too, or it starts a server of its own
-            from prefect.settings import temporary_settings
+    if url:  # this process's settings context may be one without it: tell its client too
+        from prefect.settings import temporary_settings
 
-            settings = temporary_settings({PREFECT_API_URL: url})
+        settings = temporary_settings({PREFECT_API_URL: url})
     if not url:
         from prefect.server.api.server import SubprocessASGIServer
 
@@ -429,11 +437,17 @@ def prefect_api():
         server.start(timeout=120)  # a fresh database migrates first; it stops at exit, after the logs are flushed
         url = server.api_url
     os.environ["PREFECT_API_URL"] = url
+    # Threads that run outside this context read Prefect's global settings, built at import
+    # from the environment of that moment (no URL): the process pool's log and event forwarder
+    # is one, and it started a second temporary server of its own (~7 CPU-seconds, and the
+    # workers' task logs went to it). Rebuild them from the environment that now has the URL.
+    refresh_global_settings_context()
     try:
         with settings:
             yield
     finally:
         os.environ.pop("PREFECT_API_URL", None)
+        refresh_global_settings_context()
 
 
 class _NotTemporaryServerInfo:
@@ -446,10 +460,12 @@ _early_server: tuple | None = None  # (process, API URL) of start_temporary_serv
 
 def start_temporary_server() -> None:
     """Spawn Prefect's temporary API server now, without waiting for it, when no API is
-    configured: it boots (imports, database check: ~5 s) while this process imports the
-    flow, and prefect_api() waits for it. The command is the one Prefect's own
-    SubprocessASGIServer runs (prefect/server/api/server.py), spawned without importing that
-    module (~2 s more). Stopped at exit, after Prefect's exit hooks have flushed the logs."""
+    configured: it boots (imports, database check: ~5 CPU-seconds) while this process imports
+    the flow and the pool's workers start, and prefect_api() waits for it. The command is the
+    one Prefect's own SubprocessASGIServer runs (prefect/server/api/server.py), spawned before
+    this process imports Prefect at all (~1.5 s): the server reads the same environment and
+    profile, and is stopped again at once should a profile name a server of its own. Stopped
+    at exit, after Prefect's exit hooks have flushed the logs."""
     global _early_server
     if _early_server is not None or os.environ.get("PREFECT_API_URL"):
         return
@@ -458,20 +474,27 @@ def start_temporary_server() -> None:
     import subprocess
     import sys
 
-    from prefect.settings import PREFECT_API_URL, get_current_settings
-
-    if PREFECT_API_URL.value():  # a profile's server or Prefect Cloud
-        return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
-           **get_current_settings().to_environment_variables(exclude_unset=True)}
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
     process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
                                env=env)
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():  # a profile's server or Prefect Cloud
+        _stop_server(process)
+        return
     atexit.register(_stop_server, process)  # registered first, so it runs after the exit hooks Prefect adds later
     _early_server = (process, f"http://127.0.0.1:{port}/api")
+    # Its URL goes into the environment now, before anything else imports Prefect or starts
+    # (the pool's fork server, flows/pool.py): every process and thread then finds this one
+    # server. prefect_api() waits for it to answer before the flow starts.
+    os.environ["PREFECT_API_URL"] = _early_server[1]
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
 
 
 def _wait_for_server(process, url: str, timeout: float = 120) -> str | None:

@@ -289,7 +289,8 @@ def test_run_a_recipe_url(tmp_path, prefect_api, monkeypatch, capfd):
 def test_prefect_state_stays_out_of_the_users_home_and_the_server_starts_quietly(tmp_path):
     """`opencorpus run` outside make (no PREFECT_HOME, no API): Prefect's database goes to
     $OPENCORPUS_CACHE/prefect, nothing to ~/.prefect, and the temporary server's start and
-    stop leave no line on the console. --help says where the state goes."""
+    stop leave no line on the console. --help says where the state goes. Two workers: the
+    process pool's log forwarder once started a second temporary server of its own."""
     import os
     import subprocess
     import sys
@@ -300,7 +301,7 @@ def test_prefect_state_stays_out_of_the_users_home_and_the_server_starts_quietly
     env.update(HOME=str(home), OPENCORPUS_CACHE=str(cache), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     proc = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(recipe_file(tmp_path)), "--output",
-                           str(tmp_path / "out"), "--workers", "1"], env=env, capture_output=True, text=True, timeout=600)
+                           str(tmp_path / "out"), "--workers", "2"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert (cache / "prefect" / "prefect.db").is_file()
     assert not (home / ".prefect").exists()

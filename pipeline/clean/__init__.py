@@ -6,6 +6,18 @@ Public API (what the corpus flow calls):
     CleanStats.merged([stats, ...]) -> CleanStats (pipeline.records)
 """
 from pipeline.clean.config import CleanConfig
-from pipeline.clean.stage import CleanResult, Cleaner, clean_shard, clean_table
+
+_STAGE = ("CleanResult", "Cleaner", "clean_shard", "clean_table")
+
+
+def __getattr__(name):
+    # The stage (text repair, language ID, pyarrow.compute: ~1 s of imports) loads on first use,
+    # not when a recipe is read: `opencorpus run` checks a recipe before anything else starts.
+    if name in _STAGE:
+        from pipeline.clean import stage
+
+        return getattr(stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["CleanConfig", "CleanResult", "Cleaner", "clean_shard", "clean_table"]
