@@ -108,8 +108,8 @@ def choice_scores(model, tokenizer, items: list[dict], block: int) -> list[dict]
         ctx = [eot] + tokenizer.encode(item["context"], add_special_tokens=False).ids
         for choice in item["choices"]:
             cont = tokenizer.encode(" " + choice.lstrip(), add_special_tokens=False).ids
-            if len(cont) >= block:  # no token of context would be left to condition on
-                raise TaskFileError(f"item {n}: the choice {choice[:40]!r} is {len(cont)} tokens, as long as the "
+            if len(cont) > block:  # its first tokens would be cut off, not scored (lm-eval keeps block + 1)
+                raise TaskFileError(f"item {n}: the choice {choice[:40]!r} is {len(cont)} tokens, longer than the "
                                     f"model's context of {block}: shorten the choices or use a longer context")
             ids = (ctx + cont)[-(block + 1):]  # keep the end: the choice and as much context as fits
             seqs.append(ids)

@@ -22,7 +22,7 @@ def _ablation(tmp_path, corpora, variants: dict, **extra) -> tuple:
     held.parent.mkdir(parents=True, exist_ok=True)
     held.write_text(play_text(12_000, seed=991), encoding="utf-8")  # another play than any source: never trained on
     task = tmp_path / "eval" / "cloze.jsonl"
-    task.write_text("".join(json.dumps(i) + "\n" for i in make_cloze_task(read_passages(held, 500), 12, seed=1)))
+    task.write_text("".join(json.dumps(i) + "\n" for i in make_cloze_task(read_passages(held, 500), 12, continuation_chars=60, seed=1)))
     ab = {"name": "t", "base": str(recipe), "variants": variants, "seeds": [1, 2], "budget_tokens": 8 * 128,
           "preset": "cpu-tiny", "train": TINY, "eval": {"heldout": [str(held)], "tasks": [str(task)]}, "bootstrap": 200,
           **extra}

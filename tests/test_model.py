@@ -393,7 +393,7 @@ def test_heldout_and_choice_scores_equal_a_plain_forward_pass(corpus_dir):
     from model.heldout import TaskFileError
 
     long_choice = {"context": "Enter", "choices": ["the king " * 20, "fool"], "label": 0}
-    with pytest.raises(TaskFileError, match=r"item 1: the choice .* tokens, as long as the model's context of 32"):
+    with pytest.raises(TaskFileError, match=r"item 1: the choice .* tokens, longer than the model's context of 32"):
         choice_scores(model, tok, [long_choice], block=32)
     # acc_norm as lm-eval-harness: log-likelihood per character of the choice, the delimiter not counted
     assert got["acc_norm"] == float(max(range(3), key=lambda j: got["loglik"][j] / len(item["choices"][j])) == 1)
