@@ -4,7 +4,8 @@ document of a cluster or removal becomes.
 Components are computed over the edge list only: the exact and URL removals (rep, doc) and the
 verified near-duplicate pairs. A document with no edge never enters, so this unit holds
 O(edges + documents in edges), not O(corpus): in bytes about 16 x (removals + edges) to read
-them, plus 48 x (distinct documents in edges) for the union-find and per-document arrays. In
+them, plus 48 x (distinct documents in edges) for the union-find and per-document arrays, plus
+their ids as Arrow strings (the id's bytes + 4 each) for the assign files. In
 each component the document earliest in shard order is kept and its id is the cluster id; the
 others become near duplicates unless an exact round already removed them.
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.dedup.groups import ROUNDS, read_removals
@@ -59,16 +61,35 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return parent
 
 
-def ids_of(work: Path, layout: Layout, docs: np.ndarray) -> dict[int, str]:
-    """Ids of the given documents (a streaming semi-join over the `docs/` files)."""
+def id_table(work: Path, layout: Layout, docs: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+    """Ids of the given documents: (sorted document numbers, their ids as one Arrow string array),
+    a semi-join over the `docs/` files. Arrow strings cost the id's bytes plus 4 B each; a dict of
+    Python strings cost ~400 B per document, which made the driver grow with the clusters."""
     import polars as pl
 
-    if len(docs) == 0:
-        return {}
-    want = pl.DataFrame({"doc": np.unique(np.asarray(docs, np.int64))}).lazy()
+    want = np.unique(np.asarray(docs, np.int64))
+    if len(want) == 0:
+        return want, pa.array([], pa.string())
     df = pl.scan_parquet([Path(work) / "docs" / n for n in layout.names]).select("doc", "id").join(
-        want, on="doc", how="semi").collect()
-    return dict(zip(df["doc"].to_list(), df["id"].to_list()))
+        pl.DataFrame({"doc": want}).lazy(), on="doc", how="semi").sort("doc").collect()
+    return df["doc"].to_numpy(), df["id"].to_arrow().cast(pa.string())
+
+
+def take_ids(table: tuple[np.ndarray, pa.Array], docs: np.ndarray) -> pa.Array:
+    """The id of each of `docs` from an `id_table`, "?" for a document it does not hold."""
+    known, ids = table
+    if len(known) == 0:
+        return pa.array(["?"] * len(docs), pa.string())
+    at = np.minimum(np.searchsorted(known, docs), len(known) - 1)
+    found = known[at] == docs
+    got = ids.take(pa.array(at))
+    return got if found.all() else pc.if_else(pa.array(found), got, "?")
+
+
+def ids_of(work: Path, layout: Layout, docs: np.ndarray) -> dict[int, str]:
+    """Ids of a few documents as a dict (the largest clusters shown on the card)."""
+    known, ids = id_table(work, layout, docs)
+    return dict(zip(known.tolist(), ids.to_pylist()))
 
 
 def cluster(work: str, layout: Layout, new_names: list[str], params: Params, rounds: list[str], parts: int) -> dict:
@@ -124,7 +145,7 @@ def cluster(work: str, layout: Layout, new_names: list[str], params: Params, rou
     table = {k: v[keep_rows] for k, v in table.items()}
     order = np.argsort(table["doc"], kind="stable")
     table = {k: v[order] for k, v in table.items()}
-    id_of = ids_of(work, layout, np.concatenate([table["kept_doc"], table["rep_doc"]]))
+    id_of = id_table(work, layout, np.concatenate([table["kept_doc"], table["rep_doc"]]))
     shard = layout.shard_of(table["doc"])
     first = layout.first
     for s, name in enumerate(layout.names):
@@ -134,8 +155,7 @@ def cluster(work: str, layout: Layout, new_names: list[str], params: Params, rou
         cols = {k: v[m] for k, v in table.items()}
         save_parquet(pa.table({
             "row": cols["doc"] - first[s], "status": cols["status"], "kept_doc": cols["kept_doc"], "rep_doc": cols["rep_doc"],
-            "kept_id": [id_of.get(int(d), "?") for d in cols["kept_doc"]],
-            "rep_id": [id_of.get(int(d), "?") for d in cols["rep_doc"]],
+            "kept_id": take_ids(id_of, cols["kept_doc"]), "rep_id": take_ids(id_of, cols["rep_doc"]),
             "similarity": cols["similarity"], "edge_sim": cols["edge_sim"], "in_cluster": cols["in_cluster"],
         }, schema=ASSIGN_SCHEMA), work / "assign" / name)
     return _cluster_figures(work, layout, nodes, root_ix, n_old)
