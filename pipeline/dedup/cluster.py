@@ -5,7 +5,7 @@ Components are computed over the edge list only: the exact and URL removals (rep
 verified near-duplicate pairs. A document with no edge never enters, so this unit holds
 O(edges + documents in edges), not O(corpus): in bytes about 16 x (removals + edges) to read
 them, plus 48 x (distinct documents in edges) for the union-find and per-document arrays, plus
-their ids as Arrow strings (the id's bytes + 4 each) for the assign files. In
+their ids as Arrow strings (the id's bytes + 4 each) for the assign files, read one shard at a time. In
 each component the document earliest in shard order is kept and its id is the cluster id; the
 others become near duplicates unless an exact round already removed them.
 
@@ -62,17 +62,22 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def id_table(work: Path, layout: Layout, docs: np.ndarray) -> tuple[np.ndarray, pa.Array]:
-    """Ids of the given documents: (sorted document numbers, their ids as one Arrow string array),
-    a semi-join over the `docs/` files. Arrow strings cost the id's bytes plus 4 B each; a dict of
-    Python strings cost ~400 B per document, which made the driver grow with the clusters."""
-    import polars as pl
-
+    """Ids of the given documents: (sorted document numbers, their ids as one Arrow string array).
+    Each shard's `docs/` file that holds a wanted document is read alone, so the driver holds one
+    shard's ids at a time and then only the wanted ones (the id's bytes + 4 B each), never the
+    corpus's (a join over every file held ~40 B per document of the corpus)."""
     want = np.unique(np.asarray(docs, np.int64))
-    if len(want) == 0:
-        return want, pa.array([], pa.string())
-    df = pl.scan_parquet([Path(work) / "docs" / n for n in layout.names]).select("doc", "id").join(
-        pl.DataFrame({"doc": want}).lazy(), on="doc", how="semi").sort("doc").collect()
-    return df["doc"].to_numpy(), df["id"].to_arrow().cast(pa.string())
+    known, ids = [np.zeros(0, np.int64)], [pa.array([], pa.string())]
+    shard = layout.shard_of(want)
+    for s in np.unique(shard):
+        t = pq.read_table(Path(work) / "docs" / layout.names[s], columns=["doc", "id"])
+        d = t.column("doc").to_numpy()
+        hit = np.isin(d, want[shard == s])
+        known.append(d[hit])
+        ids.append(t.column("id").filter(pa.array(hit)).combine_chunks().cast(pa.string()))
+    known, ids = np.concatenate(known), pa.concat_arrays(ids)
+    order = np.argsort(known, kind="stable")
+    return known[order], ids.take(pa.array(order))
 
 
 def take_ids(table: tuple[np.ndarray, pa.Array], docs: np.ndarray) -> pa.Array:
