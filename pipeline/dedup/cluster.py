@@ -5,7 +5,7 @@ Components are computed over the edge list only: the exact and URL removals (rep
 verified near-duplicate pairs. A document with no edge never enters, so this unit holds
 O(edges + documents in edges), not O(corpus): in bytes about 16 x (removals + edges) to read
 them, plus 48 x (distinct documents in edges) for the union-find and per-document arrays, plus
-their ids as Arrow strings (the id's bytes + 4 each) for the assign files, read one shard at a time. In
+their ids as Arrow strings (the id's bytes + 4 each) for the assign files, read by row one shard at a time. In
 each component the document earliest in shard order is kept and its id is the cluster id; the
 others become near duplicates unless an exact round already removed them.
 
@@ -63,21 +63,18 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def id_table(work: Path, layout: Layout, docs: np.ndarray) -> tuple[np.ndarray, pa.Array]:
     """Ids of the given documents: (sorted document numbers, their ids as one Arrow string array).
-    Each shard's `docs/` file that holds a wanted document is read alone, so the driver holds one
-    shard's ids at a time and then only the wanted ones (the id's bytes + 4 B each), never the
-    corpus's (a join over every file held ~40 B per document of the corpus)."""
+    A `docs/` file holds its shard's documents densely in order (doc = first + row), so each shard
+    that holds a wanted document gives its ids by row: one shard's id column at a time, never the
+    corpus's."""
     want = np.unique(np.asarray(docs, np.int64))
-    known, ids = [np.zeros(0, np.int64)], [pa.array([], pa.string())]
-    shard = layout.shard_of(want)
-    for s in np.unique(shard):
-        t = pq.read_table(Path(work) / "docs" / layout.names[s], columns=["doc", "id"])
-        d = t.column("doc").to_numpy()
-        hit = np.isin(d, want[shard == s])
-        known.append(d[hit])
-        ids.append(t.column("id").filter(pa.array(hit)).combine_chunks().cast(pa.string()))
-    known, ids = np.concatenate(known), pa.concat_arrays(ids)
-    order = np.argsort(known, kind="stable")
-    return known[order], ids.take(pa.array(order))
+    shard, first = layout.shard_of(want), layout.first
+    ids = [pa.array([], pa.string())]
+    starts = np.searchsorted(shard, np.unique(shard))  # want is sorted, so each shard's documents are one run
+    for lo, hi in zip(starts, [*starts[1:], len(want)]):
+        s = int(shard[lo])
+        column = pq.read_table(Path(work) / "docs" / layout.names[s], columns=["id"]).column("id")
+        ids.append(column.take(pa.array(want[lo:hi] - first[s])).combine_chunks().cast(pa.string()))
+    return want, pa.concat_arrays(ids)
 
 
 def take_ids(table: tuple[np.ndarray, pa.Array], docs: np.ndarray) -> pa.Array:
@@ -151,13 +148,13 @@ def cluster(work: str, layout: Layout, new_names: list[str], params: Params, rou
     order = np.argsort(table["doc"], kind="stable")
     table = {k: v[order] for k, v in table.items()}
     id_of = id_table(work, layout, np.concatenate([table["kept_doc"], table["rep_doc"]]))
-    shard = layout.shard_of(table["doc"])
-    first = layout.first
+    # table["doc"] is sorted, so each shard's rows are one slice
+    bounds = np.searchsorted(layout.shard_of(table["doc"]), np.arange(len(layout.names) + 1))
+    first, new_names = layout.first, set(new_names)
     for s, name in enumerate(layout.names):
         if name not in new_names:
             continue
-        m = shard == s
-        cols = {k: v[m] for k, v in table.items()}
+        cols = {k: v[bounds[s]:bounds[s + 1]] for k, v in table.items()}
         save_parquet(pa.table({
             "row": cols["doc"] - first[s], "status": cols["status"], "kept_doc": cols["kept_doc"], "rep_doc": cols["rep_doc"],
             "kept_id": take_ids(id_of, cols["kept_doc"]), "rep_id": take_ids(id_of, cols["rep_doc"]),
