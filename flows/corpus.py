@@ -21,7 +21,6 @@ shared with the flow.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import shlex
 import time
@@ -135,7 +134,7 @@ def _in_task_folder(store: "storage.TaskStore | None", reads, fn, *args) -> Unit
 
 @task(name="ingest-source", **IO_RETRIES)
 def ingest_task(recipe: Recipe, index: int, root: str, key: str, store=None) -> UnitResult:
-    return _in_task_folder(store, (), _ingest, recipe, index, root, key)
+    return pool.run(_in_task_folder, store, (), _ingest, recipe, index, root, key)
 
 
 def _ingest(recipe: Recipe, index: int, root: str, key: str) -> UnitResult:
@@ -154,7 +153,7 @@ def _ingest(recipe: Recipe, index: int, root: str, key: str) -> UnitResult:
 
 @task(name="clean-shard")
 def clean_task(shard: str, root: str, config, key: str, store=None) -> UnitResult:
-    return _in_task_folder(store, [str(Path(root) / shard)], _clean, shard, root, config, key)
+    return pool.run(_in_task_folder, store, [str(Path(root) / shard)], _clean, shard, root, config, key)
 
 
 def _clean(shard: str, root: str, config, key: str) -> UnitResult:
@@ -176,6 +175,10 @@ def _files(folder: Path) -> list[Path]:
 def unit_task(fn, args: tuple, store=None, reads: tuple = ()):
     """One unit of a global stage's phase (pipeline/units.py run_unit and its arguments); with a
     remote output, (its result, what it put into the store)."""
+    return pool.run(_unit, fn, args, store, reads)
+
+
+def _unit(fn, args: tuple, store, reads: tuple):
     if store is None:
         return fn(*args)
     with store.task_folder(reads) as folder:
@@ -479,8 +482,8 @@ def _dask_runner_class():
 
 
 def make_task_runner(workers: int, dask: str | None = None):
-    """The task runner for mapped stages: a Dask cluster (`ADDRESS` or `local:N`), a
-    process pool of `workers`, or one thread when workers == 1."""
+    """The task runner for mapped stages: a Dask cluster (`ADDRESS` or `local:N`), task runs on
+    threads handing their work to a pool of `workers` processes, or one thread when workers == 1."""
     if dask:
         _quiet_distributed()
         DaskTaskRunner = _dask_runner_class()
@@ -494,35 +497,41 @@ def make_task_runner(workers: int, dask: str | None = None):
     from prefect.task_runners import ThreadPoolTaskRunner
 
     if workers > 1:
-        return _forkserver_runner_class()(max_workers=workers, initializer=pool.init_worker, initargs=(dict(os.environ),))
+        return _pool_runner_class()(workers)
     return ThreadPoolTaskRunner(max_workers=1)
 
 
-def _forkserver_runner_class():
-    """Prefect's ProcessPoolTaskRunner, its workers forked from flows/pool.py's fork server
-    (preloaded, maybe already started by the CLI) instead of spawned, each importing Prefect
-    and the pipeline again. Prefect picks "spawn" in its __enter__ through the module's
-    `multiprocessing`: that name is replaced for the call. Should a later Prefect pick its
-    context some other way, the workers are spawned as before (slower, same results)."""
-    import prefect.task_runners as runners
+def _pool_runner_class():
+    """Task runs on `workers` threads of the flow process, their work on flows/pool.py's process
+    pool of as many workers (opened with the runner, closed with it). Each unit is still one
+    Prefect task run, with its retries, states and logs, and its work still runs in parallel
+    processes; only the task engine's bookkeeping stays in this process (see flows/pool.py)."""
+    from prefect.task_runners import ThreadPoolTaskRunner
 
-    class _Multiprocessing:
-        def __getattr__(self, name):
-            return getattr(multiprocessing, name)
+    class ProcessPoolThreadTaskRunner(ThreadPoolTaskRunner):
+        def __init__(self, workers: int):
+            super().__init__(max_workers=workers)
+            self.workers = workers
 
-        @staticmethod
-        def get_context(method=None):
-            return pool.context()
+        def duplicate(self):
+            return type(self)(self.workers)
 
-    class ForkserverPoolTaskRunner(runners.ProcessPoolTaskRunner):
         def __enter__(self):
-            real, runners.multiprocessing = runners.multiprocessing, _Multiprocessing()
+            super().__enter__()
             try:
-                return super().__enter__()
-            finally:
-                runners.multiprocessing = real
+                pool.open_pool(self.workers)
+            except BaseException:
+                super().__exit__(None, None, None)
+                raise
+            return self
 
-    return ForkserverPoolTaskRunner
+        def __exit__(self, *exc):
+            try:
+                super().__exit__(*exc)  # waits for the task threads, which wait for their units
+            finally:
+                pool.close_pool()
+
+    return ProcessPoolThreadTaskRunner
 
 
 @flow(name="corpus", log_prints=True)

@@ -1,21 +1,29 @@
-"""The process pool's workers: forked from one fork server that imported the flow's modules once.
+"""The local engine's worker processes: a process pool whose workers are forked from one fork
+server that imported the stages' modules once.
 
-Prefect's ProcessPoolTaskRunner spawns its workers (`multiprocessing` "spawn"): each one is a
-new interpreter that imports Prefect and the pipeline (~3 CPU-seconds each) when the first
-task reaches it. Here they are forked from a fork server (`multiprocessing` "forkserver")
-that imported those modules once, and `prestart()` starts that server early, while Prefect's
-temporary API server boots: the first ingest task then starts at once. The fork server is a
-fresh single-threaded interpreter, as safe to fork as Prefect's spawn is to start; the tasks
-still run through Prefect's task engine and API, only the way the worker processes start
-differs. This module imports no Prefect (the CLI calls prestart() before importing it).
+With `--workers N` (no Dask), every unit is still one Prefect task run, but the task runs on a
+thread of the flow process and hands its work, a plain function of the pipeline, to this pool
+(`run`). Prefect's own process-pool runner ran the task engine in each worker instead: a task
+there cost ~100 ms of pickling, settings and API traffic of its own (2.2 s for 21 empty tasks,
+against 0.2 s this way), more than many units' work on the default corpus. The workers are
+plain: no Prefect state, no API client, only the pipeline.
+
+Spawned workers would each import the pipeline (~2 CPU-seconds) when the first unit reaches
+them; here they are forked from a fork server (`multiprocessing` "forkserver") that imported
+those modules once, and `prestart()` starts that server early, while Prefect's API server
+boots. The fork server is a fresh single-threaded interpreter, as safe to fork as spawn is to
+start. This module imports no Prefect (the CLI calls prestart() before importing it).
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+from concurrent.futures import Executor, ProcessPoolExecutor
 
-# What every worker needs: the flow's tasks (Prefect, the pipeline's stages) and their libraries.
+# What every worker needs: the functions the tasks hand over (flows.corpus) and the pipeline's stages.
 PRELOAD = ["flows.corpus", "pipeline.clean", "pipeline.dedup", "pipeline.ingest", "pipeline.tokenize", "pipeline.units"]
+
+_executor: Executor | None = None  # the pool of the flow run in progress in this process, if any
 
 
 def context():
@@ -37,10 +45,32 @@ def prestart() -> None:
 
 def init_worker(environ: dict) -> None:
     """In each worker, first: the flow process's environment at the pool's start, as a spawned
-    worker would have it (the fork server keeps the one of its own start), and Prefect's global
-    settings rebuilt from it (threads outside a task's context read those)."""
+    worker would have it (the fork server keeps the one of its own start)."""
     os.environ.clear()
     os.environ.update(environ)
-    from prefect.context import refresh_global_settings_context
 
-    refresh_global_settings_context()
+
+def open_pool(workers: int) -> ProcessPoolExecutor:
+    """The pool `run` hands work to, until close_pool."""
+    global _executor
+    if _executor is not None:
+        raise RuntimeError("a process pool is already open in this process")
+    _executor = ProcessPoolExecutor(workers, mp_context=context(), initializer=init_worker,
+                                    initargs=(dict(os.environ),))
+    return _executor
+
+
+def close_pool() -> None:
+    global _executor
+    executor, _executor = _executor, None
+    if executor is not None:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def run(fn, *args):
+    """fn(*args) on the open pool (from a task's thread), or here where none is open: one
+    worker, or a Dask worker process, where the task itself already runs where it should."""
+    executor = _executor
+    if executor is None:
+        return fn(*args)
+    return executor.submit(fn, *args).result()
