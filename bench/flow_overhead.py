@@ -240,7 +240,7 @@ def main(argv=None):
     recipe = write_recipe(work, corpus, args.shard_docs)
 
     from flows.corpus import run_corpus
-    from flows.storage import prefect_api
+    from flows.server import prefect_api
 
     t = time.perf_counter()
     with prefect_api():

@@ -13,6 +13,7 @@
     opencorpus quality train --positive FILES... --negative FILES... --out MODEL.npz [--field text]
     opencorpus quality train --task TASK.yaml --positive-label LABEL --out MODEL.npz
     opencorpus ablate ABLATION.yaml [--workers N] [--plan] [--report]
+    opencorpus server status|stop                   (the Prefect server kept between runs)
 
 A failure ends in one line on stderr naming what failed (exit 2 for bad input or usage,
 1 otherwise, 130 on Ctrl-C); add --debug anywhere for the traceback.
@@ -20,7 +21,9 @@ A failure ends in one line on stderr naming what failed (exit 2 for bad input or
 Prefect (run, deploy) keeps its state in $PREFECT_HOME when set, else in
 $OPENCORPUS_CACHE/prefect (default ~/.cache/opencorpus/prefect), not in ~/.prefect; a
 profile in ~/.prefect/profiles.toml (a server's or Prefect Cloud's API URL) still applies.
-Without a configured API, `run` starts a temporary Prefect server for the run.
+Without a configured API, the first `run` starts a Prefect server for that home and later
+commands use it; it stops itself after $OPENCORPUS_SERVER_IDLE_S seconds (default 600) unused
+(0: a server per run, stopped when it ends). `opencorpus server status|stop`.
 """
 from __future__ import annotations
 
@@ -73,6 +76,18 @@ def check_train_section(recipe, origin) -> None:
         raise RecipeError(f"{origin}: train: {e}") from None
 
 
+def cmd_server(args) -> int:
+    _quiet_prefect_defaults()
+    from flows import server
+
+    if args.action == "stop":
+        pid = server.stop_server()
+        print(f"stopped the Prefect server (pid {pid})" if pid else server.status())
+    else:
+        print(server.status())
+    return 0
+
+
 def cmd_run(args) -> int:
     _quiet_prefect_defaults()
     from flows.supervise import is_supervised, supervise
@@ -109,9 +124,9 @@ def _run_supervised(args) -> int:
     watch_parent()
     if not args.debug:  # before the pool's fork server starts: its workers keep the environment of that moment
         os.environ["OPENCORPUS_QUIET_TRACEBACKS"] = "1"
-    from flows.storage import start_temporary_server
+    from flows.server import start_server_early
 
-    start_temporary_server()
+    start_server_early()
     if args.workers > 1 and not args.dask:
         from flows import pool
 
@@ -369,6 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scale_arguments(d)
     d.set_defaults(func=cmd_deploy)
 
+    v = sub.add_parser("server", help="the Prefect API server kept between runs of this Prefect home: status or stop")
+    v.add_argument("action", choices=["status", "stop"])
+    v.set_defaults(func=cmd_server)
+
     g = sub.add_parser("progress", help="show the progress of the latest run in a corpus folder")
     g.add_argument("dir")
     g.add_argument("--follow", "-f", action="store_true", help="redraw until the run ends")
@@ -448,9 +467,9 @@ def cmd_ablate(args) -> int:
         plan = Plan(load_ablation(args.ablation), Path("."))
         print(plan.describe() if args.plan else write_report(plan))
         return 0
-    from flows.storage import prefect_api, start_temporary_server
+    from flows.server import prefect_api, start_server_early
 
-    start_temporary_server()
+    start_server_early()
     with prefect_api():
         print(run_ablation(args.ablation, workers=args.workers))
     return 0

@@ -653,5 +653,7 @@ def _artifact_key(name: str) -> str:
 def run_corpus(recipe_path: str, output: str | None = None, workers: int = 2, cards_dir: str | None = "data_cards",
                dask: str | None = None, work_dir: str | None = None, force: bool = False) -> Manifest:
     """Run the corpus flow (its mapped stages on `workers` processes, or on Dask with `dask`)."""
-    with storage.prefect_api():
+    from flows.server import prefect_api
+
+    with prefect_api():
         return corpus_flow(recipe_path, output, workers, cards_dir, dask, work_dir, force)

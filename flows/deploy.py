@@ -43,7 +43,7 @@ def serve_recipe(recipe_path: str, cron: str, name: str | None = None, output: s
     from prefect.schedules import Cron
 
     from flows.corpus import corpus_flow
-    from flows.storage import prefect_api
+    from flows.server import prefect_api
 
     recipe = load_recipe(recipe_path)
     params = deployment_parameters(recipe_path, output, workers, cards_dir, dask, work_dir)

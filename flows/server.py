@@ -1,0 +1,400 @@
+"""The Prefect API server of `opencorpus` commands: one per Prefect home, kept between runs.
+
+Without a configured API (PREFECT_API_URL, or a profile's), Prefect starts a temporary server
+in every process that runs a flow and stops it at exit. On 2 cores that start (imports, the
+database check) took ~5 s of every `opencorpus run`, a quarter of the default run. So the
+first command that needs a server starts one in a session of its own, where it outlives the
+command, and later commands with the same Prefect home use it:
+
+* it stops by itself once no command has used it for `OPENCORPUS_SERVER_IDLE_S` seconds
+  (default 600): no request in flight or for that long, and no command registered as using
+  it still alive (a run whose only task takes an hour sends nothing for an hour);
+* `OPENCORPUS_SERVER_IDLE_S=0`: a server of the run's own, stopped when it ends (Prefect's
+  behaviour); `opencorpus server status` / `opencorpus server stop`;
+* it is the server Prefect itself would start (uvicorn, `create_app`, ephemeral settings, no
+  UI), on 127.0.0.1 only, and is used only from the Python environment and Prefect version it
+  was started from: a command from another one (a new venv, an upgrade) stops it and starts
+  its own.
+
+Its files, in $PREFECT_HOME: `opencorpus-server.json` (pid, URL, versions), `.lock` (one
+command starts it at a time), `.log` (its output), `opencorpus-server.clients/PID` (the
+commands using it). Commands only read and write these; the server removes the json when
+it stops. This module imports no Prefect (the CLI calls `ensure_server` before importing it).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+IDLE_ENV = "OPENCORPUS_SERVER_IDLE_S"
+DEFAULT_IDLE_S = 600.0
+START_TIMEOUT_S = 120.0  # a fresh database migrates first; a busy 2-core machine is slow at it
+SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+
+
+def idle_seconds() -> float:
+    value = os.environ.get(IDLE_ENV, "")
+    try:
+        return float(value) if value.strip() else DEFAULT_IDLE_S
+    except ValueError:
+        raise ValueError(f"{IDLE_ENV}={value!r}: expected seconds (0: a server per run)") from None
+
+
+def home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+
+
+def _files(folder: Path) -> dict[str, Path]:
+    return {k: folder / f"opencorpus-server{suffix}" for k, suffix in
+            (("info", ".json"), ("lock", ".lock"), ("log", ".log"), ("clients", ".clients"))}
+
+
+def _identity() -> dict:
+    """What a client must share with the server to use it: the interpreter and Prefect's version
+    (read from the installed metadata: importing Prefect here would cost the time saved)."""
+    from importlib.metadata import version
+
+    return {"environment": sys.prefix, "prefect": version("prefect")}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _healthy(url: str, timeout: float = 1.0) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def read_info(folder: Path | None = None) -> dict | None:
+    path = _files(folder or home())["info"]
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and "pid" in info and "url" in info else None
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_server() -> tuple[str, int]:
+    """(API URL, server pid) of this Prefect home's kept server: the running one, or one started
+    now (it may still be booting: `wait_until_ready`). Registers this process as its user."""
+    folder = home()
+    files = _files(folder)
+    with _locked(files["lock"]):
+        info = read_info(folder)
+        if info is not None and _alive(info["pid"]):
+            if {k: info.get(k) for k in _identity()} == _identity():
+                _register(files["clients"])
+                return info["url"], info["pid"]
+            stop_server(folder, locked=True)  # another interpreter's or Prefect's: not ours to talk to
+        url, pid = _spawn(folder, files)
+        _register(files["clients"])
+        return url, pid
+
+
+def _register(clients: Path):
+    import atexit
+
+    clients.mkdir(parents=True, exist_ok=True)
+    mark = clients / str(os.getpid())
+    mark.touch()
+    atexit.register(lambda: mark.unlink(missing_ok=True))
+
+
+def _spawn(folder: Path, files: dict[str, Path]) -> tuple[str, int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "OPENCORPUS_SUPERVISED")}
+    env.update(SERVER_ENV, PREFECT_HOME=str(folder), PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1])] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])))
+    with open(files["log"], "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "flows.server", "serve", "--port", str(port),
+                                    "--idle", str(idle_seconds())],
+                                   env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                   start_new_session=True, close_fds=True, cwd=str(folder))
+    url = f"http://127.0.0.1:{port}/api"
+    info = {"pid": process.pid, "url": url, "started": time.time(), **_identity()}
+    tmp = files["info"].with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info))
+    os.replace(tmp, files["info"])
+    return url, process.pid
+
+
+def wait_until_ready(url: str, pid: int, timeout: float = START_TIMEOUT_S) -> bool:
+    """True once the server answers; False if it exited first (its log says why) or never answered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _healthy(url, timeout=2.0):
+            return True
+        if not _alive(pid):
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def stop_server(folder: Path | None = None, locked: bool = False, timeout: float = 10.0) -> int | None:
+    """Stop this home's kept server, if one runs; its pid, or None."""
+    folder = folder or home()
+    files = _files(folder)
+    with (contextlib.nullcontext() if locked else _locked(files["lock"])):
+        info = read_info(folder)
+        if info is None:
+            return None
+        pid = info["pid"]
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _alive(pid) and time.monotonic() < deadline:
+                _reap(pid)
+                time.sleep(0.05)
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                _reap(pid)
+        files["info"].unlink(missing_ok=True)
+        return pid
+
+
+def _reap(pid: int):
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)  # started by this process (a test): a zombie still answers kill(0)
+
+
+def status(folder: Path | None = None) -> str:
+    folder = folder or home()
+    info = read_info(folder)
+    if info is None or not _alive(info["pid"]):
+        return f"no opencorpus Prefect server for {folder}"
+    clients = [p.name for p in _files(folder)["clients"].glob("*") if p.name.isdigit() and _alive(int(p.name))]
+    state = "answering" if _healthy(info["url"]) else "not answering"
+    return (f"Prefect server {info['url']} (pid {info['pid']}, {state}, Prefect {info.get('prefect')}), "
+            f"home {folder}; in use by {len(clients)} command(s); stops after {idle_seconds():g} s idle "
+            f"({IDLE_ENV})")
+
+
+# --------------------------------------------------------------------------- the server process
+
+
+def serve(port: int, idle: float) -> None:
+    """Run Prefect's ephemeral API app on 127.0.0.1:port until idle for `idle` seconds."""
+    import threading
+
+    import uvicorn
+
+    folder = home()
+    files = _files(folder)
+    activity = {"last": time.monotonic(), "open": 0}
+
+    def app_factory():
+        from prefect.server.api.server import create_app
+
+        inner = create_app()
+
+        async def app(scope, receive, send):
+            if scope["type"] == "lifespan":
+                return await inner(scope, receive, send)
+            activity["open"] += 1  # one event loop: no lock needed
+            try:
+                return await inner(scope, receive, send)
+            finally:
+                activity["open"] -= 1
+                activity["last"] = time.monotonic()
+
+        return app
+
+    config = uvicorn.Config(app_factory, factory=True, host="127.0.0.1", port=port, log_level="error", lifespan="on")
+    server = uvicorn.Server(config)
+
+    def users_alive() -> bool:
+        alive = False
+        for mark in list(files["clients"].glob("*")) if files["clients"].is_dir() else []:
+            if mark.name.isdigit() and _alive(int(mark.name)):
+                alive = True
+            else:
+                mark.unlink(missing_ok=True)  # a command killed before it could unregister
+        return alive
+
+    def watch():
+        while not server.should_exit:
+            time.sleep(min(5.0, max(idle / 4, 0.2)))
+            if activity["open"] == 0 and time.monotonic() - activity["last"] > idle and not users_alive():
+                server.should_exit = True
+
+    threading.Thread(target=watch, name="opencorpus-server-idle", daemon=True).start()
+    try:
+        server.run()
+    finally:
+        info = read_info(folder)
+        if info is not None and info.get("pid") == os.getpid():
+            files["info"].unlink(missing_ok=True)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m flows.server")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--idle", type=float, default=DEFAULT_IDLE_S)
+    args = ap.parse_args(argv)
+    serve(args.port, args.idle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+# --------------------------------------------------------------------------- the commands' side
+
+
+class _NotTemporaryServerInfo:
+    def filter(self, record) -> bool:
+        return record.levelno > 20 or "temporary server" not in str(record.msg)
+
+
+# (url, pid, this run's own: stop it at exit) of start_server_early, until prefect_api() takes it
+_early_server: tuple[str, int, bool] | None = None
+
+
+def start_server_early() -> None:
+    """When no API is configured: make sure this home's server runs (the kept one, or a server of
+    this run's own with OPENCORPUS_SERVER_IDLE_S=0), without waiting for it, so that it boots
+    while this process imports the flow and the pool's workers start; prefect_api() waits. Its
+    URL goes into the environment now, before anything imports Prefect or starts (the pool's
+    fork server): every process and thread then finds this one server. Should a profile name
+    a server of its own (read once Prefect is imported), that one is used instead."""
+    global _early_server
+    if _early_server is not None or os.environ.get("PREFECT_API_URL"):
+        return
+    own = idle_seconds() <= 0
+    if own:
+        url, pid = _spawn_own()
+    else:
+        url, pid = ensure_server()
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():  # a profile's server or Prefect Cloud
+        if own:
+            _terminate(pid)
+        return
+    _early_server = (url, pid, own)
+    os.environ["PREFECT_API_URL"] = url
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
+
+
+def _spawn_own() -> tuple[str, int]:
+    """A server for this run only (Prefect's temporary server, started the way Prefect starts it),
+    stopped at exit after Prefect's exit hooks have flushed the logs."""
+    import atexit
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+                                "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+                               env={**os.environ, **SERVER_ENV})
+    atexit.register(_terminate, process.pid)  # registered first, so it runs after the exit hooks Prefect adds later
+    return f"http://127.0.0.1:{port}/api", process.pid
+
+
+def _terminate(pid: int):
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+@contextlib.contextmanager
+def prefect_api():
+    """Run the body against one Prefect API that every process of the run shares: the configured
+    one, or this home's server (start_server_early; started here if it was not). Without it,
+    Prefect starts a temporary server per process, so every pool or Dask worker would start
+    its own (seconds each)."""
+    import logging
+
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import PREFECT_API_URL
+
+    global _early_server
+    # The "Starting/Stopping temporary server" INFO lines are not news to someone who ran
+    # `opencorpus run`; Prefect's warnings and errors still show.
+    logging.getLogger("prefect").addFilter(_NotTemporaryServerInfo())
+    if _early_server is None and not os.environ.get("PREFECT_API_URL") and not PREFECT_API_URL.value():
+        start_server_early()
+    early = _early_server
+    if early is not None and os.environ.get("PREFECT_API_URL") == early[0]:
+        _early_server = None
+        url, pid, own = early
+        if not wait_until_ready(url, pid):
+            log = _files(home())["log"]
+            raise RuntimeError(f"the Prefect API server (pid {pid}) did not start"
+                               + ("" if own else f"; its output is in {log}"))
+        try:
+            yield
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
+            refresh_global_settings_context()
+        return
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    url = PREFECT_API_URL.value()  # set in a profile or a settings context, not in the environment
+    from prefect.settings import temporary_settings
+
+    os.environ["PREFECT_API_URL"] = url
+    # Threads that run outside this context read Prefect's global settings, built at import
+    # from the environment of that moment: rebuild them from the environment that has the URL.
+    refresh_global_settings_context()
+    try:
+        with temporary_settings({PREFECT_API_URL: url}):  # this process's settings context may lack it
+            yield
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        refresh_global_settings_context()
