@@ -37,6 +37,7 @@ from flows import pool, storage
 from flows.storage import default_output
 from flows.progress import ProgressLog
 from flows.state import HashCache, StateStore, claim_output, sha256_json, source_fingerprint, source_module, unit_key
+from flows.units import UnitResult, clean_unit, in_task_folder, ingest_unit, unit_in_folder, unit_result
 from pipeline.io import TOKENIZER_CONFIG_FILES, list_shards, remove_written, written_files
 from pipeline.manifest import build_manifest
 from pipeline.recipe import Recipe, load_recipe
@@ -92,79 +93,18 @@ IO_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_fac
 # where they were written, in parallel across workers). It returns a UnitResult.
 
 
-@dataclass
-class UnitResult:
-    """One finished unit: its done record's key and output hashes, and the stage's stats record."""
-
-    unit: str
-    key: str
-    outputs: dict[str, str]  # relative path -> sha256
-    stats: StageStats
-    reused: bool = False
-    transfer: dict | None = None  # a task on a remote output: the files it put into the store (TaskStore)
-
-
-def _unlink(root: Path, paths):
-    """Remove earlier outputs before a unit reruns: only files opencorpus wrote (pipeline.io ledger)."""
-    remove_written(root, paths)
-
-
-def _source_outputs(root: Path, name: str) -> list[Path]:
-    import re
-
-    own = re.compile(rf"part-{re.escape(name)}-\d+\.parquet")
-    shards = [p for p in list_shards(root / "documents") if own.fullmatch(p.name)]
-    return shards + [root / "rejected" / f"ingest-{name}.parquet"]
-
-
 # Task retries only for what no retry loop below has seen (a Hugging Face Hub hiccup):
 # _is_transient refuses every DownloadError, since the downloader (pipeline/download.py)
 # has already retried what can pass, and what is left (HTTP 404, checksum, size, a
 # redirect loop, a refused address) fails the same way again.
-def _in_task_folder(store: "storage.TaskStore | None", reads, fn, *args) -> UnitResult:
-    """fn(*args) where the output folder is: in place, or with a remote output in a folder of the
-    task's own, its `reads` fetched from the store and what it wrote put back (flows/storage.py)."""
-    if store is None:
-        return fn(*args)
-    with store.task_folder(reads) as folder:
-        result = fn(*folder.local(args))
-    result.transfer = folder.transfer
-    return result
-
-
 @task(name="ingest-source", **IO_RETRIES)
 def ingest_task(recipe: Recipe, index: int, root: str, key: str, store=None) -> UnitResult:
-    return pool.run(_in_task_folder, store, (), _ingest, recipe, index, root, key)
-
-
-def _ingest(recipe: Recipe, index: int, root: str, key: str) -> UnitResult:
-    from pipeline.ingest import ingest_source
-
-    root = Path(root)
-    recipe = storage.stage_remote_sources(recipe)  # a no-op where the flow has staged them (its own machine)
-    source = recipe.source_objects(root)[index]
-    name = source.config.name
-    _unlink(root, _source_outputs(root, name))  # shards of a killed attempt, or of an older config
-    stats = ingest_source(source, root, recipe.ingest.shard_docs, recipe.ingest.rejected_text,
-                          recipe.ingest.rejected_excerpt_chars)  # shards relative to root: the folder may move
-    outputs = [root / s for s in stats.shards] + [root / "rejected" / f"ingest-{name}.parquet"]
-    return _result(StateStore(root).write("ingest", name, key, outputs, stats), stats)
+    return pool.run(in_task_folder, store, (), ingest_unit, recipe, index, root, key)
 
 
 @task(name="clean-shard")
 def clean_task(shard: str, root: str, config, key: str, store=None) -> UnitResult:
-    return pool.run(_in_task_folder, store, [str(Path(root) / shard)], _clean, shard, root, config, key)
-
-
-def _clean(shard: str, root: str, config, key: str) -> UnitResult:
-    from pipeline.clean import clean_shard
-
-    root = Path(root)
-    name = Path(shard).name
-    out, rejected = root / "clean" / name, root / "rejected" / f"clean-{name}"
-    _unlink(root, [out, rejected])
-    stats = clean_shard(root / shard, out, rejected, config)
-    return _result(StateStore(root).write("clean", name, key, [p for p in (out, rejected) if p.exists()], stats), stats)
+    return pool.run(in_task_folder, store, [str(Path(root) / shard)], clean_unit, shard, root, config, key)
 
 
 def _files(folder: Path) -> list[Path]:
@@ -175,15 +115,7 @@ def _files(folder: Path) -> list[Path]:
 def unit_task(fn, args: tuple, store=None, reads: tuple = ()):
     """One unit of a global stage's phase (pipeline/units.py run_unit and its arguments); with a
     remote output, (its result, what it put into the store)."""
-    return pool.run(_unit, fn, args, store, reads)
-
-
-def _unit(fn, args: tuple, store, reads: tuple):
-    if store is None:
-        return fn(*args)
-    with store.task_folder(reads) as folder:
-        result = fn(*folder.local(args))
-    return result, folder.transfer
+    return pool.run(unit_in_folder, fn, args, store, reads)
 
 
 class TaskMapper:
@@ -229,7 +161,7 @@ def tokenizer_task(shards: list[str], root: str, config, docs: int, key: str) ->
     stats = TokenizerStats(docs_in=docs, docs_out=docs, seconds=round(time.perf_counter() - t0, 3),
                            sample_docs=sample.get("docs"), sample_bytes=sample.get("bytes"))
     outputs = [root / "tokenizer.json", *(root / f for f in TOKENIZER_CONFIG_FILES)]
-    return _result(StateStore(root).write("tokenizer", "all", key, outputs, stats), stats)
+    return unit_result(StateStore(root).write("tokenizer", "all", key, outputs, stats), stats)
 
 
 def _token_outputs(root: Path) -> list[Path]:
@@ -251,10 +183,6 @@ def card_task(out_dir: Path, manifest: Manifest, cards_dir: str | None) -> str:
     from pipeline import card as card_mod  # matplotlib and polars: ~1 s of imports the pool's workers never need
 
     return str(card_mod.write_card(out_dir, manifest, data_cards_dir=Path(cards_dir) if cards_dir else None))
-
-
-def _result(rec, stats: StageStats) -> UnitResult:
-    return UnitResult(rec.unit, rec.key, rec.output_hashes(), stats)
 
 
 # --------------------------------------------------------------------------- the build
@@ -395,7 +323,7 @@ class CorpusBuild:
         outputs = [root / o for o in sorted(written) if (root / o).exists()] + _files(root / "dedup_index")
         rec = self.state.write("dedup", "all", key, outputs, stats)
         self.progress.unit_done("dedup", "all", total)
-        return _result(rec, stats)
+        return unit_result(rec, stats)
 
     def tokenize(self, deduped: UnitResult) -> tuple[UnitResult, UnitResult]:
         config = self.recipe.tokenize
@@ -423,7 +351,7 @@ class CorpusBuild:
         _prune(root, set(stats.rejected_files), [("rejected", "tokenize-*.parquet")])
         rec = self.state.write("tokenize", "all", key, _token_outputs(root), stats)
         self.progress.unit_done("tokenize", "all", docs)
-        return trained, _result(rec, stats)
+        return trained, unit_result(rec, stats)
 
 
 def _prune(root: Path, keep: set[str], patterns: list[tuple[str, str]]):

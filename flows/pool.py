@@ -20,8 +20,9 @@ import multiprocessing
 import os
 from concurrent.futures import Executor, ProcessPoolExecutor
 
-# What every worker needs: the functions the tasks hand over (flows.corpus) and the pipeline's stages.
-PRELOAD = ["flows.corpus", "pipeline.clean", "pipeline.dedup", "pipeline.ingest", "pipeline.tokenize", "pipeline.units"]
+# What every worker needs: the functions the tasks hand over (flows.units, no Prefect: its ~2
+# CPU-seconds of imports would compete with the flow's own start) and the pipeline's stages.
+PRELOAD = ["flows.units", "pipeline.clean", "pipeline.dedup", "pipeline.ingest", "pipeline.tokenize", "pipeline.units"]
 
 _executor: Executor | None = None  # the pool of the flow run in progress in this process, if any
 
