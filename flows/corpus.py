@@ -392,18 +392,36 @@ def _drain_prefect_services():
     thread.join(timeout=60)
 
 
+async def _stop_heartbeats(dask_worker):
+    """On a worker of a cluster this run started, before the cluster closes: its heartbeat could
+    otherwise reach the scheduler while it closes, and the worker logs a CommClosedError. One
+    already on its way completes against the still open scheduler in the half second waited."""
+    import asyncio
+
+    for name in ("heartbeat", "keep-alive"):
+        callback = dask_worker.periodic_callbacks.get(name)
+        if callback is not None:
+            callback.stop()
+    await asyncio.sleep(0.5)
+
+
 def _dask_runner_class():
     from prefect_dask import DaskTaskRunner
 
     class CleanDaskTaskRunner(DaskTaskRunner):
-        """prefect-dask's runner, whose workers have nothing left to send when the cluster closes."""
+        """prefect-dask's runner, whose workers have nothing left to send when the cluster closes
+        (and, on a cluster of its own, no heartbeat left to send either)."""
 
         def __exit__(self, *args):
             if self._client is not None:
-                try:
-                    self._client.run(_drain_prefect_services)
-                except Exception as e:  # noqa: BLE001 - the run's result does not depend on it
-                    get_run_logger().debug("draining the Dask workers' Prefect logs failed: %s", e)
+                steps = [_drain_prefect_services]
+                if self.address is None and self.cluster_kwargs:  # `local:N`: never a user's shared cluster
+                    steps.append(_stop_heartbeats)
+                for step in steps:
+                    try:
+                        self._client.run(step)
+                    except Exception as e:  # noqa: BLE001 - the run's result does not depend on it
+                        get_run_logger().debug("%s on the Dask workers failed: %s", step.__name__, e)
             super().__exit__(*args)
 
     return CleanDaskTaskRunner
