@@ -112,7 +112,7 @@ def cmd_run(args) -> int:
     else:  # before the Prefect server starts and before ingest: a missing bucket fails here, in one line
         OutputLocation.of(target, args.work_dir).check_writable()
     # The work runs in a child session that Ctrl-C and kill -9 never leave behind.
-    return supervise(args.argv)
+    return supervise(args.argv, run_child=lambda: main(args.argv))
 
 
 def _run_supervised(args) -> int:
