@@ -13,6 +13,9 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# A command run without an API starts a server per run, stopped when it ends: the kept server
+# (flows/server.py) would outlive the suite. tests/test_prefect_server.py tests the kept one.
+os.environ.setdefault("OPENCORPUS_SERVER_IDLE_S", "0")
 
 import pytest  # noqa: E402
 
