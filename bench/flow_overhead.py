@@ -123,6 +123,7 @@ def run_default_side(mode: str, recipe: Path, out: Path, workers: int, work: Pat
     """Wall seconds of one side, a fresh process each, timed from outside (interpreter start,
     imports and, for the CLI, the supervisor, Prefect's server and the pool included)."""
     shutil.rmtree(out, ignore_errors=True)
+    settle()
     if mode == "direct":
         cmd = [sys.executable, str(Path(__file__).resolve()), "--direct-child", str(recipe), str(out), str(workers)]
         home = work / "unused-home"
@@ -134,7 +135,8 @@ def run_default_side(mode: str, recipe: Path, out: Path, workers: int, work: Pat
     wall, end = time.perf_counter() - t, time.time()
     if res.returncode:
         raise RuntimeError(f"{mode} failed ({' '.join(cmd)}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
-    if mode == "cli, fresh home":
+    if mode == "cli, fresh home":  # its server stops with it: the next fresh run starts its own (untimed)
+        _stop_server(home)
         shutil.rmtree(home, ignore_errors=True)
     manifest = json.loads((out / "manifest.json").read_text())
     # Where the wall time went: until the first stage starts, the work, and the exit after it.
@@ -149,13 +151,42 @@ def run_default_side(mode: str, recipe: Path, out: Path, workers: int, work: Pat
     return wall, {k: v["seconds"] for k, v in manifest["stages"].items() if v}, phases
 
 
+def _cpu_idle_fraction(window: float) -> float:
+    def sample():
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+    (idle0, total0), _ = sample(), time.sleep(window)
+    idle1, total1 = sample()
+    return (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def settle(idle: float = 0.9, window: float = 0.5, limit: float = 30.0) -> None:
+    """Wait (untimed, up to `limit` s) until the machine is idle: the previous run's processes
+    gone, and a kept Prefect server done recording the events a run sent it (seconds of CPU
+    after the command returned, which would otherwise land on the next run, of either side)."""
+    if not Path("/proc/stat").is_file():
+        time.sleep(2)
+        return
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and _cpu_idle_fraction(window) < idle:
+        pass
+
+
+def _stop_server(prefect_home: Path):
+    """Stop the Prefect server a CLI run kept for this home (flows/server.py), as `opencorpus server stop` does."""
+    from flows.server import stop_server
+
+    stop_server(prefect_home)
+
+
 def default_run(args) -> dict:
     """`opencorpus run recipes/default.yaml` against the same stages called directly in one process."""
     work = Path(tempfile.mkdtemp(prefix="flow-overhead-default-"))
     recipe = DEFAULT_RECIPE
     modes = ("direct",) + tuple(f"cli, {h} home" for h in args.homes.split(","))
     try:
-        if "cli, kept home" in modes:  # its database is migrated by an untimed first run (a user's second run on)
+        if "cli, kept home" in modes:  # its database is migrated and its server started by an untimed first run (a user's second run on)
             run_default_side("cli, kept home", recipe, work / "warm", args.workers, work, args.cli)
         times: dict[str, list[float]] = {m: [] for m in modes}
         stages: dict[str, list[dict]] = {m: [] for m in modes}
@@ -171,6 +202,7 @@ def default_run(args) -> dict:
                 print(f"  {mode:>16} #{i}: {wall:6.1f} s  (stages: "
                       + ", ".join(f"{k} {v:.1f}" for k, v in st.items()) + ")", flush=True)
     finally:
+        _stop_server(work / "home-kept")
         shutil.rmtree(work, ignore_errors=True)
     direct = statistics.median(times["direct"])
     print(f"\n`opencorpus run {recipe.relative_to(REPO)} --workers {args.workers}` (a fresh process each, timed from "
@@ -217,7 +249,7 @@ def main(argv=None):
     ap.add_argument("--shard-docs", type=int, default=1000, help="documents per shard (so, clean tasks)")
     ap.add_argument("--default", action="store_true",
                     help="measure the default run as a user runs it: `opencorpus run recipes/default.yaml` (CLI, fresh "
-                         "and kept Prefect home) against the same stages called directly")
+                         "and kept Prefect home: the server a first run started is kept for later runs) against the same stages called directly")
     ap.add_argument("--homes", default="fresh,kept",
                     help="--default: Prefect homes to run the CLI with: fresh (an empty folder each run: the "
                          "database is created and migrated, a user's first run) and/or kept (a user's later runs)")
