@@ -178,7 +178,7 @@ def speed(args):
             "claim": f"clean chain, {n_docs:,} docs, {args.workers} workers, vs datatrove's four filters",
             "baseline": "datatrove 0.10.1 (4 filters chained)", "unit": "s", "better": "lower",
             "ours": ours, "base": theirs}]}, indent=1))
-    print(f"ours kept {kept['docs_out']:,} of {kept['docs_in']:,} (default script-aware words and language-aware stop words)")
+    print(f"ours kept {kept.docs_out:,} of {kept.docs_in:,} (default script-aware words and language-aware stop words)")
 
 
 # ----------------------------------------------------------------------------- agreement
