@@ -137,10 +137,14 @@ def _register(clients: Path):
     atexit.register(lambda: mark.unlink(missing_ok=True))
 
 
-def _spawn(folder: Path, files: dict[str, Path]) -> tuple[str, int]:
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def _spawn(folder: Path, files: dict[str, Path]) -> tuple[str, int]:
+    port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "OPENCORPUS_SUPERVISED")}
     env.update(SERVER_ENV, PREFECT_HOME=str(folder), PYTHONPATH=os.pathsep.join(
         [str(Path(__file__).resolve().parents[1])] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])))
@@ -179,23 +183,27 @@ def stop_server(folder: Path | None = None, locked: bool = False, timeout: float
             return None
         pid = info["pid"]
         if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
-                _reap(pid)
-                time.sleep(0.05)
-            if _alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                _reap(pid)
+            _terminate(pid, timeout)
         files["info"].unlink(missing_ok=True)
         return pid
 
 
-def _reap(pid: int):
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # started by this process (a test): a zombie still answers kill(0)
+def _terminate(pid: int, timeout: float = 5.0):
+    """SIGTERM, then SIGKILL after `timeout` s; reaped where it is this process's child."""
+    def gone() -> bool:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)  # a child of this process: a zombie still answers kill(0)
+        return not _alive(pid)
+
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while not gone() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not gone():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        gone()
 
 
 def status(folder: Path | None = None) -> str:
@@ -333,31 +341,12 @@ def _spawn_own() -> tuple[str, int]:
     stopped at exit after Prefect's exit hooks have flushed the logs."""
     import atexit
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
                                env={**os.environ, **SERVER_ENV})
     atexit.register(_terminate, process.pid)  # registered first, so it runs after the exit hooks Prefect adds later
     return f"http://127.0.0.1:{port}/api", process.pid
-
-
-def _terminate(pid: int):
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG) != (0, 0):
-                return
-        except ChildProcessError:
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
 
 
 @contextlib.contextmanager

@@ -91,7 +91,9 @@ def module_closure(module: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def _closure_cache_path() -> Path:
-    return Path(os.environ.get("OPENCORPUS_CACHE", Path.home() / ".cache" / "opencorpus")) / "code-closures.json"
+    from flows.storage import cache_dir  # flows.storage imports this module
+
+    return cache_dir() / "code-closures.json"
 
 
 @lru_cache(maxsize=None)
