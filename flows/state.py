@@ -329,9 +329,10 @@ def claim_output(root: Path, force: bool = False):
         lock.write(f"pid {os.getpid()} on {platform.node()}\n")
         lock.flush()
         _seed_ledger(root)
+        # The state folder's too: a run killed while a unit wrote its done record leaves a
+        # `.tmp-` record there, which no run trusts and none would otherwise remove.
         for stale in sorted(root.rglob(".tmp-*"), key=lambda p: -len(p.parts)):
-            if STATE_DIR not in stale.relative_to(root).parts[:1]:
-                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
         yield root
     finally:
         lock.close()  # closing releases the lock
