@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	# Prefect's server database, migrated once per Prefect version: a new Prefect home starts from it
+	$(BIN)/python -m flows.server template
 	touch $@
 
 corpus: venv

@@ -92,3 +92,52 @@ def test_an_unused_server_stops_itself_and_one_from_another_environment_is_repla
         time.sleep(0.2)
     assert not _alive(pid), "the idle server kept running"
     assert server.read_info(home) is None
+
+
+def test_a_new_home_starts_from_the_migrated_database_template(tmp_path):
+    """The first server on a new home saves its migrated database as the template (one per Prefect
+    version); a later new home starts from a copy of it, and a run on that home works. A home
+    with a database of its own, or a configured database URL, is never seeded."""
+    from flows import server
+
+    cache = tmp_path / "cache"
+    env = {**_env(tmp_path / "unused", "0"), "OPENCORPUS_CACHE": str(cache)}
+    made = subprocess.run([sys.executable, "-m", "flows.server", "template"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    template = next((cache / "prefect-db").glob("prefect-*.db"))
+    import sqlite3
+
+    with sqlite3.connect(template) as db:  # migrated: Prefect's tables and alembic's version
+        tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
+        assert {"flow_run", "task_run", "alembic_version"} <= tables
+        assert db.execute("select count(*) from flow_run").fetchone()[0] == 0
+    again = subprocess.run([sys.executable, "-m", "flows.server", "template"], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert "exists" in again.stdout
+
+    old = os.environ.get("OPENCORPUS_CACHE")
+    os.environ["OPENCORPUS_CACHE"] = str(cache)
+    try:
+        seeded = tmp_path / "seeded"
+        assert server.seed_database(seeded)
+        assert (seeded / "prefect.db").read_bytes() == template.read_bytes()
+        assert (seeded / "memo_store.toml").is_file()  # block types registered: not again at start
+        assert not server.seed_database(seeded), "a home's own database was replaced"
+        configured = tmp_path / "configured"
+        os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = "postgresql+asyncpg://db.invalid/prefect"
+        try:
+            assert not server.seed_database(configured) and not (configured / "prefect.db").exists()
+        finally:
+            del os.environ["PREFECT_API_DATABASE_CONNECTION_URL"]
+    finally:
+        os.environ.pop("OPENCORPUS_CACHE") if old is None else os.environ.__setitem__("OPENCORPUS_CACHE", old)
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "seeded", "sources": [SOURCE], "ingest": {"shard_docs": 20},
+                                      "tokenize": {"vocab_size": 300, "val_fraction": 0.1}}))
+    run_env = {**_env(tmp_path / "new-home", "0"), "OPENCORPUS_CACHE": str(cache)}
+    _cli(run_env, "run", str(recipe), "--output", str(tmp_path / "out"), "--workers", "1")
+    assert (tmp_path / "out" / "manifest.json").is_file()
+    with sqlite3.connect(tmp_path / "new-home" / "prefect.db") as db:  # the run was recorded in the copy
+        assert db.execute("select count(*) from flow_run").fetchone()[0] == 1
