@@ -175,18 +175,33 @@ def _default_database(folder: Path) -> bool:
 
 
 def seed_database(folder: Path) -> bool:
-    """Give a home that has no database a copy of the template; True if it got one."""
+    """Give a home that has no database a copy of the template; True if this call put it there
+    (the database is then this Prefect version's, fully migrated)."""
     database = folder / "prefect.db"
     template, memo = template_paths()
     if database.exists() or not template.is_file() or not _default_database(folder):
         return False
     folder.mkdir(parents=True, exist_ok=True)
-    for source, target in ((template, database), (memo, folder / "memo_store.toml")):
-        if source.is_file() and not target.exists():
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)  # a killed copy leaves a temp file, never half a database
+    if not _copy_new(template, database):
+        return False  # another command's server got there first; Prefect checks that database
+    if memo.is_file():
+        _copy_new(memo, folder / "memo_store.toml")
     return True
+
+
+def _copy_new(source: Path, target: Path) -> bool:
+    """Copy `source` to `target` unless `target` exists by then (False): through a temporary
+    file, so a killed copy never leaves half a file, linked into place, which fails rather
+    than replace a database another process has just created and opened."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    try:
+        os.link(tmp, target)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _save_template(folder: Path) -> None:
@@ -203,8 +218,10 @@ def _save_template(folder: Path) -> None:
     with contextlib.closing(sqlite3.connect(folder / "prefect.db")) as db:
         db.execute("VACUUM INTO ?", (str(tmp),))
     if (folder / "memo_store.toml").is_file():
-        shutil.copyfile(folder / "memo_store.toml", memo)
-    os.replace(tmp, template)
+        memo_tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+        shutil.copyfile(folder / "memo_store.toml", memo_tmp)
+        os.replace(memo_tmp, memo)
+    os.replace(tmp, template)  # last: a template is only ever complete
 
 
 def _free_port() -> int:

@@ -124,6 +124,11 @@ def test_a_new_home_starts_from_the_migrated_database_template(tmp_path):
         assert (seeded / "prefect.db").read_bytes() == template.read_bytes()
         assert (seeded / "memo_store.toml").is_file()  # block types registered: not again at start
         assert not server.seed_database(seeded), "a home's own database was replaced"
+        raced = tmp_path / "raced"  # a database another command created after the check: kept, not replaced
+        raced.mkdir()
+        (raced / "prefect.db").write_bytes(b"another server's")
+        assert not server._copy_new(template, raced / "prefect.db")
+        assert (raced / "prefect.db").read_bytes() == b"another server's" and sorted(raced.iterdir()) == [raced / "prefect.db"]
         configured = tmp_path / "configured"
         os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = "postgresql+asyncpg://db.invalid/prefect"
         try:
