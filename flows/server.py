@@ -417,18 +417,20 @@ def make_template() -> int:
         print(f"database template: {template_paths()[0]} (exists)")
         return 0
     with tempfile.TemporaryDirectory(prefix="opencorpus-prefect-") as tmp:
-        os.environ["PREFECT_HOME"] = tmp
+        os.environ.update(PREFECT_HOME=tmp, **{IDLE_ENV: "60"})  # 0 (a server per run) would stop it at once
         for k in DATABASE_ENV:
             os.environ.pop(k, None)
         url, pid = _spawn(Path(tmp), _files(Path(tmp)))
         try:
-            ready = wait_until_ready(url, pid)
+            wait_until_ready(url, pid)
         finally:
             _terminate(pid)
-    made = template_paths()[0].is_file()
-    print(f"database template: {template_paths()[0]}" if ready and made else
-          "database template: not made (the server did not start)", file=sys.stdout if made else sys.stderr)
-    return 0 if made else 1
+        log = _files(Path(tmp))["log"].read_text(errors="replace")[-2000:]
+    if template_paths()[0].is_file():
+        print(f"database template: {template_paths()[0]}")
+        return 0
+    print(f"database template: not made; the server's output:\n{log}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
