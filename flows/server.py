@@ -209,19 +209,17 @@ def _save_template(folder: Path) -> None:
     a consistent copy of it (VACUUM INTO reads through the WAL) becomes the template."""
     import sqlite3
 
+    from pipeline.io import atomic_path
+
     template, memo = template_paths()
     if template.exists():
         return
-    template.parent.mkdir(parents=True, exist_ok=True)
-    tmp = template.with_name(f".{template.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    with contextlib.closing(sqlite3.connect(folder / "prefect.db")) as db:
-        db.execute("VACUUM INTO ?", (str(tmp),))
     if (folder / "memo_store.toml").is_file():
-        memo_tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
-        shutil.copyfile(folder / "memo_store.toml", memo_tmp)
-        os.replace(memo_tmp, memo)
-    os.replace(tmp, template)  # last: a template is only ever complete
+        with atomic_path(memo) as tmp:
+            shutil.copyfile(folder / "memo_store.toml", tmp)
+    # The database last: a template that exists is complete. VACUUM INTO accepts the empty file.
+    with atomic_path(template) as tmp, contextlib.closing(sqlite3.connect(folder / "prefect.db")) as db:
+        db.execute("VACUUM INTO ?", (str(tmp),))
 
 
 def _free_port() -> int:
@@ -230,16 +228,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _server_env(folder: Path) -> dict:
+def _server_env(seeded: bool) -> dict:
     """Prefect's temporary-server settings; for a home just seeded with the template (migrated by
     this Prefect version), no migration check at start (alembic loads every migration: ~0.4 s)."""
-    return {**SERVER_ENV, **({MIGRATE_ENV: "false"} if seed_database(folder) else {})}
+    return {**SERVER_ENV, **({MIGRATE_ENV: "false"} if seeded else {})}
 
 
 def _spawn(folder: Path, files: dict[str, Path]) -> tuple[str, int]:
+    seeded = seed_database(folder)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "OPENCORPUS_SUPERVISED")}
-    env.update(_server_env(folder), PREFECT_HOME=str(folder), PYTHONPATH=os.pathsep.join(
+    env.update(_server_env(seeded), PREFECT_HOME=str(folder), PYTHONPATH=os.pathsep.join(
         [str(Path(__file__).resolve().parents[1])] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])))
     with open(files["log"], "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "flows.server", "serve", "--port", str(port),
@@ -413,8 +412,9 @@ def make_template() -> int:
     """Start a server on a new, temporary home (it saves the template) and stop it."""
     import tempfile
 
-    if template_paths()[0].is_file():
-        print(f"database template: {template_paths()[0]} (exists)")
+    template = template_paths()[0]
+    if template.is_file():
+        print(f"database template: {template} (exists)")
         return 0
     with tempfile.TemporaryDirectory(prefix="opencorpus-prefect-") as tmp:
         os.environ.update(PREFECT_HOME=tmp, **{IDLE_ENV: "60"})  # 0 (a server per run) would stop it at once
@@ -426,8 +426,8 @@ def make_template() -> int:
         finally:
             _terminate(pid)
         log = _files(Path(tmp))["log"].read_text(errors="replace")[-2000:]
-    if template_paths()[0].is_file():
-        print(f"database template: {template_paths()[0]}")
+    if template.is_file():
+        print(f"database template: {template}")
         return 0
     print(f"database template: not made; the server's output:\n{log}", file=sys.stderr)
     return 1
@@ -482,10 +482,11 @@ def _spawn_own() -> tuple[str, int]:
     stopped at exit after Prefect's exit hooks have flushed the logs."""
     import atexit
 
+    seeded = seed_database(home())
     port = _free_port()
     process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-                               env={**os.environ, **_server_env(home())})
+                               env={**os.environ, **_server_env(seeded)})
     atexit.register(_terminate, process.pid)  # registered first, so it runs after the exit hooks Prefect adds later
     return f"http://127.0.0.1:{port}/api", process.pid
 
