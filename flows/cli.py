@@ -124,13 +124,16 @@ def _run_supervised(args) -> int:
     watch_parent()
     if not args.debug:  # before the pool's fork server starts: its workers keep the environment of that moment
         os.environ["OPENCORPUS_QUIET_TRACEBACKS"] = "1"
-    from flows.server import start_server_early
+    from flows.server import spawn_server_early, start_server_early
 
-    start_server_early()
+    spawn_server_early()
     if args.workers > 1 and not args.dask:
-        from flows import pool
+        from flows import head_start, pool
 
         pool.prestart()
+        # The first units start on the pool now, while Prefect imports and its server boots.
+        head_start.start(args.recipe, args.output, args.workers, args.work_dir, args.force)
+    start_server_early()
     from flows.corpus import quiet_tracebacks, run_corpus
     from flows.state import warm_code_fingerprints
 

@@ -20,6 +20,7 @@ shared with the flow.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -33,11 +34,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 
-from flows import pool, storage
+from flows import head_start, pool, storage
 from flows.storage import default_output
 from flows.progress import ProgressLog
-from flows.state import HashCache, StateStore, claim_output, sha256_json, source_fingerprint, source_module, unit_key
-from flows.units import UnitResult, clean_unit, in_task_folder, ingest_unit, unit_in_folder, unit_result
+from flows.state import HashCache, StateStore, claim_output, unit_key
+from flows.units import (UnitResult, clean_unit, clean_units, early_tag, in_task_folder, ingest_unit, ingest_units,
+                         unit_in_folder, unit_result)
 from pipeline.io import TOKENIZER_CONFIG_FILES, list_shards, remove_written, written_files
 from pipeline.manifest import build_manifest
 from pipeline.recipe import Recipe, load_recipe
@@ -99,12 +101,13 @@ IO_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_fac
 # redirect loop, a refused address) fails the same way again.
 @task(name="ingest-source", **IO_RETRIES)
 def ingest_task(recipe: Recipe, index: int, root: str, key: str, store=None) -> UnitResult:
-    return pool.run(in_task_folder, store, (), ingest_unit, recipe, index, root, key)
+    return pool.run(in_task_folder, store, (), ingest_unit, recipe, index, root, key, early=early_tag("ingest", root, key))
 
 
 @task(name="clean-shard")
 def clean_task(shard: str, root: str, config, key: str, store=None) -> UnitResult:
-    return pool.run(in_task_folder, store, [str(Path(root) / shard)], clean_unit, shard, root, config, key)
+    return pool.run(in_task_folder, store, [str(Path(root) / shard)], clean_unit, shard, root, config, key,
+                    early=early_tag("clean", root, key))
 
 
 def _files(folder: Path) -> list[Path]:
@@ -217,12 +220,21 @@ class CorpusBuild:
 
         results: dict[str, UnitResult] = {}
         todo = []
+        # Units a head start began before the flow run (flows/head_start.py) run as tasks that
+        # take their result: run, not reused, although their done records may be there by now.
+        early = head_start.reached(stage, {early_tag(stage, self.root, key) for _, key, _ in units})
         for name, key, params in units:
+            if early_tag(stage, self.root, key) in early:
+                todo.append((name, params))
+                continue
             hit = self._reuse(stage, name, key)
             if hit is not None:
                 results[name] = hit
             else:
                 todo.append((name, params))
+        if early:
+            self.progress.event("head_start", stage=stage, units=len(early))
+            self.log.info("%s: %d of %d units began before the flow run (head start)", stage, len(early), len(units))
         self.reused[stage] = (len(results), len(units))
         self.progress.stage_start(stage, len(units), total_docs, len(results), sum(docs_of(r) for r in results.values()))
         if todo:
@@ -257,14 +269,8 @@ class CorpusBuild:
     # ---- stages
 
     def ingest(self) -> list[UnitResult]:
-        recipe, root = self.recipe, self.root
-        units = []
-        for i, source in enumerate(recipe.source_objects(root)):
-            config = {"source": source.config.model_dump(mode="json"), "shard_docs": recipe.ingest.shard_docs}
-            key = unit_key("ingest", {"source": sha256_json(source_fingerprint(source, self.hashes))}, config,
-                           code_module=source_module(source))
-            units.append((source.config.name, key, {"recipe": self.task_recipe, "index": i, "root": str(root), "key": key,
-                                                    "store": self.store}))
+        root = self.root
+        units = ingest_units(self.recipe, root, self.hashes, self.task_recipe, self.store)
         self.hashes.save()
         results = self._mapped("ingest", ingest_task, units)
         for (name, _, _), r in zip(units, results):
@@ -276,18 +282,7 @@ class CorpusBuild:
         return results
 
     def clean(self, ingested: list[UnitResult]) -> list[UnitResult]:
-        config = self.recipe.clean
-        inputs = {}
-        for r in ingested:
-            inputs.update({rel: h for rel, h in r.outputs.items() if rel.startswith("documents/")})
-        cfg = config.model_dump(mode="json")
-        if config.c4.bad_words_path:  # a file the config points at is part of the config
-            cfg["bad_words_sha256"] = self.hashes.sha256(Path(config.c4.bad_words_path))
-        units = []
-        for shard in sorted(inputs):
-            key = unit_key("clean", {Path(shard).name: inputs[shard]}, cfg)
-            units.append((Path(shard).name, key, {"shard": shard, "root": str(self.root), "config": config, "key": key,
-                                                  "store": self.store}))
+        units = clean_units(ingested, self.recipe.clean, self.root, self.hashes, self.store)
         total = sum(r.stats.docs_out for r in ingested)
         results = self._mapped("clean", clean_task, units, total_docs=total)
         keep = {o for r in results for o in r.outputs}
@@ -499,7 +494,9 @@ def corpus_flow(recipe_path: str, output: str | None = None, workers: int = 2, c
     if location.remote:
         log.info("output %s staged in %s: %d files pulled", location.url, location.local, location.pull())
     root = location.local.resolve()  # workers (Dask ones included) may run in another folder
-    with claim_output(root, force):
+    with contextlib.ExitStack() as stack:
+        stack.callback(head_start.finish)  # after the claim below: a head start's claim holds the folder for it
+        stack.enter_context(claim_output(root, force))
         task_recipe, recipe = recipe, storage.stage_remote_sources(recipe)
         progress = ProgressLog(root)
         progress.run_start(recipe.name)

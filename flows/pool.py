@@ -16,15 +16,19 @@ start. This module imports no Prefect (the CLI calls prestart() before importing
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
 # What every worker needs: the functions the tasks hand over (flows.units, no Prefect: its ~2
 # CPU-seconds of imports would compete with the flow's own start) and the pipeline's stages.
 PRELOAD = ["flows.units", "pipeline.clean", "pipeline.dedup", "pipeline.ingest", "pipeline.tokenize", "pipeline.units"]
 
 _executor: Executor | None = None  # the pool of the flow run in progress in this process, if any
+_opened_early = False  # opened by open_pool(early=True): the next open_pool (the flow's runner) takes it
+# Units started before the flow run (flows/head_start.py), by tag, until a task takes its own.
+_early: dict[str, Future] = {}
 
 
 def context():
@@ -51,26 +55,62 @@ def init_worker(environ: dict) -> None:
     os.environ.update(environ)
 
 
-def open_pool(workers: int) -> ProcessPoolExecutor:
-    """The pool `run` hands work to, until close_pool."""
-    global _executor
+def open_pool(workers: int, early: bool = False) -> ProcessPoolExecutor:
+    """The pool `run` hands work to, until close_pool. `early`: opened before the flow run, for
+    the units of a head start; the flow's task runner then takes this pool as its own."""
+    global _executor, _opened_early
     if _executor is not None:
+        if _opened_early and not early and _executor._max_workers == workers:
+            _opened_early = False
+            return _executor
         raise RuntimeError("a process pool is already open in this process")
     _executor = ProcessPoolExecutor(workers, mp_context=context(), initializer=init_worker,
                                     initargs=(dict(os.environ),))
+    _opened_early = early
     return _executor
 
 
 def close_pool() -> None:
-    global _executor
-    executor, _executor = _executor, None
+    global _executor, _opened_early
+    executor, _executor, _opened_early = _executor, None, False
+    _early.clear()
     if executor is not None:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def run(fn, *args):
+def submit_early(tag: str, fn, *args) -> Future:
+    """Start fn(*args) on the open pool now, for the task that later runs it with `early=tag`."""
+    if _executor is None:
+        raise RuntimeError("no process pool is open")
+    future = _early[tag] = _executor.submit(fn, *args)
+    return future
+
+
+def opened_early() -> bool:
+    """The open pool is one a head start opened, and no flow's runner has taken it yet."""
+    return _executor is not None and _opened_early
+
+
+def early_tags() -> set[str]:
+    return set(_early)
+
+
+def drop_early(tags) -> None:
+    """Wait for these early units (they may be writing files) and forget them: no task takes them."""
+    for tag in tags:
+        future = _early.pop(tag, None)
+        if future is not None and not future.cancel():
+            with contextlib.suppress(BaseException):
+                future.result()
+
+
+def run(fn, *args, early: str | None = None):
     """fn(*args) on the open pool (from a task's thread), or here where none is open: one
-    worker, or a Dask worker process, where the task itself already runs where it should."""
+    worker, or a Dask worker process, where the task itself already runs where it should.
+    `early`: where a head start began this very unit (submit_early with this tag), its result."""
+    started = _early.pop(early, None) if early is not None else None
+    if started is not None:
+        return started.result()
     executor = _executor
     if executor is None:
         return fn(*args)

@@ -311,18 +311,30 @@ class OutputFolderError(ValueError):
     """An output folder the run must not use (another run holds it, or it is the user's)."""
 
 
+LOCK_WAIT_S = 10.0  # a run that is being stopped (Ctrl-C, a killed supervisor) lets go within this
+_claimed: set[Path] = set()  # the folders this process holds
+
+
 @contextlib.contextmanager
-def claim_output(root: Path, force: bool = False):
+def claim_output(root: Path, force: bool = False, wait_s: float = LOCK_WAIT_S):
     """Hold `root` for one run: refuse a non-empty folder that is not a corpus of ours (unless
-    `force`), refuse a folder another run is building (naming it), and remove the `.tmp-*`
-    files and folders earlier runs left behind when killed (no other run writes them: the
-    lock says so). Files opencorpus wrote are listed in the ledger (pipeline.io); a folder
-    from before the ledger gets one made from its done records."""
+    `force`), refuse a folder another run is building (naming it; waited for up to `wait_s`),
+    and remove the `.tmp-*` files and folders earlier runs left behind when killed (no other
+    run writes them: the lock says so). Files opencorpus wrote are listed in the ledger
+    (pipeline.io); a folder from before the ledger gets one made from its done records.
+
+    A folder this process already holds (a head start's claim, flows/head_start.py) is held
+    again at once, and nothing is removed: its units may be writing their temporary files."""
     root = Path(root)
+    held = root.resolve()
+    if held in _claimed:
+        yield root  # the outer claim holds the lock, and releases it
+        return
     check_output(root, force)
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
-    lock = _lock(root)
+    lock = _lock(root, wait_s)
+    _claimed.add(held)
     try:
         lock.seek(0)
         lock.truncate()
@@ -335,6 +347,7 @@ def claim_output(root: Path, force: bool = False):
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
         yield root
     finally:
+        _claimed.discard(held)
         lock.close()  # closing releases the lock
 
 
@@ -367,9 +380,6 @@ OUTPUT_FILES = {"README.md", "manifest.json", "card.json", "models.json", "token
 def _ours_by_name(root: Path, path: Path) -> bool:
     rel = path.relative_to(root).parts
     return rel[0] in OUTPUT_FOLDERS or rel[0].endswith("_assets") or (len(rel) == 1 and rel[0] in OUTPUT_FILES)
-
-
-LOCK_WAIT_S = 10.0  # a run that is being stopped (Ctrl-C, a killed supervisor) lets go within this
 
 
 def _lock(root: Path, wait_s: float = LOCK_WAIT_S):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows import storage
-from flows.state import StateStore
+from flows.state import StateStore, sha256_json, source_fingerprint, source_module, unit_key
 from pipeline.io import list_shards, remove_written
 from pipeline.recipe import Recipe
 from pipeline.records import StageStats
@@ -28,6 +28,48 @@ class UnitResult:
 
 def unit_result(rec, stats: StageStats) -> UnitResult:
     return UnitResult(rec.unit, rec.key, rec.output_hashes(), stats)
+
+
+# --------------------------------------------------------------------------- planning
+# The units of a mapped stage, as (name, key, task parameters): what the flow runs, and what a
+# head start (flows/head_start.py) may begin before the flow run exists. One place, so both
+# compute the same keys.
+
+
+def ingest_units(recipe: Recipe, root: Path, hashes, task_recipe: Recipe | None = None, store=None
+                 ) -> list[tuple[str, str, dict]]:
+    units = []
+    for i, source in enumerate(recipe.source_objects(root)):
+        config = {"source": source.config.model_dump(mode="json"), "shard_docs": recipe.ingest.shard_docs}
+        key = unit_key("ingest", {"source": sha256_json(source_fingerprint(source, hashes))}, config,
+                       code_module=source_module(source))
+        units.append((source.config.name, key, {"recipe": task_recipe or recipe, "index": i, "root": str(root),
+                                                "key": key, "store": store}))
+    return units
+
+
+def clean_units(ingested: list[UnitResult], config, root: Path, hashes, store=None) -> list[tuple[str, str, dict]]:
+    """One unit per `documents/` shard the ingest units wrote."""
+    inputs = {}
+    for r in ingested:
+        inputs.update({rel: h for rel, h in r.outputs.items() if rel.startswith("documents/")})
+    cfg = config.model_dump(mode="json")
+    if config.c4.bad_words_path:  # a file the config points at is part of the config
+        cfg["bad_words_sha256"] = hashes.sha256(Path(config.c4.bad_words_path))
+    units = []
+    for shard in sorted(inputs):
+        key = unit_key("clean", {Path(shard).name: inputs[shard]}, cfg)
+        units.append((Path(shard).name, key, {"shard": shard, "root": str(root), "config": config, "key": key,
+                                              "store": store}))
+    return units
+
+
+def early_tag(stage: str, root, key: str) -> str:
+    """The name a unit started early goes by (flows/pool.py submit_early): its stage, folder and key."""
+    return f"{stage} {Path(root)} {key}"
+
+
+# --------------------------------------------------------------------------- running
 
 
 def _unlink(root: Path, paths):
