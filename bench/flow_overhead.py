@@ -103,6 +103,7 @@ def run_direct(recipe_path: Path, out: Path, workers: int) -> dict:
 
 # ------------------------------------------------------------------ the default run, as a user runs it
 DEFAULT_RECIPE = REPO / "recipes" / "default.yaml"
+NO_HEAD_START = ", no head start"
 
 
 def _user_env(prefect_home: Path) -> dict:
@@ -129,13 +130,16 @@ def run_default_side(mode: str, recipe: Path, out: Path, workers: int, work: Pat
         home = work / "unused-home"
     else:
         cmd = cli_command(recipe, out, workers, cli)
-        home = work / ("home-kept" if mode == "cli, kept home" else f"home-fresh-{time.monotonic_ns()}")
+        home = work / ("home-kept" if mode.startswith("cli, kept home") else f"home-fresh-{time.monotonic_ns()}")
+    env = _user_env(home)
+    if mode.endswith(NO_HEAD_START):
+        env["OPENCORPUS_HEAD_START"] = "0"
     launch, t = time.time(), time.perf_counter()
-    res = subprocess.run(cmd, env=_user_env(home), capture_output=True, text=True, cwd=REPO)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
     wall, end = time.perf_counter() - t, time.time()
     if res.returncode:
         raise RuntimeError(f"{mode} failed ({' '.join(cmd)}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
-    if mode == "cli, fresh home":  # its server stops with it: the next fresh run starts its own (untimed)
+    if mode.startswith("cli, fresh home"):  # its server stops with it: the next fresh run starts its own (untimed)
         _stop_server(home)
         shutil.rmtree(home, ignore_errors=True)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -185,6 +189,8 @@ def default_run(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="flow-overhead-default-"))
     recipe = DEFAULT_RECIPE
     modes = ("direct",) + tuple(f"cli, {h} home" for h in args.homes.split(","))
+    if args.without_head_start:
+        modes += tuple(m + NO_HEAD_START for m in modes[1:])
     # `make venv` makes Prefect's migrated database template (flows/server.py), as a user's install
     # does: a fresh home starts from a copy of it. Untimed here, once.
     subprocess.run([sys.executable, "-m", "flows.server", "template"], env=_user_env(work / "unused-home"),
@@ -227,6 +233,12 @@ def default_run(args) -> dict:
     print("|---|" + "---|" * len(names))
     for mode in modes:
         print(f"| {mode} | " + " | ".join(f"{statistics.median(p[n] for p in phases[mode]):.1f}" for n in names) + " |")
+    if args.without_head_start:
+        for mode in modes[1:]:
+            if not mode.endswith(NO_HEAD_START):
+                off, on = statistics.median(times[mode + NO_HEAD_START]), statistics.median(times[mode])
+                print(f"\nhead start, {mode}: {on:.1f} s against {off:.1f} s without it ({off - on:+.1f} s)")
+        modes = tuple(m for m in modes if not m.endswith(NO_HEAD_START))
     return {"claims": [
         {"claim": f"default run: `opencorpus run` ({mode.split(', ')[1].removesuffix(' home')} Prefect home) vs the stages called directly",
          "baseline": "pipeline functions called directly", "unit": "s", "better": "lower",
@@ -258,6 +270,8 @@ def main(argv=None):
                     help="--default: Prefect homes to run the CLI with: fresh (an empty folder each run, its "
                          "database copied from the migrated template `make venv` made, a server started: a user's "
                          "first run in a new home) and/or kept (a user's later runs)")
+    ap.add_argument("--without-head-start", action="store_true",
+                    help="--default: also run each CLI side with OPENCORPUS_HEAD_START=0 (flows/head_start.py), alternating")
     ap.add_argument("--cli", default=None, help="--default: the opencorpus executable (default: this venv's)")
     ap.add_argument("--json-out", help="also write the per-repeat pairs here (the claims bench/all.py reads)")
     ap.add_argument("--direct-child", nargs=3, help=argparse.SUPPRESS)  # RECIPE OUT WORKERS
