@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
 # What every worker needs: the functions the tasks hand over (flows.units, no Prefect: its ~2
@@ -27,8 +28,10 @@ PRELOAD = ["flows.units", "pipeline.clean", "pipeline.dedup", "pipeline.ingest",
 
 _executor: Executor | None = None  # the pool of the flow run in progress in this process, if any
 _opened_early = False  # opened by open_pool(early=True): the next open_pool (the flow's runner) takes it
-# Units started before the flow run (flows/head_start.py), by tag, until a task takes its own.
+# Units started before the flow run (flows/head_start.py), by tag, until a task takes its own;
+# the head start's thread adds to it while the flow's task threads take from it.
 _early: dict[str, Future] = {}
+_early_lock = threading.Lock()
 
 
 def context():
@@ -73,7 +76,8 @@ def open_pool(workers: int, early: bool = False) -> ProcessPoolExecutor:
 def close_pool() -> None:
     global _executor, _opened_early
     executor, _executor, _opened_early = _executor, None, False
-    _early.clear()
+    with _early_lock:
+        _early.clear()
     if executor is not None:
         executor.shutdown(wait=True, cancel_futures=True)
 
@@ -82,7 +86,9 @@ def submit_early(tag: str, fn, *args) -> Future:
     """Start fn(*args) on the open pool now, for the task that later runs it with `early=tag`."""
     if _executor is None:
         raise RuntimeError("no process pool is open")
-    future = _early[tag] = _executor.submit(fn, *args)
+    future = _executor.submit(fn, *args)
+    with _early_lock:
+        _early[tag] = future
     return future
 
 
@@ -92,13 +98,19 @@ def opened_early() -> bool:
 
 
 def early_tags() -> set[str]:
-    return set(_early)
+    with _early_lock:
+        return set(_early)
+
+
+def _take_early(tag: str) -> Future | None:
+    with _early_lock:
+        return _early.pop(tag, None)
 
 
 def drop_early(tags) -> None:
     """Wait for these early units (they may be writing files) and forget them: no task takes them."""
     for tag in tags:
-        future = _early.pop(tag, None)
+        future = _take_early(tag)
         if future is not None and not future.cancel():
             with contextlib.suppress(BaseException):
                 future.result()
@@ -108,7 +120,7 @@ def run(fn, *args, early: str | None = None):
     """fn(*args) on the open pool (from a task's thread), or here where none is open: one
     worker, or a Dask worker process, where the task itself already runs where it should.
     `early`: where a head start began this very unit (submit_early with this tag), its result."""
-    started = _early.pop(early, None) if early is not None else None
+    started = _take_early(early) if early is not None else None
     if started is not None:
         return started.result()
     executor = _executor
