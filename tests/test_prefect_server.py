@@ -59,6 +59,12 @@ def test_a_second_run_uses_the_server_the_first_kept_and_stop_ends_it(tmp_path, 
     first = _info(home)
     assert _alive(first["pid"]), "the server stopped with the command that started it"
     assert first["url"].startswith("http://127.0.0.1:")
+    # Below the runs in CPU priority, also where the kernel schedules sessions as groups (the
+    # server has a session of its own): its threads' nice value and its session's.
+    assert os.getpriority(os.PRIO_PROCESS, first["pid"]) >= 10
+    autogroup = Path(f"/proc/{first['pid']}/autogroup")
+    if autogroup.is_file():
+        assert autogroup.read_text().split()[-1] == "10", autogroup.read_text()
     _cli(env, "run", str(recipe), "--output", str(tmp_path / "b"), "--workers", "1")
     assert _info(home)["pid"] == first["pid"], "the second run started a server of its own"
     assert (tmp_path / "b" / "manifest.json").is_file()
