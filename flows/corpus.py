@@ -531,14 +531,15 @@ def _build(build: CorpusBuild, recipe: Recipe, recipe_path, output, location, ca
             raise EmptyCorpusError(f"{stage} left no document: {_removed_by(stage, stats)} "
                                    f"(manifest and card written to {location.url})")
 
+    # A stage's seconds run from when its work began: with a head start, before the flow reached it.
     t0 = time.perf_counter()
     ingested = build.ingest()
-    finish("ingest", IngestStats.summed([r.stats for r in ingested], time.perf_counter() - t0,
+    finish("ingest", IngestStats.summed([r.stats for r in ingested], head_start.stage_seconds("ingest", t0),
                                         sources={s.name: r.stats for s, r in zip(recipe.sources, ingested)}))
 
     t0 = time.perf_counter()
     cleaned = build.clean(ingested)
-    finish("clean", CleanStats.merged([r.stats for r in cleaned], time.perf_counter() - t0))
+    finish("clean", CleanStats.merged([r.stats for r in cleaned], head_start.stage_seconds("clean", t0)))
 
     deduped = build.dedup(cleaned)
     finish("dedup", deduped.stats)

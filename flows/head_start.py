@@ -33,6 +33,7 @@ import atexit
 import contextlib
 import os
 import threading
+import time
 from concurrent.futures import Future, wait
 from pathlib import Path
 
@@ -48,6 +49,11 @@ class HeadStart:
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
         self.planned_later = {"clean"}  # stages whose units the thread starts, as their inputs are written
+        # Per stage, perf_counter() times: its first early unit's start and last early unit's end;
+        # and, for the stages whose early units the flow took, whether all were done by then.
+        self.first_started: dict[str, float] = {}
+        self.last_done: dict[str, float] = {}
+        self.taken: dict[str, bool] = {}
 
     def start(self) -> None:
         from flows.units import clean_unit, early_tag, in_task_folder, ingest_unit, ingest_units
@@ -56,12 +62,22 @@ class HeadStart:
         for name, key, params in ingest_units(self.recipe, self.root, self.hashes):
             if self._done("ingest", name, key):
                 continue
-            started.append(pool.submit_early(early_tag("ingest", self.root, key), in_task_folder, None, (),
-                                             ingest_unit, params["recipe"], params["index"], params["root"], key))
+            started.append(self._submit("ingest", early_tag("ingest", self.root, key), in_task_folder, None, (),
+                                        ingest_unit, params["recipe"], params["index"], params["root"], key))
         self.hashes.save()
         self.thread = threading.Thread(target=self._clean_when_ingested, args=(started, clean_unit, in_task_folder),
                                        name="opencorpus-head-start", daemon=True)
         self.thread.start()
+
+    def _submit(self, stage: str, tag: str, fn, *args) -> Future:
+        self.first_started.setdefault(stage, time.perf_counter())
+        future = pool.submit_early(tag, fn, *args)
+
+        def finished(_):  # in the pool's manager thread, one at a time
+            self.last_done[stage] = max(self.last_done.get(stage, 0.0), time.perf_counter())
+
+        future.add_done_callback(finished)
+        return future
 
     def _done(self, stage: str, name: str, key: str) -> bool:
         from flows.state import StateStore
@@ -79,9 +95,9 @@ class HeadStart:
                 continue  # a failed unit is the flow's to report (its task runs it again)
             for name, key, params in clean_units(results, self.recipe.clean, self.root, self.hashes):
                 if not self._done("clean", name, key):
-                    pool.submit_early(early_tag("clean", self.root, key), in_task_folder, None,
-                                      [str(self.root / params["shard"])], clean_unit, params["shard"],
-                                      params["root"], params["config"], key)
+                    self._submit("clean", early_tag("clean", self.root, key), in_task_folder, None,
+                                 [str(self.root / params["shard"])], clean_unit, params["shard"], params["root"],
+                                 params["config"], key)
 
     def settle(self) -> None:
         """Return once every unit this head start will start has been started."""
@@ -162,4 +178,18 @@ def reached(stage: str, tags: set[str]) -> set[str]:
     if ours - tags:
         head.abandon(keep=set())
         return set()
+    if ours:
+        head.taken[stage] = pool.early_done(ours)
     return ours & tags
+
+
+def stage_seconds(stage: str, t0: float) -> float:
+    """Wall seconds of a stage the flow reached at `t0` (perf_counter) and ends now. Where it took
+    units a head start began: from the first one's start, less the time its work lay finished
+    waiting for the flow (when every early unit was done before the flow got there)."""
+    now, head = time.perf_counter(), _current
+    if head is None or stage not in head.taken:
+        return now - t0
+    start = min(t0, head.first_started.get(stage, t0))
+    waited = max(0.0, t0 - head.last_done.get(stage, t0)) if head.taken[stage] else 0.0
+    return now - start - waited

@@ -102,6 +102,12 @@ def early_tags() -> set[str]:
         return set(_early)
 
 
+def early_done(tags) -> bool:
+    """Every one of these early units has finished."""
+    with _early_lock:
+        return all(_early[t].done() for t in tags if t in _early)
+
+
 def _take_early(tag: str) -> Future | None:
     with _early_lock:
         return _early.pop(tag, None)

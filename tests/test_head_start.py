@@ -51,6 +51,9 @@ def test_units_begun_before_the_flow_run_are_run_not_reused_and_change_no_byte(t
     # Every ingest and clean unit began before the flow run, and its task took its result.
     assert _events(early, "head_start") == {"ingest": ingest_units, "clean": clean_units}
     assert manifest["resume"]["ingest"]["reused"] == 0 and manifest["resume"]["clean"]["reused"] == 0
+    # The card's stage time counts from when the work began, not from when the flow got there.
+    ingest = manifest["stages"]["ingest"]
+    assert ingest["seconds"] >= max(source["seconds"] for source in ingest["sources"].values())
 
     _run(recipe, plain, head_start=False)
     assert not _events(plain, "head_start")
