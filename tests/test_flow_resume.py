@@ -32,8 +32,13 @@ def test_killed_runs_resume_to_identical_outputs(tmp_path, corpora, prefect_api)
     # 1. during ingest: as soon as one source is recorded
     _run_until(cmd, lambda: any((done / "ingest").glob("*.json")), tmp_path / "kill1.log")
     assert not (out / "manifest.json").exists()
-    # 2. during clean: the sources finished before are reused, then killed after a first clean shard
-    events = _run_until(cmd, lambda: any((done / "clean").glob("*.json")), tmp_path / "kill2.log")
+    # 2. during clean: the sources finished before are reused, then killed after a first clean
+    # shard. The head start may finish a clean shard before the flow run has reported its ingest
+    # stage, so the kill also waits for that report (what this step checks).
+    def clean_shard_and_ingest_reported():
+        return any((done / "clean").glob("*.json")) and _cached(read_events(progress_path(out)), "ingest") != -1
+
+    events = _run_until(cmd, clean_shard_and_ingest_reported, tmp_path / "kill2.log")
     assert _cached(events, "ingest") >= 1
     # 3. during tokenizer training / encoding: dedup recorded, the run killed right after
     events = _run_until(cmd, lambda: (done / "dedup" / "all.json").exists(), tmp_path / "kill3.log")
